@@ -1,0 +1,1 @@
+"""Airflow operators: thin wrappers over the engine (one table each, see ``operators.base``)."""

@@ -1,0 +1,746 @@
+"""Self-optimizing operators: thin wrappers over the engine (:mod:`airflow_provider_amoro.optimizing`).
+
+One task for the whole process:
+
+- :class:`SelfOptimizingOperator` (kind chosen by evaluation), :class:`MinorOptimizingOperator`,
+  :class:`MajorOptimizingOperator`, :class:`FullOptimizingOperator` (kind forced).
+
+The split for generated DAGs (Airflow's executors are the optimizers)::
+
+    evaluate = EvaluateOptimizingOperator(task_id="evaluate", table="db.t")
+    plan = PlanOptimizingOperator(task_id="plan", table="db.t")
+    execute = ExecuteOptimizingTaskOperator.partial(task_id="execute", table="db.t").expand(task=plan.output)
+    commit = CommitOptimizingOperator(
+        task_id="commit", table="db.t", plan_task_id="plan", execute_task_id="execute"
+    )
+    evaluate >> plan
+    execute >> commit
+
+**Skipping when nothing is pending.** ``EvaluateOptimizingOperator`` skips, when the evaluation finds
+no work, every *optimizing-pipeline* task downstream of it (plan, execute, commit: recognised by
+their operator class, wherever they sit downstream), and nothing else. Other downstream tasks
+(maintenance) stay runnable: give them ``trigger_rule="none_failed"`` when they hang after
+``commit``, so a skipped commit lets them run. ``skip_when_idle=False`` turns this off.
+
+**Commit and failures.** ``CommitOptimizingOperator`` runs with ``trigger_rule="all_done"``: it also
+runs after failed execute tasks, so it can record the failed process and remove the files the
+successful tasks wrote (the engine's ``commit`` deletes outputs on any failure). A failed process
+is not retried in the same run (the outputs are gone); the table stays *pending* and is planned
+again by the next run. A retried commit first checks whether its snapshot already landed (a worker
+killed right after the catalog commit), so a retry never commits twice nor deletes committed files.
+
+``self-optimizing.execute.num-retries`` maps to the execute tasks' ``retries``
+(:func:`retries_for`); a worker killed mid-task is retried by Airflow, and the status readers
+derive from live task states can never stay stuck.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import TriggerRule
+from airflow.sdk.bases.skipmixin import SkipMixin
+
+from airflow_provider_amoro.operators.base import PRODUCER_OPTIMIZER, AmoroTableOperator
+from airflow_provider_amoro.runtime.reader import PLAN_XCOM_KEY
+from airflow_provider_amoro.runtime.recorder import TableStateRecorder, now_ms
+from airflow_provider_amoro.runtime.state import (
+    TASKS_PER_PROCESS_LIMIT,
+    OptimizingProcess,
+    OptimizingTask,
+    ProcessStatus,
+    TableStatus,
+)
+
+if TYPE_CHECKING:
+    from pyiceberg.table import Table
+
+    from airflow_provider_amoro.optimizing import (
+        CommitResult,
+        OptimizingConfig,
+        OptimizingPlan,
+        TaskResult,
+    )
+
+EXECUTE_NUM_RETRIES = "self-optimizing.execute.num-retries"
+EXECUTE_NUM_RETRIES_DEFAULT = 5
+PARTITIONS_KEPT = 20
+"""Pending partitions kept in an evaluation's XCom / runtime record (largest cost first)."""
+
+KINDS = ("minor", "major", "full")
+
+
+def retries_for(table_properties: Mapping[str, str] | None) -> int:
+    """Airflow ``retries`` of an execute task: ``self-optimizing.execute.num-retries`` (Amoro default 5).
+
+    Args:
+        table_properties: the table's properties (with any configured overrides applied).
+
+    Raises:
+        ValueError: the property is not a non-negative integer.
+    """
+    raw = (table_properties or {}).get(EXECUTE_NUM_RETRIES)
+    if raw is None or str(raw).strip() == "":
+        return EXECUTE_NUM_RETRIES_DEFAULT
+    try:
+        value = int(str(raw).strip())
+    except ValueError:
+        raise ValueError(f"{EXECUTE_NUM_RETRIES} must be an integer, got {raw!r}") from None
+    if value < 0:
+        raise ValueError(f"{EXECUTE_NUM_RETRIES} must be >= 0, got {raw!r}")
+    return value
+
+
+def evaluation_summary(evaluation: Mapping[str, Any]) -> dict[str, Any]:
+    """A small evaluation dict: totals, reasons, pending input and the top pending partitions."""
+    out = {k: v for k, v in evaluation.items() if k not in ("partitions", "properties")}
+    pending = [p for p in evaluation.get("partitions") or [] if p.get("kind")]
+    pending.sort(key=lambda p: int(p.get("cost") or 0), reverse=True)
+    kind = evaluation.get("kind")
+
+    def files_of(p: Mapping[str, Any], suffix: str) -> int:
+        if kind == "full":
+            base = int(p.get(f"data_{suffix}") or 0)
+        else:
+            base = sum(
+                int(p.get(f"{c}_{suffix}") or 0)
+                for c in ("fragment", "undersized", "rewrite_segment", "rewrite_pos_segment")
+            )
+        return base + int(p.get(f"pos_delete_{suffix}") or 0) + int(p.get(f"eq_delete_{suffix}") or 0)
+
+    reasons = list(evaluation.get("reasons") or [])
+    if len(reasons) > PARTITIONS_KEPT:
+        reasons = [*reasons[:PARTITIONS_KEPT], f"... and {len(reasons) - PARTITIONS_KEPT} more"]
+    out["reasons"] = reasons
+    out["pending_partitions"] = len(pending)
+    out["pending_input_files"] = sum(files_of(p, "files") for p in pending)
+    out["pending_input_bytes"] = sum(files_of(p, "bytes") for p in pending)
+    out["partitions"] = pending[:PARTITIONS_KEPT]
+    return out
+
+
+def _is_pipeline_task(task: Any) -> bool:
+    """Whether a (possibly mapped) task is a plan, execute or commit task of the split operators."""
+    cls = getattr(task, "operator_class", None) or type(task)
+    if isinstance(cls, type) and issubclass(
+        cls, (PlanOptimizingOperator, ExecuteOptimizingTaskOperator, CommitOptimizingOperator)
+    ):
+        return True
+    name = getattr(task, "custom_operator_name", None) or getattr(task, "task_type", "")
+    return name in ("PlanOptimizingOperator", "ExecuteOptimizingTaskOperator", "CommitOptimizingOperator")
+
+
+class _OptimizingOperator(AmoroTableOperator):
+    """Common parts: optimizer event producer, configuration with overrides, last times."""
+
+    event_producer = PRODUCER_OPTIMIZER
+
+    def __init__(self, *, property_overrides: Mapping[str, str] | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.property_overrides = dict(property_overrides or {})
+
+    def optimizing_config(self, table: Table, planned: Mapping[str, str] | None = None) -> OptimizingConfig:
+        """The table's ``self-optimizing.*`` configuration with overrides applied.
+
+        Args:
+            table: the table.
+            planned: the effective properties a plan was made with (they win over the table's own,
+                so every task of a process works with the configuration it was planned with).
+        """
+        from airflow_provider_amoro.optimizing import OptimizingConfig
+
+        props = {**table.properties, **(planned or {}), **self.property_overrides}
+        return OptimizingConfig.from_properties(props, schema=table.schema())
+
+    def process_args(
+        self, context: Mapping[str, Any], plan: OptimizingPlan, *, one_task: bool
+    ) -> dict[str, Any]:
+        """Identity of the process this task belongs to, as keyword arguments of ``_process``.
+
+        The process id is ``<dag_id>/<run_id>`` for the split operators (one process per run) and
+        ``<dag_id>/<run_id>/<task_id>`` for one-task operators.
+        """
+        ti = context.get("ti")
+        dag_id, run_id = str(getattr(ti, "dag_id", "")), str(getattr(ti, "run_id", ""))
+        process_id = (
+            f"{dag_id}/{run_id}/{getattr(ti, 'task_id', self.task_id)}" if one_task else f"{dag_id}/{run_id}"
+        )
+        return {
+            "process_id": process_id,
+            "table": self.table,
+            "conn_id": self.amoro_conn_id,
+            "dag_id": dag_id,
+            "run_id": run_id,
+            "plan": plan,
+        }
+
+
+def _task_records(plan: OptimizingPlan, results: Iterable[TaskResult]) -> list[OptimizingTask]:
+    by_id = {r.task_id: r for r in results}
+    records = []
+    for t in plan.tasks[:TASKS_PER_PROCESS_LIMIT]:
+        files = [*t.rewrite_data_files, *t.rewrite_pos_data_files, *t.delete_files]
+        rec = OptimizingTask(
+            task_id=t.task_id,
+            partition=t.partition_path,
+            status=ProcessStatus.FAILED.value,
+            input_files=len(files),
+            input_bytes=sum(f.size_bytes for f in files),
+        )
+        r = by_id.get(t.task_id)
+        if r is not None:
+            rec.status = ProcessStatus.SUCCESS.value
+            rec.input_files, rec.input_bytes = r.input_files, r.input_bytes
+            rec.input_records, rec.output_records = r.input_records, r.output_records
+            rec.output_files, rec.output_bytes = len(r.outputs), r.output_bytes
+            rec.duration_s = r.duration_s
+        records.append(rec)
+    return records
+
+
+def _process(
+    *,
+    process_id: str,
+    table: str,
+    conn_id: str,
+    dag_id: str,
+    run_id: str,
+    plan: OptimizingPlan,
+    results: Sequence[TaskResult] = (),
+    status: ProcessStatus = ProcessStatus.RUNNING,
+    snapshot_id: int | None = None,
+    failure: str | None = None,
+    summary: Mapping[str, Any] | None = None,
+) -> OptimizingProcess:
+    tasks = _task_records(plan, results) if results or status is not ProcessStatus.RUNNING else []
+    inputs = [
+        f for t in plan.tasks for f in (*t.rewrite_data_files, *t.rewrite_pos_data_files, *t.delete_files)
+    ]
+    proc = OptimizingProcess(
+        process_id=process_id,
+        table=table,
+        conn_id=conn_id,
+        kind=plan.kind,
+        status=status.value,
+        dag_id=dag_id,
+        run_id=run_id,
+        base_snapshot_id=plan.base_snapshot_id,
+        target_snapshot_id=snapshot_id,
+        plan_time_ms=plan.created_at_ms,
+        end_time_ms=None if status is ProcessStatus.RUNNING else now_ms(),
+        task_count=len(plan.tasks),
+        input_files=len(inputs),
+        input_bytes=sum(f.size_bytes for f in inputs),
+        failure=failure,
+        summary={"partitions": plan.partitions[:PARTITIONS_KEPT], **(summary or {})},
+        tasks=tasks,
+    )
+    if results:
+        proc.input_files = sum(r.input_files for r in results)
+        proc.input_bytes = sum(r.input_bytes for r in results)
+        proc.input_records = sum(r.input_records for r in results)
+        proc.output_files = sum(len(r.outputs) for r in results)
+        proc.output_bytes = sum(r.output_bytes for r in results)
+        proc.output_records = sum(r.output_records for r in results)
+    return proc
+
+
+def _metrics(proc: OptimizingProcess, commit: CommitResult | None) -> dict[str, Any]:
+    """The small metrics dict returned to XCom and put into the asset event."""
+    out: dict[str, Any] = {
+        "kind": proc.kind,
+        "status": proc.status,
+        "snapshot_id": proc.target_snapshot_id,
+        "base_snapshot_id": proc.base_snapshot_id,
+        "tasks": proc.task_count,
+        "input_files": proc.input_files,
+        "input_bytes": proc.input_bytes,
+        "input_records": proc.input_records,
+        "output_files": proc.output_files,
+        "output_bytes": proc.output_bytes,
+        "output_records": proc.output_records,
+    }
+    if commit is not None:
+        out.update(
+            removed_data_files=commit.removed_data_files,
+            added_data_files=commit.added_data_files,
+            removed_delete_files=commit.removed_delete_files,
+            added_delete_files=commit.added_delete_files,
+            commit_attempts=commit.attempts,
+            commit_duration_s=round(commit.duration_s, 3),
+        )
+    if proc.failure:
+        out["failure"] = proc.failure
+    return out
+
+
+def find_landed_commit(table: Table, plan: OptimizingPlan, results: Sequence[TaskResult]) -> int | None:
+    """The snapshot that already committed these results (a retried commit), or None.
+
+    Looks at the optimizer's snapshots after the plan's base on the main branch and returns the one
+    that added one of the results' output files.
+    """
+    outputs = {o["file_path"] for r in results for o in r.outputs}
+    if not outputs:
+        return None
+    snapshot = table.current_snapshot()
+    while snapshot is not None and snapshot.snapshot_id != plan.base_snapshot_id:
+        summary = snapshot.summary
+        if summary is not None and summary.get("snapshot-producer") == "OPTIMIZE":
+            for manifest in snapshot.manifests(table.io):
+                if manifest.added_snapshot_id != snapshot.snapshot_id:
+                    continue
+                for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=True):
+                    if entry.data_file.file_path in outputs:
+                        return int(snapshot.snapshot_id)
+        parent = snapshot.parent_snapshot_id
+        snapshot = table.snapshot_by_id(parent) if parent is not None else None
+    return None
+
+
+def _record_success(
+    state: TableStateRecorder,
+    proc: OptimizingProcess,
+) -> None:
+    state.record_optimized(kind=proc.kind, snapshot_id=proc.target_snapshot_id)
+    state.append_history(proc)
+    state.record_process(proc)
+    state.set_status(TableStatus.IDLE)
+
+
+def _record_failure(state: TableStateRecorder, proc: OptimizingProcess) -> None:
+    state.append_history(proc)
+    state.record_process(proc)
+    state.set_status(TableStatus.PENDING, proc.kind)
+
+
+# ---- split operators ------------------------------------------------------------------------------
+
+
+class EvaluateOptimizingOperator(_OptimizingOperator, SkipMixin):
+    """Evaluates a table (read-only); returns the evaluation summary dict.
+
+    When nothing is pending it skips the optimizing-pipeline tasks downstream of it (plan, execute,
+    commit) and leaves every other task runnable (see the module docs).
+
+    Args:
+        table: ``namespace.table`` (templated).
+        amoro_conn_id: catalog connection id (templated).
+        property_overrides: ``self-optimizing.*`` properties overriding the table's own.
+        skip_when_idle: skip the downstream pipeline when nothing is pending (default True).
+        **kwargs: ``BaseOperator`` arguments.
+    """
+
+    custom_operator_name = "EvaluateOptimizingOperator"
+    ui_color = "#e8f4fa"
+
+    def __init__(self, *, skip_when_idle: bool = True, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.skip_when_idle = skip_when_idle
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        """Evaluate; record the pending state; skip the pipeline when idle."""
+        from airflow_provider_amoro.optimizing import evaluate
+
+        state = self.state(context)
+        table = self.load_table()
+        evaluation = evaluate(table, config=self.optimizing_config(table), **state.last_times())
+        summary = evaluation_summary(evaluation.to_dict())
+        summary["evaluated_ms"] = now_ms()
+        state.record_evaluation(summary)
+        state.set_status(
+            TableStatus.PENDING if summary.get("kind") else TableStatus.IDLE, summary.get("kind")
+        )
+        self.log.info(
+            "%s: kind=%s health=%s cost=%s reasons=%s",
+            self.table,
+            summary.get("kind"),
+            summary.get("health_score"),
+            summary.get("cost"),
+            summary.get("reasons"),
+        )
+        if summary.get("kind") is None and self.skip_when_idle:
+            pipeline = [t for t in self.get_flat_relatives(upstream=False) if _is_pipeline_task(t)]
+            if pipeline:
+                self.log.info("nothing pending: skipping %s", sorted(t.task_id for t in pipeline))
+                context["ti"].xcom_push(key="return_value", value=summary)
+                self.skip(context["ti"], pipeline)
+        return summary
+
+
+class PlanOptimizingOperator(_OptimizingOperator):
+    """Plans one optimizing process; returns the LIST of task dicts (for ``.expand(task=…)``).
+
+    The plan without its tasks is pushed to XCom under key ``plan``; the tasks are the return value.
+    The table's status becomes PLANNING, then ``*_OPTIMIZING``.
+
+    Args:
+        table: ``namespace.table`` (templated).
+        amoro_conn_id: catalog connection id (templated).
+        kind: None (the evaluated kind) or ``minor``/``major``/``full`` to force one.
+        max_input_bytes: input cap of the optimizer group (None: no cap).
+        max_tasks: at most this many tasks; default Airflow's ``[core] max_map_length`` (a mapped
+            execute task cannot expand to more). Files left out are planned by the next run.
+        property_overrides: ``self-optimizing.*`` properties overriding the table's own.
+        **kwargs: ``BaseOperator`` arguments.
+    """
+
+    custom_operator_name = "PlanOptimizingOperator"
+    ui_color = "#cfe8f3"
+
+    def __init__(
+        self,
+        *,
+        kind: str | None = None,
+        max_input_bytes: int | None = None,
+        max_tasks: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if kind not in (None, *KINDS):
+            raise ValueError(f"kind must be None, 'minor', 'major' or 'full', not {kind!r}")
+        self.kind = kind
+        self.max_input_bytes = max_input_bytes
+        self.max_tasks = max_tasks
+
+    def _max_tasks(self) -> int:
+        if self.max_tasks is not None:
+            return self.max_tasks
+        from airflow.sdk.configuration import conf
+
+        return int(conf.getint("core", "max_map_length", fallback=1024))
+
+    def execute(self, context: Any) -> list[dict[str, Any]]:
+        """Plan, push the plan header, record the process, return the tasks."""
+        from airflow_provider_amoro.optimizing import plan as make_plan
+
+        state = self.state(context)
+        state.set_status(TableStatus.PLANNING, self.kind)
+        table = self.load_table()
+        planned = make_plan(
+            table,
+            self.kind,  # type: ignore[arg-type]
+            config=self.optimizing_config(table),
+            max_input_bytes=self.max_input_bytes,
+            max_tasks=self._max_tasks(),
+            **state.last_times(),
+        )
+        header = planned.to_dict()
+        header["tasks"] = []
+        context["ti"].xcom_push(key=PLAN_XCOM_KEY, value=header)
+        proc = _process(**self.process_args(context, planned, one_task=False))
+        state.record_process(proc)
+        if planned.tasks:
+            state.set_status(TableStatus.optimizing(planned.kind), planned.kind)
+        else:
+            state.set_status(TableStatus.IDLE)
+        self.log.info(
+            "%s: %s plan on snapshot %s: %d task(s), %d input bytes",
+            self.table,
+            planned.kind,
+            planned.base_snapshot_id,
+            len(planned.tasks),
+            proc.input_bytes,
+        )
+        return [t.to_dict() for t in planned.tasks]
+
+
+class ExecuteOptimizingTaskOperator(_OptimizingOperator):
+    """Executes one rewrite task (a worker is an optimizer); returns the ``TaskResult`` dict.
+
+    The output file size and the other settings come from the properties the plan was made with
+    (the plan header in XCom of ``plan_task_id``), so all tasks of a process agree with their plan.
+
+    Args:
+        task: one ``RewriteTask`` dict (from ``PlanOptimizingOperator``'s return value).
+        table: ``namespace.table`` (templated).
+        amoro_conn_id: catalog connection id (templated).
+        plan_task_id: task id of the plan task (its ``plan`` XCom holds the planned properties).
+        property_overrides: ``self-optimizing.*`` properties overriding the table's own.
+        **kwargs: ``BaseOperator`` arguments (``retries``: see :func:`retries_for`).
+    """
+
+    custom_operator_name = "ExecuteOptimizingTaskOperator"
+    ui_color = "#a9d4ea"
+
+    def __init__(self, *, task: Mapping[str, Any], plan_task_id: str = "plan", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.rewrite_task = dict(task)
+        self.plan_task_id = plan_task_id
+
+    def _planned_properties(self, context: Any) -> dict[str, str]:
+        ti = context.get("ti")
+        try:
+            header = ti.xcom_pull(task_ids=self.plan_task_id, key=PLAN_XCOM_KEY) if ti is not None else None
+        except Exception as exc:  # noqa: BLE001 - used without a plan task: the table's properties
+            self.log.info("no plan header from %r: %s", self.plan_task_id, exc)
+            return {}
+        props = header.get("properties") if isinstance(header, dict) else None
+        return {str(k): str(v) for k, v in props.items()} if isinstance(props, dict) else {}
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        """Rewrite the task's files; nothing is committed here."""
+        from airflow_provider_amoro.optimizing import RewriteTask
+        from airflow_provider_amoro.optimizing.execute import execute as run_task
+
+        task = RewriteTask.from_dict(self.rewrite_task)
+        state = self.state(context)
+        state.set_status(TableStatus.optimizing(task.kind), task.kind)
+        table = self.load_table()
+        result = run_task(
+            table, task, config=self.optimizing_config(table, self._planned_properties(context))
+        )
+        self.log.info(
+            "%s task %d (%s): %d files / %d bytes in, %d files / %d records out in %.2fs",
+            self.table,
+            task.task_id,
+            task.partition_path or "unpartitioned",
+            result.input_files,
+            result.input_bytes,
+            len(result.outputs),
+            result.output_records,
+            result.duration_s,
+        )
+        out: dict[str, Any] = result.to_dict()
+        return out
+
+
+class CommitOptimizingOperator(_OptimizingOperator):
+    """Commits the results of the mapped execute tasks as one REPLACE snapshot.
+
+    Pulls the plan (``plan_task_id``) and every mapped result (``execute_task_id``), commits,
+    emits the table asset's event (``extra["producer"] = "amoro-optimizer"``) and records the
+    last optimized snapshot, the last minor/major/full time and the process in the history.
+    Runs with ``trigger_rule="all_done"`` by default (see the module docs).
+
+    Args:
+        plan_task_id: task id of the ``PlanOptimizingOperator``.
+        execute_task_id: task id of the mapped ``ExecuteOptimizingTaskOperator``.
+        table: ``namespace.table`` (templated).
+        amoro_conn_id: catalog connection id (templated).
+        **kwargs: ``BaseOperator`` arguments.
+    """
+
+    custom_operator_name = "CommitOptimizingOperator"
+    changes_table = True
+    ui_color = "#7fbfdf"
+
+    def __init__(
+        self, *, plan_task_id: str = "plan", execute_task_id: str = "execute", **kwargs: Any
+    ) -> None:
+        kwargs.setdefault("trigger_rule", TriggerRule.ALL_DONE)
+        super().__init__(**kwargs)
+        self.plan_task_id = plan_task_id
+        self.execute_task_id = execute_task_id
+
+    def _pull(self, context: Any) -> tuple[OptimizingPlan | None, list[TaskResult]]:
+        from airflow_provider_amoro.optimizing import OptimizingPlan, TaskResult
+
+        ti = context["ti"]
+        header = ti.xcom_pull(task_ids=self.plan_task_id, key=PLAN_XCOM_KEY)
+        if not isinstance(header, dict):
+            return None, []
+        tasks = ti.xcom_pull(task_ids=self.plan_task_id, key="return_value") or []
+        planned = OptimizingPlan.from_dict({**header, "tasks": list(tasks)})
+        raw = ti.xcom_pull(task_ids=self.execute_task_id, key="return_value")
+        if isinstance(raw, dict):
+            raw = [raw]
+        results = [TaskResult.from_dict(r) for r in (raw or []) if isinstance(r, dict)]
+        return planned, results
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        """Commit (or find the already landed commit), record state, emit the asset event."""
+        from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+        from airflow_provider_amoro.optimizing import commit
+
+        planned, results = self._pull(context)
+        state = self.state(context)
+        if planned is None or not planned.tasks:
+            current = state.current_process(live=False)
+            ti = context.get("ti")
+            if (
+                current is not None
+                and current.status == ProcessStatus.RUNNING.value
+                and (
+                    current.dag_id,
+                    current.run_id,
+                )
+                == (getattr(ti, "dag_id", None), getattr(ti, "run_id", None))
+            ):
+                current.status = ProcessStatus.CLOSED.value
+                current.end_time_ms = now_ms()
+                state.record_process(current)
+            raise AirflowSkipException("no plan or an empty plan: nothing to commit")
+        common = {**self.process_args(context, planned, one_task=False), "results": results}
+        state.set_status(TableStatus.COMMITTING, planned.kind)
+        table = self.load_table()
+        committed: CommitResult | None = None
+        landed = find_landed_commit(table, planned, results)
+        if landed is not None:
+            self.log.info("the results were already committed as snapshot %s (retried commit)", landed)
+            snapshot_id: int | None = landed
+        else:
+            missing = sorted({t.task_id for t in planned.tasks} - {r.task_id for r in results})
+            try:
+                committed = commit(table, planned, results)
+            except Exception as exc:
+                from pyiceberg.exceptions import CommitStateUnknownException
+
+                failure = f"{type(exc).__name__}: {exc}"
+                if missing:
+                    failure = f"tasks without results {missing}; {failure}"
+                _record_failure(state, _process(**common, status=ProcessStatus.FAILED, failure=failure))
+                if isinstance(exc, CommitStateUnknownException):
+                    raise  # outputs kept; a retry finds out whether the snapshot landed
+                raise AirflowFailException(f"optimizing commit of {self.table} failed: {failure}") from exc
+            snapshot_id = committed.snapshot_id
+        proc = _process(**common, status=ProcessStatus.SUCCESS, snapshot_id=snapshot_id)
+        if committed is not None and committed.snapshot_id is None:
+            proc.status = ProcessStatus.CLOSED.value
+        _record_success(state, proc)
+        metrics = _metrics(proc, committed)
+        self.emit_table_event(
+            context,
+            operation=f"{planned.kind}_optimizing",
+            metrics=metrics,
+            snapshot_id=snapshot_id,
+            changed=snapshot_id is not None,
+        )
+        return metrics
+
+
+# ---- one-task operators ---------------------------------------------------------------------------
+
+
+class SelfOptimizingOperator(_OptimizingOperator):
+    """The whole optimizing process in one task; returns a small metrics dict.
+
+    Evaluates, plans (the evaluated kind, or the forced ``kind``), executes every task in this
+    worker, commits one REPLACE snapshot, emits the table asset's event and records the runtime
+    state. Does nothing (``kind`` None in the metrics) when no optimizing is needed and ``kind`` is
+    ``"auto"``.
+
+    Args:
+        table: ``namespace.table`` (templated).
+        amoro_conn_id: catalog connection id (templated).
+        kind: ``"auto"`` (default) or ``minor``/``major``/``full`` to force one.
+        max_input_bytes: input cap (None: no cap).
+        property_overrides: ``self-optimizing.*`` properties overriding the table's own.
+        **kwargs: ``BaseOperator`` arguments.
+    """
+
+    custom_operator_name = "SelfOptimizingOperator"
+    changes_table = True
+    ui_color = "#5aa9d6"
+    default_kind: str = "auto"
+
+    def __init__(self, *, kind: str | None = None, max_input_bytes: int | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        kind = kind or self.default_kind
+        if kind not in ("auto", *KINDS):
+            raise ValueError(f"kind must be 'auto', 'minor', 'major' or 'full', not {kind!r}")
+        self.kind = kind
+        self.max_input_bytes = max_input_bytes
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        """Run one optimizing process."""
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from airflow_provider_amoro.optimizing import commit, evaluate
+        from airflow_provider_amoro.optimizing import plan as make_plan
+        from airflow_provider_amoro.optimizing.commit import delete_task_outputs
+        from airflow_provider_amoro.optimizing.execute import execute as run_task
+
+        started = time.monotonic()
+        state = self.state(context)
+        times = state.last_times()
+        table = self.load_table()
+        config = self.optimizing_config(table)
+        forced = None if self.kind == "auto" else self.kind
+        before = evaluate(table, config=config, **times)
+        summary = evaluation_summary(before.to_dict())
+        summary["evaluated_ms"] = now_ms()
+        state.record_evaluation(summary)
+        if forced is None and before.kind is None:
+            state.set_status(TableStatus.IDLE)
+            self.log.info("%s: nothing to optimize (health %s)", self.table, before.health_score)
+            self.emit_table_event(context, operation="optimizing", metrics={"kind": None}, changed=False)
+            return {"kind": None, "health_before": before.health_score, "reasons": before.reasons}
+        state.set_status(TableStatus.PLANNING, forced or before.kind)
+        planned = make_plan(
+            table,
+            forced,  # type: ignore[arg-type]
+            config=config,
+            max_input_bytes=self.max_input_bytes,
+            **times,
+        )
+        common = {
+            **self.process_args(context, planned, one_task=True),
+            "summary": {"health_before": before.health_score, "reasons": before.reasons[:20]},
+        }
+        if not planned.tasks:
+            state.set_status(TableStatus.IDLE)
+            self.emit_table_event(
+                context, operation="optimizing", metrics={"kind": planned.kind}, changed=False
+            )
+            return {"kind": planned.kind, "tasks": 0, "health_before": before.health_score}
+        state.record_process(_process(**common))
+        state.set_status(TableStatus.optimizing(planned.kind), planned.kind)
+        results: list[TaskResult] = []
+        try:
+            for task in planned.tasks:
+                results.append(run_task(table, task, config=config))
+            state.set_status(TableStatus.COMMITTING, planned.kind)
+            committed = commit(table, planned, results)
+        except Exception as exc:
+            delete_task_outputs(table, results)
+            failure = f"{type(exc).__name__}: {exc}"
+            _record_failure(
+                state, _process(**common, results=results, status=ProcessStatus.FAILED, failure=failure)
+            )
+            raise AirflowFailException(f"optimizing of {self.table} failed: {failure}") from exc
+        proc = _process(
+            **common, results=results, status=ProcessStatus.SUCCESS, snapshot_id=committed.snapshot_id
+        )
+        times_after = {**times, f"last_{planned.kind}_ms": now_ms()}
+        after = evaluate(table, config=config, **times_after)
+        proc.summary["health_after"] = after.health_score
+        _record_success(state, proc)
+        metrics = _metrics(proc, committed)
+        metrics.update(
+            health_before=before.health_score,
+            health_after=after.health_score,
+            duration_s=round(time.monotonic() - started, 3),
+        )
+        self.emit_table_event(
+            context,
+            operation=f"{planned.kind}_optimizing",
+            metrics=metrics,
+            snapshot_id=committed.snapshot_id,
+            changed=committed.snapshot_id is not None,
+        )
+        return metrics
+
+
+class MinorOptimizingOperator(SelfOptimizingOperator):
+    """Minor optimizing in one task (fragments and equality deletes); see :class:`SelfOptimizingOperator`."""
+
+    custom_operator_name = "MinorOptimizingOperator"
+    default_kind = "minor"
+
+
+class MajorOptimizingOperator(SelfOptimizingOperator):
+    """Major optimizing in one task (undersized segments, duplicates); see :class:`SelfOptimizingOperator`."""
+
+    custom_operator_name = "MajorOptimizingOperator"
+    default_kind = "major"
+
+
+class FullOptimizingOperator(SelfOptimizingOperator):
+    """Full optimizing in one task (every file, sorted by sort order); see :class:`SelfOptimizingOperator`."""
+
+    custom_operator_name = "FullOptimizingOperator"
+    default_kind = "full"

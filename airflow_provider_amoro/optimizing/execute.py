@@ -1,0 +1,511 @@
+"""Execute one rewrite task: read with deletes applied, write target-size Parquet files.
+
+:func:`execute` is what an Airflow worker (Amoro's optimizer thread) runs for one
+:class:`~airflow_provider_amoro.optimizing.model.RewriteTask`:
+
+- ``rewrite_data_files`` are read with the task's deletes applied (:mod:`.read`; files no delete
+  touches and whose schema is the table's by field id, the usual case, are read by one threaded
+  multi-file pyarrow dataset scan, their row counts checked from their footers) and written anew
+  as data files of about ``self-optimizing.target-size`` **Parquet** bytes. The writer rolls by
+  bytes really written: it sizes each row group from the compressed bytes per row observed so far
+  (first from the input files themselves, then from the file being written) and closes a file
+  when its written bytes reach the target, so files land close to the target whatever the
+  compression ratio. (pyiceberg's ``write.target-file-size-bytes`` counts in-memory Arrow bytes
+  and produces files several times smaller.)
+- Outputs are written in the table's **current** partition spec. When the task's spec is the
+  current spec, every row belongs to the task's partition. When the task was planned on an older
+  spec (a table whose partitioning evolved), rows are re-partitioned with the current spec's
+  transforms and one rolling writer is kept per resulting partition; this is always correct, and
+  it migrates old-spec data to the current layout as Iceberg's rewrite actions do.
+- In ``full`` optimizing of a table with a sort order, the task's rows are sorted by it (held in
+  memory: a task is bounded by ``max-task-size-bytes``) and the files get the order's id. An order
+  that cannot be applied (a nested column, a transform pyarrow cannot compute) is logged and the
+  rows are written unsorted, without an order id: sorting is an extra, it never blocks optimizing.
+- ``rewrite_pos_data_files`` keep their data: every delete that still applies to them (position
+  deletes, and equality deletes turned into positions by reading only the key columns) is written
+  into ONE new position delete file, so the committer can drop the old delete files.
+
+Any failure (missing or corrupt input, a full disk) deletes every file the task wrote and raises;
+nothing partial is left behind. Outputs are returned as :func:`~.model.datafile_to_dict` dicts in a
+:class:`~.model.TaskResult` with metrics, ready to travel as XCom to the committer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import IO, TYPE_CHECKING, Any, cast
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from pyiceberg.io.pyarrow import (
+    _determine_partitions,
+    _get_parquet_writer_kwargs,
+    compute_statistics_plan,
+    data_file_statistics_from_parquet_metadata,
+    parquet_path_to_id_mapping,
+    schema_to_pyarrow,
+)
+from pyiceberg.manifest import DataFile, DataFileContent, FileFormat
+from pyiceberg.table.sorting import NullOrder, SortDirection
+from pyiceberg.transforms import IdentityTransform
+from pyiceberg.typedef import Record
+
+from airflow_provider_amoro.optimizing.config import OptimizingConfig
+from airflow_provider_amoro.optimizing.delete_files import new_file_location, write_position_delete_file
+from airflow_provider_amoro.optimizing.model import (
+    RewriteTask,
+    TaskResult,
+    datafile_to_dict,
+    decode_partition,
+)
+from airflow_provider_amoro.optimizing.read import (
+    DEFAULT_BATCH_ROWS,
+    DeleteIndex,
+    output_arrow_schema,
+    read_task_batches,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator, Mapping
+
+    from pyiceberg.io import OutputStream
+    from pyiceberg.schema import Schema
+    from pyiceberg.table import Table
+
+logger = logging.getLogger(__name__)
+
+ROW_GROUP_BYTES_PROPERTY = "write.parquet.row-group-size-bytes"
+ROW_GROUP_BYTES_DEFAULT = 134217728
+ROW_GROUP_ROWS_PROPERTY = "write.parquet.row-group-limit"
+ROW_GROUP_ROWS_DEFAULT = 1048576
+_MIN_ROW_GROUP_BYTES = 64 * 1024
+ROW_GROUP_ARROW_BYTES = 64 * 1024 * 1024
+"""At most this many in-memory (Arrow) bytes are buffered for one row group."""
+_ROW_GROUPS_PER_FILE = 4
+_CLOSE_SLACK = 0.02
+PENDING_BUDGET_BYTES = 256 * 1024 * 1024
+"""Arrow bytes buffered across the partition writers of one task before buffers are written early."""
+
+
+def _target_size(table: Table, config: OptimizingConfig | None) -> int:
+    if config is None:
+        config = OptimizingConfig.from_properties(table.properties)
+    return int(config.target_size)
+
+
+def _int_property(props: Mapping[str, str], name: str, default: int) -> int:
+    try:
+        return int(props.get(name, default))
+    except ValueError:
+        return default
+
+
+class TaskExecutionError(RuntimeError):
+    """A task cannot be executed as asked (raised internally for an inapplicable sort order)."""
+
+
+@dataclass
+class _OpenFile:
+    location: str
+    stream: OutputStream
+    writer: pq.ParquetWriter
+    rows: int = 0
+
+
+@dataclass
+class RollingParquetWriter:
+    """Writes batches of one partition into Parquet data files of about ``target_size`` bytes each.
+
+    Args:
+        table: the table (FileIO, location provider, properties).
+        schema: Iceberg schema of the files (the table's current schema).
+        spec_id: partition spec of the files.
+        partition: partition values of the files.
+        target_size: wanted file size in Parquet bytes.
+        bytes_per_row: first estimate of compressed bytes per row (e.g. from the input files).
+        sort_order_id: recorded on the files when their rows are sorted.
+        written: list every new file location is appended to as soon as it is created (so a
+            caller can delete partial outputs on failure).
+    """
+
+    table: Table
+    schema: Schema
+    spec_id: int
+    partition: Record
+    target_size: int
+    bytes_per_row: float
+    sort_order_id: int | None = None
+    written: list[str] = field(default_factory=list)
+    files: list[DataFile] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        props = self.table.metadata.properties
+        self._arrow_schema = schema_to_pyarrow(self.schema, include_field_ids=True)
+        self._writer_kwargs = _get_parquet_writer_kwargs(props)
+        self._stats_plan = compute_statistics_plan(self.schema, props)
+        self._id_mapping = parquet_path_to_id_mapping(self.schema)
+        row_group_bytes = min(
+            _int_property(props, ROW_GROUP_BYTES_PROPERTY, ROW_GROUP_BYTES_DEFAULT),
+            self.target_size // _ROW_GROUPS_PER_FILE,
+        )
+        self._row_group_bytes = max(_MIN_ROW_GROUP_BYTES, row_group_bytes)
+        self._row_group_rows = _int_property(props, ROW_GROUP_ROWS_PROPERTY, ROW_GROUP_ROWS_DEFAULT)
+        self._pending: list[pa.RecordBatch] = []
+        self._pending_rows = 0
+        self._arrow_bytes_per_row = 1.0
+        self._open: _OpenFile | None = None
+        self.bytes_per_row = max(self.bytes_per_row, 1e-3)
+
+    @property
+    def output_records(self) -> int:
+        """Rows in closed files."""
+        return sum(f.record_count for f in self.files)
+
+    @property
+    def pending_bytes(self) -> int:
+        """Arrow bytes buffered and not yet written."""
+        return sum(b.nbytes for b in self._pending)
+
+    def flush(self) -> None:
+        """Write everything buffered as row groups now (to bound memory), keeping the file open."""
+        while self._pending_rows:
+            self._write_group(min(self._pending_rows, self._next_group_rows()))
+
+    def write(self, data: pa.RecordBatch | pa.Table) -> None:
+        """Buffer ``data``; write row groups (and roll files) as soon as enough rows are buffered."""
+        for batch in data.to_batches() if isinstance(data, pa.Table) else [data]:
+            if batch.num_rows:
+                self._pending.append(batch)
+                self._pending_rows += batch.num_rows
+                self._arrow_bytes_per_row = max(batch.nbytes / batch.num_rows, 1e-3)
+        while self._pending_rows and self._pending_rows >= self._next_group_rows():
+            self._write_group(self._next_group_rows())
+
+    def close(self) -> list[DataFile]:
+        """Write what is buffered, close the last file, return every file written."""
+        self.flush()
+        self._close_file()
+        return self.files
+
+    def abort(self) -> None:
+        """Close the open file without describing it (the caller deletes ``written``)."""
+        if self._open is not None:
+            with contextlib.suppress(Exception):
+                self._open.writer.close()
+            with contextlib.suppress(Exception):
+                self._open.stream.close()
+            self._open = None
+
+    def _file_bytes(self) -> int:
+        return 0 if self._open is None else int(self._open.stream.tell())
+
+    def _next_group_rows(self) -> int:
+        remaining = max(self.target_size - self._file_bytes(), 1)
+        rows_to_fill = math.ceil(remaining / self.bytes_per_row)
+        rows_per_group = max(1, int(self._row_group_bytes / self.bytes_per_row))
+        # rows buffered in memory (Arrow bytes, several times the Parquet bytes) are capped too
+        rows_in_memory = max(1, int(ROW_GROUP_ARROW_BYTES / self._arrow_bytes_per_row))
+        return max(1, min(rows_to_fill, rows_per_group, rows_in_memory, self._row_group_rows))
+
+    def _take(self, rows: int) -> pa.Table:
+        taken: list[pa.RecordBatch] = []
+        need = rows
+        while need:
+            batch = self._pending[0]
+            if batch.num_rows <= need:
+                taken.append(batch)
+                self._pending.pop(0)
+                need -= batch.num_rows
+            else:
+                taken.append(batch.slice(0, need))
+                self._pending[0] = batch.slice(need)
+                need = 0
+        self._pending_rows -= rows
+        return pa.Table.from_batches(taken)
+
+    def _write_group(self, rows: int) -> None:
+        data = self._take(rows)
+        if self._open is None:
+            self._open_file()
+        assert self._open is not None
+        before = self._file_bytes()
+        self._open.writer.write_table(data, row_group_size=rows)
+        self._open.rows += rows
+        after = self._file_bytes()
+        if after > before:
+            # compressed bytes per row of this file so far: the best predictor of the next rows
+            self.bytes_per_row = max(after / self._open.rows, 1e-3)
+        if after >= self.target_size * (1 - _CLOSE_SLACK) or self.target_size - after < self.bytes_per_row:
+            self._close_file()
+
+    def _open_file(self) -> None:
+        location = new_file_location(self.table, self.spec_id, self.partition)
+        self.written.append(location)
+        stream = self.table.io.new_output(location).create(overwrite=False)
+        try:
+            writer = pq.ParquetWriter(
+                cast(IO[Any], stream),
+                schema=self._arrow_schema,
+                store_decimal_as_integer=True,
+                **self._writer_kwargs,
+            )
+        except Exception:
+            stream.close()
+            raise
+        self._open = _OpenFile(location=location, stream=stream, writer=writer)
+
+    def _close_file(self) -> None:
+        if self._open is None:
+            return
+        current, self._open = self._open, None
+        current.writer.close()
+        size = int(current.stream.tell())
+        current.stream.close()
+        stats = data_file_statistics_from_parquet_metadata(
+            parquet_metadata=current.writer.writer.metadata,
+            stats_columns=self._stats_plan,
+            parquet_column_mapping=self._id_mapping,
+        )
+        df = DataFile.from_args(
+            content=DataFileContent.DATA,
+            file_path=current.location,
+            file_format=FileFormat.PARQUET,
+            partition=self.partition,
+            file_size_in_bytes=size,
+            sort_order_id=self.sort_order_id,
+            spec_id=self.spec_id,
+            equality_ids=None,
+            key_metadata=None,
+            **stats.to_serialized_dict(),
+        )
+        df.spec_id = self.spec_id
+        self.files.append(df)
+
+
+def _sort_table(table: Table, schema: Schema, data: pa.Table) -> pa.Table:
+    """Sort ``data`` by the table's sort order (transforms applied, per-field null order)."""
+    order = table.sort_order()
+    keys: list[tuple[str, str, str]] = []
+    extra: dict[str, pa.ChunkedArray] = {}
+    for i, sort_field in enumerate(order.fields):
+        name = schema.find_column_name(sort_field.source_id)
+        if name is None or name not in data.column_names:
+            raise TaskExecutionError(
+                f"sort column (field id {sort_field.source_id}) is not a top-level column"
+            )
+        column = data.column(name)
+        if not isinstance(sort_field.transform, IdentityTransform):
+            source_type = schema.find_field(sort_field.source_id).field_type
+            column = sort_field.transform.pyarrow_transform(source_type)(column)
+            name = f"__amoro_sort_{i}"
+            extra[name] = column
+        direction = "ascending" if sort_field.direction == SortDirection.ASC else "descending"
+        nulls = "at_start" if sort_field.null_order == NullOrder.NULLS_FIRST else "at_end"
+        keys.append((name, direction, nulls))
+    keyed = data
+    for name, column in extra.items():
+        keyed = keyed.append_column(name, column)
+    indices = pc.sort_indices(keyed, options=pc.SortOptions(sort_keys=keys))
+    return data.take(indices)
+
+
+@dataclass
+class _PartitionedOutput:
+    """One rolling writer per output partition (of the current spec)."""
+
+    table: Table
+    schema: Schema
+    target_size: int
+    bytes_per_row: float
+    sort_order_id: int | None
+    fixed_partition: Record | None
+    written: list[str] = field(default_factory=list)
+    writers: dict[Any, RollingParquetWriter] = field(default_factory=dict)
+    pending_budget: int = PENDING_BUDGET_BYTES
+
+    def write(self, data: pa.Table | pa.RecordBatch) -> None:
+        if data.num_rows == 0:
+            return
+        if self.fixed_partition is not None:
+            self._writer(self.fixed_partition).write(data)
+            return
+        spec = self.table.spec()
+        table = data if isinstance(data, pa.Table) else pa.Table.from_batches([data])
+        for part in _determine_partitions(spec, self.schema, table):
+            self._writer(part.partition_key.partition).write(part.arrow_table_partition)
+        self._bound_memory()
+
+    def _bound_memory(self) -> None:
+        """With many output partitions, write the biggest buffers early (smaller row groups)."""
+        if len(self.writers) < 2:
+            return
+        pending = {key: w.pending_bytes for key, w in self.writers.items()}
+        total = sum(pending.values())
+        for key in sorted(pending, key=lambda k: pending[k], reverse=True):
+            if total <= self.pending_budget:
+                break
+            self.writers[key].flush()
+            total -= pending[key]
+
+    def _writer(self, partition: Record) -> RollingParquetWriter:
+        key = tuple(partition[i] for i in range(len(partition)))
+        writer = self.writers.get(key)
+        if writer is None:
+            writer = RollingParquetWriter(
+                table=self.table,
+                schema=self.schema,
+                spec_id=self.table.spec().spec_id,
+                partition=partition,
+                target_size=self.target_size,
+                bytes_per_row=self.bytes_per_row,
+                sort_order_id=self.sort_order_id,
+                written=self.written,
+            )
+            self.writers[key] = writer
+        return writer
+
+    def close(self) -> list[DataFile]:
+        files: list[DataFile] = []
+        for writer in self.writers.values():
+            files.extend(writer.close())
+        return files
+
+    def abort(self) -> None:
+        for writer in self.writers.values():
+            writer.abort()
+
+
+def _rewrite_pos_deletes(
+    table: Table, task: RewriteTask, deletes: DeleteIndex, written: list[str]
+) -> DataFile | None:
+    """One position delete file holding every delete that applies to the rewrite-pos data files."""
+    paths: list[pa.Array] = []
+    positions: list[pa.Array] = []
+    deletes.resolve_equality(task.rewrite_pos_data_files)
+    for data in task.rewrite_pos_data_files:
+        deleted = deletes.deleted_positions(data)
+        deleted = deleted[deleted < data.record_count]
+        if len(deleted):
+            paths.append(pa.repeat(pa.scalar(data.path, pa.string()), len(deleted)))
+            positions.append(pa.array(deleted, pa.int64()))
+    if not positions:
+        return None
+    rows = pa.table({"file_path": pa.concat_arrays(paths), "pos": pa.concat_arrays(positions)})
+    location = new_file_location(table, task.spec_id, decode_partition(task.partition), suffix="-pos-deletes")
+    written.append(location)
+    return write_position_delete_file(
+        table, rows, spec_id=task.spec_id, partition=decode_partition(task.partition), location=location
+    )
+
+
+def _bytes_per_row_hint(task: RewriteTask) -> float:
+    rows = sum(f.record_count for f in task.rewrite_data_files)
+    size = sum(f.size_bytes for f in task.rewrite_data_files)
+    return size / rows if rows else 100.0
+
+
+def _counted(batches: Iterable[pa.RecordBatch], counter: list[int]) -> Iterator[pa.RecordBatch]:
+    for batch in batches:
+        counter[0] += batch.num_rows
+        yield batch
+
+
+def execute(
+    table: Table,
+    task: RewriteTask,
+    *,
+    config: OptimizingConfig | None = None,
+    batch_size: int = DEFAULT_BATCH_ROWS,
+) -> TaskResult:
+    """Run one rewrite task and return its new files (not committed) with metrics.
+
+    Args:
+        table: the table, loaded at (or after) the snapshot the plan was made on.
+        task: the task to run.
+        config: the table's optimizing configuration (default: from the table's properties);
+            ``target_size`` sets the output file size.
+        batch_size: rows per batch read from input files.
+
+    Returns:
+        A :class:`TaskResult`: ``outputs`` are new data files (``rewrite_data_files``) and at most one
+        position delete file (``rewrite_pos_data_files``), as :func:`datafile_to_dict` dicts.
+
+    Raises:
+        airflow_provider_amoro.optimizing.read.InputFileError: an input file is missing, unreadable,
+            or differs from the plan. No output file is left behind.
+    """
+    started = time.monotonic()
+    target_size = _target_size(table, config)
+    schema = table.schema()
+    current_spec = table.spec()
+    all_data = [*task.rewrite_data_files, *task.rewrite_pos_data_files]
+    written: list[str] = []
+    outputs: list[DataFile] = []
+    live_rows = [0]
+    sink: _PartitionedOutput | None = None
+    try:
+        deletes = DeleteIndex.load(table, all_data, task.delete_files, schema=schema)
+        if task.rewrite_data_files:
+            sort_order = table.sort_order()
+            sort = task.kind == "full" and not sort_order.is_unsorted
+            fixed = decode_partition(task.partition) if task.spec_id == current_spec.spec_id else None
+            if fixed is not None and current_spec.is_unpartitioned():
+                fixed = Record()
+            sink = _PartitionedOutput(
+                table=table,
+                schema=schema,
+                target_size=target_size,
+                bytes_per_row=_bytes_per_row_hint(task),
+                sort_order_id=sort_order.order_id if sort else None,
+                fixed_partition=fixed,
+                written=written,
+                pending_budget=PENDING_BUDGET_BYTES,
+            )
+            batches = _counted(
+                read_task_batches(
+                    table, task.rewrite_data_files, deletes=deletes, schema=schema, batch_size=batch_size
+                ),
+                live_rows,
+            )
+            if sort:
+                rows = pa.Table.from_batches(list(batches), schema=output_arrow_schema(schema))
+                try:
+                    rows = _sort_table(table, schema, rows)
+                except (TaskExecutionError, pa.ArrowException, ValueError, NotImplementedError) as exc:
+                    # Amoro itself never sorts: an order we cannot apply must not block optimizing
+                    logger.warning(
+                        "task %d: writing unsorted, cannot sort by %s: %s", task.task_id, sort_order, exc
+                    )
+                    sink.sort_order_id = None
+                sink.write(rows)
+            else:
+                for batch in batches:
+                    sink.write(batch)
+            outputs.extend(sink.close())
+        if task.rewrite_pos_data_files:
+            pos_file = _rewrite_pos_deletes(table, task, deletes, written)
+            if pos_file is not None:
+                outputs.append(pos_file)
+    except BaseException:
+        if sink is not None:
+            sink.abort()
+        for location in written:
+            with contextlib.suppress(Exception):
+                table.io.delete(location)
+        raise
+    data_outputs = [f for f in outputs if f.content == DataFileContent.DATA]
+    return TaskResult(
+        task_id=task.task_id,
+        outputs=[datafile_to_dict(f) for f in outputs],
+        input_files=len(all_data) + len(task.delete_files),
+        input_bytes=task.input_bytes,
+        input_records=live_rows[0],
+        output_records=sum(f.record_count for f in data_outputs),
+        output_bytes=sum(f.file_size_in_bytes for f in outputs),
+        duration_s=time.monotonic() - started,
+    )

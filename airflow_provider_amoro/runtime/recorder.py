@@ -1,0 +1,243 @@
+"""Task-side writer of a table's runtime state, through the Task SDK's asset state store only.
+
+Task code never touches Airflow's database: :class:`TableStateRecorder` sends every read and write
+through ``context["asset_state_store"]`` (the supervisor forwards them to the execution API). One
+key per concern (see :mod:`airflow_provider_amoro.runtime.state`), each written by one kind of task,
+so concurrent tasks (mapped executes, maintenance beside optimizing) never lose each other's writes.
+
+Recording is best effort: a failure to record is logged and never fails the table operation
+(the operation's outcome is also visible from the task-instance states the reader combines).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from airflow_provider_amoro.runtime.state import (
+    HISTORY_LIMIT,
+    HISTORY_WITH_TASKS,
+    KEY_EVALUATION,
+    KEY_HISTORY,
+    KEY_OPTIMIZED,
+    KEY_PROCESS,
+    KEY_STATUS,
+    STATE_VALUE_BUDGET,
+    MaintenanceRun,
+    OptimizingProcess,
+    ProcessStatus,
+    StatusHint,
+    TableStatus,
+    maintenance_key,
+)
+
+log = logging.getLogger(__name__)
+
+
+def now_ms() -> int:
+    """Current time in epoch milliseconds."""
+    return int(time.time() * 1000)
+
+
+def bounded_history(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Trim a history list (newest first) to the entry, task and byte budgets."""
+    out = [dict(h) for h in history[:HISTORY_LIMIT]]
+    for entry in out[HISTORY_WITH_TASKS:]:
+        entry["tasks"] = []
+        summary = entry.get("summary")
+        if isinstance(summary, dict) and "partitions" in summary:
+            entry["summary"] = {k: v for k, v in summary.items() if k != "partitions"}
+    while len(out) > 1 and len(json.dumps(out, separators=(",", ":"))) > STATE_VALUE_BUDGET:
+        with_tasks = [e for e in out if e.get("tasks")]
+        if len(with_tasks) > 1:
+            with_tasks[-1]["tasks"] = []
+        else:
+            out.pop()
+    return out
+
+
+class TableStateRecorder:
+    """Reads and writes one table's runtime-state keys in its asset state store.
+
+    Args:
+        context: the task's Airflow context.
+        asset_uri: the table's asset URI (the asset must be an inlet or outlet of the task, or at
+            least registered in Airflow; operators built on ``AmoroTableOperator`` ensure this).
+        strict: raise instead of logging when a write fails (tests use this).
+    """
+
+    def __init__(self, context: Mapping[str, Any], asset_uri: str, *, strict: bool = False) -> None:
+        self.context = context
+        self.asset_uri = asset_uri
+        self.strict = strict
+        self._accessor: Any = None
+
+    # ---- plumbing -------------------------------------------------------------------------------
+
+    def _store(self) -> Any:
+        if self._accessor is None:
+            from airflow.sdk import Asset
+
+            stores = self.context.get("asset_state_store")
+            accessor = None
+            if stores is not None:
+                try:
+                    accessor = stores[Asset(name=self.asset_uri, uri=self.asset_uri)]
+                except (KeyError, TypeError):
+                    accessor = None
+            if accessor is None:
+                # Not declared on the task (e.g. a templated table): address the asset by URI.
+                from airflow.sdk.execution_time.context import AssetStateStoreAccessor
+
+                accessor = AssetStateStoreAccessor(uri=self.asset_uri)
+            self._accessor = accessor
+        return self._accessor
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """Read one key (``default`` when missing or unreadable)."""
+        try:
+            return self._store().get(key, default)
+        except Exception as exc:
+            if self.strict:
+                raise
+            log.warning("cannot read runtime state %s of %s: %s", key, self.asset_uri, exc)
+            return default
+
+    def set(self, key: str, value: Any) -> None:
+        """Write one key."""
+        try:
+            self._store().set(key, value)
+        except Exception as exc:
+            if self.strict:
+                raise
+            log.warning("cannot record runtime state %s of %s: %s", key, self.asset_uri, exc)
+
+    def _ti_fields(self) -> tuple[str, str, str, int]:
+        ti = self.context.get("ti") or self.context.get("task_instance")
+        if ti is None:
+            return "", "", "", -1
+        map_index = getattr(ti, "map_index", -1)
+        return (
+            str(getattr(ti, "dag_id", "")),
+            str(getattr(ti, "run_id", "")),
+            str(getattr(ti, "task_id", "")),
+            -1 if map_index is None else int(map_index),
+        )
+
+    # ---- records --------------------------------------------------------------------------------
+
+    def set_status(self, status: TableStatus, kind: str | None = None) -> None:
+        """Record the status this task puts the table in (a hint trusted while its run is active)."""
+        dag_id, run_id, task_id, map_index = self._ti_fields()
+        hint = StatusHint(
+            status=status.value,
+            kind=kind,
+            dag_id=dag_id,
+            run_id=run_id,
+            task_id=task_id,
+            map_index=map_index,
+            updated_ms=now_ms(),
+        )
+        self.set(KEY_STATUS, hint.to_dict())
+
+    def record_evaluation(self, evaluation: Mapping[str, Any]) -> None:
+        """Record the last evaluation: what is pending (kind None = nothing)."""
+        dag_id, run_id, task_id, _ = self._ti_fields()
+        record = dict(evaluation)
+        record.setdefault("evaluated_ms", now_ms())
+        record.update(dag_id=dag_id, run_id=run_id, task_id=task_id)
+        self.set(KEY_EVALUATION, record)
+
+    def record_process(self, process: OptimizingProcess) -> None:
+        """Record the current process (planned or running); tasks are not stored here."""
+        record = process.to_dict()
+        record["tasks"] = []
+        self.set(KEY_PROCESS, record)
+
+    def current_process(self, *, live: bool = True) -> OptimizingProcess | None:
+        """The process last recorded by :meth:`record_process`.
+
+        Args:
+            live: when the record says ``RUNNING`` but its DAG run is no longer active (asked through
+                the Task SDK), report it ``CLOSED``: a run that died never leaves a stale RUNNING
+                process behind (snapshot expiry protects a running process's base snapshot).
+        """
+        raw = self.get(KEY_PROCESS)
+        if not isinstance(raw, dict):
+            return None
+        proc = OptimizingProcess.from_dict(raw)
+        if live and proc.status == ProcessStatus.RUNNING.value and proc.dag_id and proc.run_id:
+            state = self._dagrun_state(proc.dag_id, proc.run_id)
+            if state is not None and state not in ("queued", "running"):
+                proc.status = ProcessStatus.CLOSED.value
+        return proc
+
+    def _dagrun_state(self, dag_id: str, run_id: str) -> str | None:
+        ti = self.context.get("ti")
+        getter = getattr(ti, "get_dagrun_state", None)
+        if getter is None:
+            return None
+        try:
+            state = getter(dag_id, run_id)
+        except Exception as exc:  # noqa: BLE001 - an unknown run (cleaned up) is not active
+            log.info("cannot read the state of run %s/%s: %s", dag_id, run_id, exc)
+            return "missing"
+        return str(getattr(state, "value", state))
+
+    def record_optimized(
+        self, *, kind: str | None, snapshot_id: int | None, commit_ms: int | None = None
+    ) -> dict[str, Any]:
+        """After a successful commit: last optimized snapshot and last time of this kind."""
+        record = self.optimized()
+        when = commit_ms if commit_ms is not None else now_ms()
+        if snapshot_id is not None:
+            record["last_optimized_snapshot_id"] = snapshot_id
+        if kind in ("minor", "major", "full"):
+            record[f"last_{kind}_ms"] = when
+        record["last_commit_ms"] = when
+        self.set(KEY_OPTIMIZED, record)
+        return record
+
+    def optimized(self) -> dict[str, Any]:
+        """The ``amoro.optimized`` record (empty dict when none)."""
+        raw = self.get(KEY_OPTIMIZED)
+        return dict(raw) if isinstance(raw, dict) else {}
+
+    def last_times(self) -> dict[str, int | None]:
+        """``last_minor_ms``/``last_major_ms``/``last_full_ms`` for the engine's ``evaluate``/``plan``."""
+        rec = self.optimized()
+        return {k: rec.get(k) for k in ("last_minor_ms", "last_major_ms", "last_full_ms")}
+
+    def append_history(self, process: OptimizingProcess) -> None:
+        """Add a finished process to the bounded history (newest first, same id replaced).
+
+        The value stays under :data:`STATE_VALUE_BUDGET` bytes: only the newest
+        :data:`HISTORY_WITH_TASKS` processes keep per-task records, then the oldest entries go.
+        """
+        raw = self.get(KEY_HISTORY)
+        history = [h for h in raw if isinstance(h, dict)] if isinstance(raw, list) else []
+        history = [h for h in history if h.get("process_id") != process.process_id]
+        history.insert(0, process.to_dict())
+        self.set(KEY_HISTORY, bounded_history(history))
+
+    def record_maintenance(self, action: str, result: Mapping[str, Any], *, success: bool = True) -> None:
+        """Record the last run of a maintenance action with its result."""
+        dag_id, run_id, task_id, _ = self._ti_fields()
+        run = MaintenanceRun(
+            action=action,
+            time_ms=now_ms(),
+            success=success,
+            result=dict(result),
+            dag_id=dag_id,
+            run_id=run_id,
+            task_id=task_id,
+        )
+        self.set(maintenance_key(action), run.to_dict())
+
+    def last_maintenance(self, action: str) -> MaintenanceRun | None:
+        """The last recorded run of a maintenance action."""
+        raw = self.get(maintenance_key(action))
+        return MaintenanceRun.from_dict(raw) if isinstance(raw, dict) else None

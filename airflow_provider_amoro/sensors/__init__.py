@@ -1,0 +1,1 @@
+"""Airflow sensors waiting on Iceberg tables."""

@@ -1,0 +1,1 @@
+"""Airflow triggers (async, for deferrable sensors and ``AssetWatcher``) watching Iceberg tables."""

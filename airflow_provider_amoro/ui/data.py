@@ -1,0 +1,979 @@
+"""The Lakehouse UI's data layer: builds the API models from the cache, the tables and the runtime.
+
+No FastAPI here: the JSON API and the HTML pages both call these functions, so a page and its
+JSON twin always show the same numbers.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from airflow_provider_amoro.ui import sources
+from airflow_provider_amoro.ui.models import (
+    Evaluation,
+    FileEntry,
+    HistogramBin,
+    HistoryPoint,
+    MaintenanceInfo,
+    MaintenanceRun,
+    OptimizingProcess,
+    OptimizingProcesses,
+    OptimizingTask,
+    PartitionField,
+    PartitionFiles,
+    PropertyValue,
+    SchemaField,
+    SnapshotFiles,
+    SnapshotInfo,
+    SortField,
+    TableDetails,
+    TableFiles,
+    TableHistory,
+    TableList,
+    TableSummary,
+)
+from airflow_provider_amoro.ui.sources import attr
+
+SORTABLE = (
+    "conn_id",
+    "catalog",
+    "namespace",
+    "table",
+    "identifier",
+    "format",
+    "status",
+    "health_score",
+    "data_files",
+    "delete_files",
+    "records",
+    "total_size",
+    "avg_file_size",
+    "pending_kind",
+    "last_optimized",
+    "optimizer_group",
+)
+
+#: Maintenance actions in the order the page shows them, with the property that enables each.
+MAINTENANCE_ACTIONS: tuple[tuple[str, str, str | None], ...] = (
+    ("expire_snapshots", "Snapshot expiry", "table-expire.enabled"),
+    ("clean_orphan_files", "Orphan files", "clean-orphan-file.enabled"),
+    ("clean_dangling_delete_files", "Dangling delete files", "clean-dangling-delete-files.enabled"),
+    ("expire_data", "Data expiration", "data-expire.enabled"),
+    ("create_tags", "Auto tags", "tag.auto-create.enabled"),
+)
+
+_ALIASES: dict[str, tuple[str, ...]] = {
+    "health_score": ("health_score", "healthScore", "health"),
+    "data_files": ("data_files", "data_file_count", "total_data_files", "total-data-files"),
+    "delete_files": ("delete_files", "delete_file_count", "total_delete_files", "total-delete-files"),
+    "position_delete_files": ("position_delete_files", "pos_delete_files"),
+    "equality_delete_files": ("equality_delete_files", "eq_delete_files"),
+    "records": ("records", "record_count", "total_records", "total-records"),
+    "total_size": ("total_size", "total_bytes", "size_bytes", "total_file_size", "total-files-size"),
+    "avg_file_size": ("avg_file_size", "average_file_size", "avg_file_size_bytes"),
+    "pending_kind": ("pending_kind", "kind", "optimizing_kind"),
+    "pending_reason": ("pending_reason", "reason"),
+    "last_optimized": ("last_optimized", "last_optimized_ms", "last_optimized_time"),
+    "optimizer_group": ("optimizer_group", "group", "self-optimizing.group"),
+    "status": ("status", "optimizing_status"),
+    "format": ("format", "table_format"),
+    "snapshot_id": ("snapshot_id", "current_snapshot_id"),
+    "summarized_at": ("summarized_at", "summarized_ms", "updated_ms", "evaluated_ms"),
+}
+
+
+def _pick(entry: Mapping[str, Any], field: str) -> Any:
+    for key in _ALIASES.get(field, (field,)):
+        if key in entry and entry[key] is not None:
+            return entry[key]
+    return None
+
+
+def _opt_int(value: Any) -> int | None:
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            pass
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return None
+    return int(f) if math.isfinite(f) else None
+
+
+def _reason_text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        texts = [str(v) for v in value if v]
+        return "; ".join(texts) if texts else None
+    return str(value) or None
+
+
+def summary_from_entry(entry: Mapping[str, Any], runtime: Any = None) -> TableSummary:
+    """One list row from a cache entry, overlaid with the table's runtime state when known.
+
+    The runtime state wins for status, last optimized time and the pending optimizing (it is
+    newer than the cache); the cache gives the file statistics.
+    """
+    conn_id = str(entry["conn_id"])
+    identifier = str(entry["identifier"])
+    namespace, _, table = identifier.rpartition(".")
+    raw_pending = entry.get("pending")
+    pending: Mapping[str, Any] = raw_pending if isinstance(raw_pending, Mapping) else {}
+    raw_eval = entry.get("evaluation")
+    evaluation: Mapping[str, Any] = raw_eval if isinstance(raw_eval, Mapping) else {}
+    raw_props = entry.get("properties")
+    props: Mapping[str, Any] = raw_props if isinstance(raw_props, Mapping) else {}
+    raw_summary = entry.get("summary")
+    nested: Mapping[str, Any] = raw_summary if isinstance(raw_summary, Mapping) else {}
+    merged: dict[str, Any] = {**props, **evaluation, **pending, **nested, **entry}
+    data_files = _opt_int(_pick(merged, "data_files"))
+    delete_files = _opt_int(_pick(merged, "delete_files"))
+    pos = _opt_int(_pick(merged, "position_delete_files"))
+    eq = _opt_int(_pick(merged, "equality_delete_files"))
+    if delete_files is None and (pos is not None or eq is not None):
+        delete_files = (pos or 0) + (eq or 0)
+    total_size = _opt_int(_pick(merged, "total_size"))
+    avg = _opt_int(_pick(merged, "avg_file_size"))
+    files = (data_files or 0) + (delete_files or 0)
+    if avg is None and total_size is not None and files:
+        avg = total_size // files
+    kind = _pick(merged, "pending_kind")
+    reason = _reason_text(_pick(merged, "pending_reason") or merged.get("reasons"))
+    pending_flag = bool(kind) or raw_pending is True
+    if raw_pending is True and not reason:
+        reason = "the catalog sync's evaluation found work"
+    status = str(
+        _pick(merged, "status")
+        or ("PENDING" if pending_flag else "IDLE" if raw_pending is False else "UNKNOWN")
+    )
+    last_optimized = sources.to_ms(_pick(merged, "last_optimized"))
+    health = _opt_int(_pick(merged, "health_score"))
+    fmt = _pick(merged, "format") or "iceberg"
+    if isinstance(fmt, (int, float)):
+        fmt = f"iceberg v{int(fmt)}"
+    if "format_version" in merged and fmt == "iceberg":
+        fmt = f"iceberg v{merged['format_version']}"
+
+    if runtime is not None:
+        rt_status = str(attr(runtime, "status") or status)
+        times = [
+            _opt_int(attr(runtime, k))
+            for k in ("last_minor_ms", "last_major_ms", "last_full_ms", "last_commit_ms")
+        ]
+        known = [t for t in times if t]
+        if known:
+            last_optimized = max(known)
+        rt_pending = attr(runtime, "pending")
+        rt_eval: Mapping[str, Any] = rt_pending if isinstance(rt_pending, Mapping) else {}
+        rt_seen = max([_opt_int(rt_eval.get("evaluated_ms")) or 0, *(t or 0 for t in times)])
+        cache_ms = _opt_int(entry.get("synced_ms"))
+        cache_is_newer = isinstance(raw_pending, bool) and cache_ms is not None and cache_ms > rt_seen
+        if rt_status in ("IDLE", "PENDING") and cache_is_newer:
+            # The catalog sync evaluated the table after the last evaluation and commit the runtime
+            # state knows of (e.g. someone wrote to it since): its verdict is the newer one.
+            pass
+        else:
+            status = rt_status
+            if rt_eval:
+                if "kind" in rt_eval:
+                    kind = rt_eval.get("kind")
+                    reason = _reason_text(rt_eval.get("reasons") or rt_eval.get("reason"))
+                if rt_eval.get("health_score") is not None:
+                    health = _opt_int(rt_eval.get("health_score"))
+            if status == "IDLE":  # committed since the last evaluation, or nothing to do
+                kind, reason, raw_pending = None, None, False
+    return TableSummary(
+        conn_id=conn_id,
+        catalog=str(entry.get("catalog") or entry.get("catalog_name") or conn_id),
+        namespace=namespace,
+        table=table,
+        identifier=identifier,
+        format=str(fmt),
+        status=status,
+        health_score=health,
+        data_files=data_files,
+        delete_files=delete_files,
+        position_delete_files=pos,
+        equality_delete_files=eq,
+        records=_opt_int(_pick(merged, "records")),
+        total_size=total_size,
+        avg_file_size=avg,
+        pending_kind=str(kind) if kind else None,
+        pending_reason=reason if kind or raw_pending is True else None,
+        last_optimized=last_optimized,
+        optimizer_group=_pick(merged, "optimizer_group") or (None if entry.get("error") else "default"),
+        cost=_opt_int(merged.get("cost")),
+        error=str(entry["error"]) if entry.get("error") else None,
+        snapshot_id=_opt_int(_pick(merged, "snapshot_id")),
+        summarized_at=sources.to_ms(_pick(merged, "summarized_at")),
+        dag_id=str(entry.get("dag_id") or sources.table_dag_id(conn_id, identifier)),
+    )
+
+
+def all_summaries() -> tuple[list[TableSummary], str, int | None]:
+    """Every known table: ``(summaries, source, cache_updated_ms)``; source ``cache`` or ``catalog``."""
+    cached = sources.read_cache()
+    runtimes = sources.list_runtimes()
+    if cached is not None:
+        entries, source, updated = cached.entries, "cache", cached.updated_ms
+    else:
+        conn_ids = {DEFAULT for DEFAULT in (sources.DEFAULT_CONN_ID,)}
+        conn_ids.update(c for c, _ in runtimes)
+        entries, source, updated = sources.live_listing(sorted(conn_ids)), "catalog", None
+    return (
+        [summary_from_entry(e, runtimes.get((e["conn_id"], e["identifier"]))) for e in entries],
+        source,
+        updated,
+    )
+
+
+def _matches(
+    s: TableSummary, q: str | None, conn_id: str | None, namespace: str | None, status: str | None
+) -> bool:
+    if conn_id and s.conn_id != conn_id:
+        return False
+    if namespace and s.namespace != namespace:
+        return False
+    if status and s.status.upper() != status.upper():
+        return False
+    if q:
+        text = " ".join(
+            (s.conn_id, s.catalog, s.identifier, s.status, s.pending_kind or "", s.optimizer_group or "")
+        )
+        return q.lower() in text.lower()
+    return True
+
+
+def list_tables(
+    *,
+    q: str | None = None,
+    conn_id: str | None = None,
+    namespace: str | None = None,
+    status: str | None = None,
+    sort: str = "identifier",
+    order: str = "asc",
+    limit: int | None = None,
+    offset: int = 0,
+) -> TableList:
+    """Filter, sort and page the tables list.
+
+    Args:
+        q: case-insensitive substring of connection, catalog, identifier, status, kind or group.
+        conn_id: only this connection.
+        namespace: only this namespace.
+        status: only this status.
+        sort: a field of :class:`TableSummary` (see :data:`SORTABLE`).
+        order: ``asc`` or ``desc``; missing values sort last either way.
+        limit: page size (None: all).
+        offset: page start.
+    """
+    if sort not in SORTABLE:
+        raise ValueError(f"cannot sort by {sort!r}; use one of {', '.join(SORTABLE)}")
+    summaries, source, updated = all_summaries()
+    rows = [s for s in summaries if _matches(s, q, conn_id, namespace, status)]
+    present = [s for s in rows if getattr(s, sort) is not None]
+    missing = [s for s in rows if getattr(s, sort) is None]
+    present.sort(key=lambda s: (getattr(s, sort), s.conn_id, s.identifier), reverse=order == "desc")
+    missing.sort(key=lambda s: (s.conn_id, s.identifier))
+    ordered = present + missing
+    page = ordered[offset : offset + limit] if limit is not None else ordered[offset:]
+    return TableList(total=len(rows), tables=page, source=source, cache_updated_at=updated)
+
+
+def find_summary(conn_id: str, identifier: str) -> TableSummary | None:
+    """The list row of one table (from the cache), None when the cache does not know it."""
+    for s in all_summaries()[0]:
+        if s.conn_id == conn_id and s.identifier == identifier:
+            return s
+    return None
+
+
+# ------------------------------------------------------------------------------------- details
+
+
+def amoro_property_defaults() -> list[tuple[str, str | None, str]]:
+    """``(name, default, group)`` of every Amoro property the provider honours, in documentation order.
+
+    Read from the engine's configuration modules (each property is a constant ``NAME`` with
+    ``NAME_DEFAULT`` beside it), so the page can never disagree with what the engine uses.
+    """
+    import re
+
+    out: list[tuple[str, str | None, str]] = []
+    seen: set[str] = set()
+    modules: list[tuple[str, Any]] = []
+    from airflow_provider_amoro.optimizing import config as opt_config
+
+    modules.append(("self-optimizing", opt_config))
+    try:
+        from airflow_provider_amoro.maintenance import config as mnt_config
+
+        modules.append(("maintenance", mnt_config))
+    except ImportError:  # pragma: no cover - maintenance ships with the provider
+        pass
+    pattern = re.compile(r"^[a-z][a-z0-9-]*(\.[a-z0-9-]+)+$")
+    for group, module in modules:
+        for const, value in vars(module).items():
+            if not const.isupper() or const.endswith("_DEFAULT") or not isinstance(value, str):
+                continue
+            if not pattern.match(value) or value in seen:
+                continue
+            seen.add(value)
+            default = getattr(module, f"{const}_DEFAULT", None)
+            out.append((value, _fmt_default(default), group))
+    return out
+
+
+def _fmt_default(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _flatten_fields(fields: Iterable[Any], prefix: str = "") -> list[SchemaField]:
+    out: list[SchemaField] = []
+    for f in fields:
+        name = f"{prefix}{f.name}"
+        out.append(
+            SchemaField(id=f.field_id, name=name, type=str(f.field_type), required=f.required, doc=f.doc)
+        )
+        ftype = f.field_type
+        if getattr(ftype, "is_struct", False):
+            out.extend(_flatten_fields(ftype.fields, f"{name}."))
+    return out
+
+
+def property_values(
+    properties: Mapping[str, str], overrides: Mapping[str, str] | None = None
+) -> tuple[list[PropertyValue], list[str]]:
+    """Amoro properties (set or not, with default and effective value) first, then the others.
+
+    Args:
+        properties: the table's own properties.
+        overrides: what the DAG factory configuration applies over them (they win, as in the DAG).
+
+    Returns:
+        The property rows and the messages of Amoro properties whose effective value is invalid.
+    """
+    over = dict(overrides or {})
+    values: list[PropertyValue] = []
+    amoro_names: set[str] = set()
+    for name, default, group in amoro_property_defaults():
+        amoro_names.add(name)
+        value = properties.get(name)
+        effective: str | None
+        if name in over:
+            effective, source = over[name], "factory"
+        elif value is not None:
+            effective, source = value, "table"
+        else:
+            effective, source = default, "default"
+        values.append(
+            PropertyValue(
+                name=name,
+                value=value,
+                default=default,
+                override=over.get(name),
+                effective=effective,
+                source=source,
+                amoro=True,
+                group=group,
+            )
+        )
+    for name in sorted(set(properties) | set(over)):
+        if name not in amoro_names:
+            value = properties.get(name)
+            effective = over.get(name, value)
+            values.append(
+                PropertyValue(
+                    name=name,
+                    value=value,
+                    override=over.get(name),
+                    effective=effective,
+                    source="factory" if name in over else "table",
+                )
+            )
+    in_force = {**properties, **over}
+    errors: list[str] = []
+    from airflow_provider_amoro.optimizing.config import OptimizingConfig
+
+    try:
+        OptimizingConfig.from_properties(in_force)
+    except ValueError as exc:
+        errors.append(str(exc))
+    try:
+        from airflow_provider_amoro.maintenance.config import MaintenanceConfig
+
+        MaintenanceConfig.from_properties(in_force)
+    except ImportError:  # pragma: no cover
+        pass
+    except ValueError as exc:
+        errors.append(str(exc))
+    return values, errors
+
+
+def evaluate_table(table: Any, overrides: Mapping[str, str] | None = None, runtime: Any = None) -> Evaluation:
+    """Run the engine's ``evaluate`` as the table's DAG would: with its overrides and last optimized times.
+
+    Returns an :class:`Evaluation` with ``error`` set when it cannot evaluate.
+    """
+    try:
+        from airflow_provider_amoro.optimizing.config import OptimizingConfig
+        from airflow_provider_amoro.optimizing.evaluate import evaluate
+    except ImportError:
+        return Evaluation(error="the optimizing engine's evaluate() is not installed")
+    try:
+        config = OptimizingConfig.from_properties(
+            {**{str(k): str(v) for k, v in table.properties.items()}, **(overrides or {})},
+            schema=table.schema(),
+        )
+        result = evaluate(
+            table,
+            config=config,
+            last_minor_ms=_opt_int(attr(runtime, "last_minor_ms")),
+            last_major_ms=_opt_int(attr(runtime, "last_major_ms")),
+            last_full_ms=_opt_int(attr(runtime, "last_full_ms")),
+        )
+    except Exception as exc:  # noqa: BLE001 - show why on the page
+        return Evaluation(error=f"{type(exc).__name__}: {exc}")
+    d: dict[str, Any] = result.to_dict() if hasattr(result, "to_dict") else {}
+    kind = d.get("kind", getattr(result, "kind", None))
+    partitions = d.get("partitions", [])
+    return Evaluation(
+        kind=str(kind) if kind else None,
+        health_score=_opt_int(d.get("health_score", getattr(result, "health_score", None))),
+        cost=d.get("cost", getattr(result, "cost", None)),
+        reasons=[str(r) for r in d.get("reasons", getattr(result, "reasons", []) or [])],
+        partitions=partitions if isinstance(partitions, list) else [],
+        totals={k: v for k, v in d.items() if k.startswith("total") or k in ("totals",)},
+    )
+
+
+def table_details(conn_id: str, identifier: str, *, evaluate: bool = True) -> TableDetails:
+    """The Details tab of one table (loads the table: one metadata read; evaluation reads manifests)."""
+    table = sources.load_table(conn_id, identifier)
+    schema = table.schema()
+    spec = table.spec()
+    sort_order = table.sort_order()
+    names = {f.id: f.name for f in _flatten_fields(schema.fields)}
+    props = {str(k): str(v) for k, v in table.properties.items()}
+    overrides = sources.factory_overrides(conn_id, identifier, props)
+    values, errors = property_values(props, overrides)
+    runtime = sources.get_runtime(conn_id, identifier)[0]
+    summary = find_summary(conn_id, identifier) or summary_from_entry(
+        {"conn_id": conn_id, "identifier": identifier, **sources.snapshot_summary(table)}, runtime
+    )
+    snap = table.current_snapshot()
+    return TableDetails(
+        summary=summary,
+        location=table.location(),
+        format_version=int(table.metadata.format_version),
+        table_uuid=str(table.metadata.table_uuid),
+        current_snapshot_id=snap.snapshot_id if snap is not None else None,
+        last_updated_ms=int(table.metadata.last_updated_ms),
+        schema=_flatten_fields(schema.fields),
+        partition_spec=[
+            PartitionField(
+                field_id=f.field_id,
+                source_id=f.source_id,
+                source_name=names.get(f.source_id, str(f.source_id)),
+                transform=str(f.transform),
+                name=f.name,
+            )
+            for f in spec.fields
+        ],
+        sort_order=[
+            SortField(
+                source_id=f.source_id,
+                source_name=names.get(f.source_id, str(f.source_id)),
+                transform=str(f.transform),
+                direction=str(f.direction.value if hasattr(f.direction, "value") else f.direction),
+                null_order=str(f.null_order.value if hasattr(f.null_order, "value") else f.null_order),
+            )
+            for f in sort_order.fields
+        ],
+        properties=values,
+        property_errors=errors,
+        evaluation=evaluate_table(table, overrides, runtime) if evaluate else None,
+    )
+
+
+# --------------------------------------------------------------------------------------- files
+
+MIB = 1024 * 1024
+
+
+def _size_label(n: int) -> str:
+    for unit, size in (("GiB", 1024**3), ("MiB", MIB), ("KiB", 1024)):
+        if n >= size:
+            v = n / size
+            return f"{v:.0f} {unit}" if v >= 10 or v.is_integer() else f"{v:.1f} {unit}"
+    return f"{n} B"
+
+
+def size_histogram(sizes: list[int], bins: int = 12) -> list[HistogramBin]:
+    """Power-of-two bins from the smallest to the largest size (at most ``bins`` bins).
+
+    Each bin holds the files with ``lower <= size < upper``; the first bin starts at 0.
+    """
+    if not sizes:
+        return []
+    e_lo = math.floor(math.log2(max(1, min(sizes))))
+    e_hi = math.floor(math.log2(max(1, max(sizes)))) + 1
+    step = max(1, math.ceil((e_hi - e_lo) / bins))
+    edges = [2 ** (e_lo + k * step) for k in range(math.ceil((e_hi - e_lo) / step) + 1)]
+    out = [
+        HistogramBin(label=f"{_size_label(lo)}\u2013{_size_label(hi)}", lower=lo, upper=hi, count=0, bytes=0)
+        for lo, hi in itertools.pairwise(edges)
+    ]
+    out[0].lower = 0
+    out[0].label = f"<{_size_label(edges[1])}"
+    for s in sizes:
+        idx = min(len(out) - 1, max(0, (math.floor(math.log2(max(1, s))) - e_lo) // step))
+        out[idx].count += 1
+        out[idx].bytes += s
+    return out
+
+
+def table_files(
+    conn_id: str,
+    identifier: str,
+    *,
+    with_files: bool = False,
+    file_limit: int = 1000,
+    partition: str | None = None,
+) -> TableFiles:
+    """The Files tab: per-partition counts and sizes, Amoro file classes and a size histogram.
+
+    Args:
+        conn_id: catalog connection id.
+        identifier: ``namespace.table``.
+        with_files: also list the files (data files first, then delete files).
+        file_limit: at most this many files in the list.
+        partition: only the files of this partition path (``region=eu``; ``""`` for unpartitioned),
+            as Amoro's ``/partitions/{partition}/files``; the partitions and histogram stay whole.
+    """
+    from airflow_provider_amoro.optimizing.config import OptimizingConfig
+
+    table = sources.load_table(conn_id, identifier)
+    try:
+        props = {str(k): str(v) for k, v in table.properties.items()}
+        config = OptimizingConfig.from_properties(
+            {**props, **sources.factory_overrides(conn_id, identifier, props)}
+        )
+    except ValueError:
+        config = OptimizingConfig()
+    listed = _live_files(table)
+    snapshot_id, data, deletes, path_of = listed
+    by_part: dict[tuple[int, str], PartitionFiles] = {}
+
+    def part(spec_id: int, values: list[Any]) -> PartitionFiles:
+        path = path_of(spec_id, values)
+        key = (spec_id, path)
+        pf = by_part.get(key)
+        if pf is None:
+            pf = PartitionFiles(
+                partition=path,
+                spec_id=spec_id,
+                data_files=0,
+                data_size=0,
+                records=0,
+                position_delete_files=0,
+                position_delete_size=0,
+                equality_delete_files=0,
+                equality_delete_size=0,
+                avg_data_file_size=0,
+            )
+            by_part[key] = pf
+        return pf
+
+    classes = {"fragment": 0, "undersized": 0, "target": 0}
+    for f in data:
+        pf = part(f["spec_id"], f["partition"])
+        pf.data_files += 1
+        pf.data_size += f["size"]
+        pf.records += f["records"]
+        if f["size"] <= config.fragment_size:
+            classes["fragment"] += 1
+        elif f["size"] <= config.min_target_size:
+            classes["undersized"] += 1
+        else:
+            classes["target"] += 1
+    for f in deletes:
+        pf = part(f["spec_id"], f["partition"])
+        if f["content"] == "equality_deletes":
+            pf.equality_delete_files += 1
+            pf.equality_delete_size += f["size"]
+        else:
+            pf.position_delete_files += 1
+            pf.position_delete_size += f["size"]
+    for pf in by_part.values():
+        pf.avg_data_file_size = pf.data_size // pf.data_files if pf.data_files else 0
+    files: list[FileEntry] = []
+    if with_files:
+        chosen = data + deletes
+        if partition is not None:
+            chosen = [f for f in chosen if path_of(f["spec_id"], f["partition"]) == partition]
+        for f in chosen[:file_limit]:
+            files.append(
+                FileEntry(
+                    content=f["content"],
+                    file_path=f["path"],
+                    partition=path_of(f["spec_id"], f["partition"]),
+                    record_count=f["records"],
+                    file_size_in_bytes=f["size"],
+                    spec_id=f["spec_id"],
+                )
+            )
+    return TableFiles(
+        snapshot_id=snapshot_id,
+        partitions=sorted(by_part.values(), key=lambda p: (p.spec_id, p.partition)),
+        histogram=size_histogram([f["size"] for f in data]),
+        classes=classes,
+        thresholds={
+            "fragment_size": config.fragment_size,
+            "min_target_size": config.min_target_size,
+            "target_size": config.target_size,
+        },
+        files=files,
+    )
+
+
+def _live_files(table: Any) -> tuple[int | None, list[dict[str, Any]], list[dict[str, Any]], Any]:
+    """Live files of the current snapshot via the engine's scanner (pyiceberg's inspect as a fallback)."""
+    try:
+        from airflow_provider_amoro.optimizing import scan
+    except ImportError:  # pragma: no cover - the scanner ships with the provider
+        scan = None  # type: ignore[assignment]
+    if scan is not None:
+        tf = scan.live_files(table)
+
+        def conv(refs: Iterable[Any]) -> list[dict[str, Any]]:
+            return [
+                {
+                    "content": r.content,
+                    "path": r.path,
+                    "size": int(r.size_bytes),
+                    "records": int(r.record_count),
+                    "spec_id": int(r.spec_id),
+                    "partition": list(r.partition),
+                }
+                for r in refs
+            ]
+
+        return tf.snapshot_id, conv(tf.data_files), conv(tf.delete_files), tf.partition_path
+    snap = table.current_snapshot()  # pragma: no cover
+    if snap is None:  # pragma: no cover
+        return None, [], [], lambda spec_id, values: ""
+    rows = table.inspect.files().to_pylist()  # pragma: no cover
+    data, deletes = [], []  # pragma: no cover
+    for r in rows:  # pragma: no cover
+        content = {0: "data", 1: "position_deletes", 2: "equality_deletes"}[int(r["content"])]
+        item = {
+            "content": content,
+            "path": r["file_path"],
+            "size": int(r["file_size_in_bytes"]),
+            "records": int(r["record_count"]),
+            "spec_id": int(r["spec_id"]),
+            "partition": [f"{k}={v}" for k, v in (r.get("partition") or {}).items()],
+        }
+        (data if content == "data" else deletes).append(item)
+    return snap.snapshot_id, data, deletes, lambda spec_id, values: "/".join(values)  # pragma: no cover
+
+
+# ----------------------------------------------------------------------------------- snapshots
+
+
+def _summary_dict(snap: Any) -> dict[str, str]:
+    if snap.summary is None:
+        return {}
+    d = {str(k): str(v) for k, v in snap.summary.additional_properties.items()}
+    op = snap.summary.operation
+    d["operation"] = str(op.value if hasattr(op, "value") else op)
+    return d
+
+
+def _i(d: Mapping[str, str], key: str) -> int:
+    try:
+        return int(d.get(key, 0))
+    except ValueError:
+        return 0
+
+
+def _snapshot_info(snap: Any, current_id: int | None) -> SnapshotInfo:
+    d = _summary_dict(snap)
+    total_data = _opt_int(d.get("total-data-files"))
+    total_del = _opt_int(d.get("total-delete-files"))
+    total_size = _opt_int(d.get("total-files-size"))
+    files = (total_data or 0) + (total_del or 0)
+    return SnapshotInfo(
+        snapshot_id=snap.snapshot_id,
+        parent_id=snap.parent_snapshot_id,
+        sequence_number=snap.sequence_number,
+        timestamp_ms=snap.timestamp_ms,
+        operation=d.get("operation"),
+        producer=d.get("snapshot-producer") or d.get("engine-name") or d.get("app-id"),
+        added_data_files=_i(d, "added-data-files"),
+        removed_data_files=_i(d, "deleted-data-files"),
+        added_delete_files=_i(d, "added-delete-files"),
+        removed_delete_files=_i(d, "removed-delete-files"),
+        added_records=_i(d, "added-records"),
+        removed_records=_i(d, "deleted-records"),
+        added_size=_i(d, "added-files-size"),
+        removed_size=_i(d, "removed-files-size"),
+        total_data_files=total_data,
+        total_delete_files=total_del,
+        total_records=_opt_int(d.get("total-records")),
+        total_size=total_size,
+        avg_file_size=(total_size // files) if total_size is not None and files else None,
+        current=snap.snapshot_id == current_id,
+        summary=d,
+    )
+
+
+def table_snapshots(conn_id: str, identifier: str, *, limit: int = 500) -> list[SnapshotInfo]:
+    """The Snapshots tab: newest first, from the table metadata (no manifest reads)."""
+    table = sources.load_table(conn_id, identifier)
+    snap = table.current_snapshot()
+    current_id = snap.snapshot_id if snap is not None else None
+    snaps = sorted(
+        table.metadata.snapshots, key=lambda s: (s.timestamp_ms, s.sequence_number or 0), reverse=True
+    )
+    return [_snapshot_info(s, current_id) for s in snaps[:limit]]
+
+
+def snapshot_files(
+    conn_id: str, identifier: str, snapshot_id: int, *, limit: int = 1000
+) -> SnapshotFiles | None:
+    """The data and delete files one snapshot added and removed; None for an unknown snapshot.
+
+    Reads only the manifests that snapshot wrote (their entries with its id and status ADDED or
+    DELETED), not the whole table. ``limit`` caps the listed files (added first); the counts are
+    always complete.
+    """
+    from pyiceberg.manifest import ManifestEntryStatus
+
+    from airflow_provider_amoro.optimizing.model import content_name, encode_partition
+    from airflow_provider_amoro.optimizing.scan import partition_path
+
+    table = sources.load_table(conn_id, identifier)
+    snap = table.snapshot_by_id(snapshot_id)
+    if snap is None:
+        return None
+    current = table.current_snapshot()
+    specs = table.metadata.specs()
+    schema = table.schema()
+    added: list[FileEntry] = []
+    removed: list[FileEntry] = []
+    counts = {"added": 0, "removed": 0}
+    for manifest in snap.manifests(table.io):
+        if manifest.added_snapshot_id != snapshot_id:
+            continue
+        for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=False):
+            if entry.snapshot_id != snapshot_id:
+                continue
+            if entry.status == ManifestEntryStatus.ADDED:
+                kind, target = "added", added
+            elif entry.status == ManifestEntryStatus.DELETED:
+                kind, target = "removed", removed
+            else:
+                continue
+            counts[kind] += 1
+            if len(added) + len(removed) >= limit:
+                continue
+            df = entry.data_file
+            target.append(
+                FileEntry(
+                    content=content_name(df.content),
+                    file_path=df.file_path,
+                    # the same rendering as the Files tab's partitions
+                    partition=partition_path(specs, schema, df.spec_id, encode_partition(df.partition)),
+                    record_count=int(df.record_count),
+                    file_size_in_bytes=int(df.file_size_in_bytes),
+                    spec_id=int(df.spec_id),
+                )
+            )
+    return SnapshotFiles(
+        snapshot=_snapshot_info(snap, current.snapshot_id if current is not None else None),
+        added_files=added,
+        removed_files=removed,
+        added_count=counts["added"],
+        removed_count=counts["removed"],
+        truncated=counts["added"] + counts["removed"] > len(added) + len(removed),
+    )
+
+
+def table_history(conn_id: str, identifier: str) -> TableHistory:
+    """File count and average file size after each snapshot, oldest first (from snapshot summaries)."""
+    points: list[HistoryPoint] = []
+    for s in reversed(table_snapshots(conn_id, identifier, limit=10_000)):
+        if s.total_data_files is None or s.total_size is None:
+            continue
+        data_files = s.total_data_files
+        delete_files = s.total_delete_files or 0
+        files = data_files + delete_files
+        points.append(
+            HistoryPoint(
+                snapshot_id=s.snapshot_id,
+                timestamp_ms=s.timestamp_ms,
+                files=files,
+                data_files=data_files,
+                delete_files=delete_files,
+                avg_file_size=s.total_size // files if files else 0,
+                operation=s.operation,
+            )
+        )
+    return TableHistory(points=points)
+
+
+# ---------------------------------------------------------------------------------- optimizing
+
+
+def _process_model(p: Any, with_tasks: bool = True) -> OptimizingProcess:
+    d: dict[str, Any] = p.to_dict() if hasattr(p, "to_dict") else dict(p)
+    tasks = []
+    if with_tasks:
+        for t in d.get("tasks") or []:
+            td = t if isinstance(t, Mapping) else (t.to_dict() if hasattr(t, "to_dict") else vars(t))
+            duration = td.get("duration_ms")
+            if duration is None and td.get("duration_s") is not None:
+                duration = int(float(td["duration_s"]) * 1000)
+            tasks.append(
+                OptimizingTask(
+                    task_id=str(td.get("task_id")),
+                    status=td.get("status"),
+                    attempts=_opt_int(td.get("attempts")),
+                    input_files=_opt_int(td.get("input_files")),
+                    input_bytes=_opt_int(td.get("input_bytes")),
+                    output_files=_opt_int(td.get("output_files")),
+                    output_bytes=_opt_int(td.get("output_bytes")),
+                    duration_ms=_opt_int(duration),
+                    partition=td.get("partition"),
+                    failure=td.get("failure"),
+                    extra={
+                        k: v
+                        for k, v in td.items()
+                        if k in ("input_records", "output_records", "airflow_state")
+                    },
+                )
+            )
+    start = sources.to_ms(d.get("plan_time_ms") or d.get("start_time_ms") or d.get("start_time"))
+    end = sources.to_ms(d.get("end_time_ms") or d.get("end_time"))
+    duration = _opt_int(d.get("duration_ms"))
+    if duration is None and start is not None and end is not None:
+        duration = max(0, end - start)
+    return OptimizingProcess(
+        process_id=str(d.get("process_id")),
+        kind=d.get("kind"),
+        status=d.get("status"),
+        start_time=start,
+        end_time=end,
+        duration_ms=duration,
+        target_snapshot_id=_opt_int(d.get("base_snapshot_id")),
+        committed_snapshot_id=_opt_int(d.get("target_snapshot_id")),
+        input_files=_opt_int(d.get("input_files")),
+        input_bytes=_opt_int(d.get("input_bytes")),
+        input_records=_opt_int(d.get("input_records")),
+        output_files=_opt_int(d.get("output_files")),
+        output_bytes=_opt_int(d.get("output_bytes")),
+        output_records=_opt_int(d.get("output_records")),
+        task_count=_opt_int(d.get("task_count")),
+        failure=d.get("failure"),
+        tasks=tasks,
+        extra={
+            k: v for k, v in d.items() if k in ("dag_id", "run_id", "summary") and v not in (None, "", {})
+        },
+    )
+
+
+def optimizing_processes(
+    conn_id: str, identifier: str, *, limit: int = 50, with_tasks: bool = True
+) -> OptimizingProcesses:
+    """The Optimizing tab: processes newest first, the running one included."""
+    history, error = sources.get_history(conn_id, identifier, limit)
+    runtime, rt_error = sources.get_runtime(conn_id, identifier)
+    status = str(attr(runtime, "status") or "UNKNOWN") if runtime is not None else "UNKNOWN"
+    if history is None:
+        return OptimizingProcesses(available=False, status=status, processes=[], note=error or rt_error)
+    processes = [_process_model(p, with_tasks) for p in history]
+    current = attr(runtime, "current_process")
+    if current is not None:
+        cur = _process_model(current, with_tasks)
+        if all(p.process_id != cur.process_id for p in processes):
+            processes.insert(0, cur)
+    return OptimizingProcesses(available=True, status=status, processes=processes[:limit], note=None)
+
+
+def optimizing_tasks(conn_id: str, identifier: str, process_id: str) -> list[OptimizingTask] | None:
+    """Tasks of one process (None when the process is unknown)."""
+    result = optimizing_processes(conn_id, identifier, limit=1000, with_tasks=True)
+    for p in result.processes:
+        if p.process_id == process_id:
+            return p.tasks
+    return None
+
+
+def maintenance_info(
+    conn_id: str, identifier: str, properties: Mapping[str, str] | None = None
+) -> MaintenanceInfo:
+    """The Maintenance tab: last run of each action, with whether the table enables it."""
+    runtime, error = sources.get_runtime(conn_id, identifier)
+    props = dict(properties or {})
+    defaults = {name: default for name, default, _ in amoro_property_defaults()}
+
+    def enabled(prop: str | None) -> bool | None:
+        if prop is None:
+            return None
+        raw = props.get(prop, defaults.get(prop))
+        gc = props.get("gc.enabled", defaults.get("gc.enabled", "true"))
+        on = str(raw).strip().lower() == "true"
+        if prop != "tag.auto-create.enabled" and str(gc).strip().lower() == "false":
+            return False
+        return on
+
+    runs_by_action: dict[str, Any] = {}
+    if runtime is not None:
+        m = attr(runtime, "maintenance")
+        if isinstance(m, Mapping):
+            runs_by_action = dict(m)
+    runs: list[MaintenanceRun] = []
+    listed: set[str] = set()
+    for action, _label, prop in MAINTENANCE_ACTIONS:
+        runs.append(_maintenance_run(action, runs_by_action.get(action), enabled(prop)))
+        listed.add(action)
+    for action, run in sorted(runs_by_action.items()):
+        if action not in listed:
+            runs.append(_maintenance_run(action, run, None))
+    return MaintenanceInfo(available=runtime is not None, runs=runs, note=error)
+
+
+def _maintenance_run(action: str, run: Any, enabled: bool | None) -> MaintenanceRun:
+    if run is None:
+        return MaintenanceRun(action=action, enabled=enabled, status="NEVER")
+    success = attr(run, "success")
+    result = attr(run, "result")
+    return MaintenanceRun(
+        action=action,
+        enabled=enabled,
+        last_run=sources.to_ms(attr(run, "time_ms")),
+        status="SUCCESS" if success else "FAILED" if success is not None else None,
+        result=dict(result) if isinstance(result, Mapping) else {},
+    )
+
+
+def now_ms() -> int:
+    """Current time in epoch milliseconds."""
+    return int(time.time() * 1000)

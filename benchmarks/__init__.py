@@ -1,0 +1,1 @@
+"""Reproducible benchmarks of airflow-provider-amoro (run with ``make bench``; not part of ``make test``)."""

@@ -1,0 +1,143 @@
+"""Discovery: the catalog sync lists real tables into the cache; parsing then builds their DAGs.
+
+Runs on the parametrised ``catalog`` fixture (SQLite and PostgreSQL SQL catalogs).
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+from airflow_fixtures import set_connection, small_file_table
+
+from airflow_provider_amoro.dag_factory import build_dags, loads
+from airflow_provider_amoro.dag_factory.cache import CachedTable, cache_file, read_cache, write_cache
+from airflow_provider_amoro.dag_factory.sync import estimate_cost, sync_catalog
+
+
+def config_for(cache: Path, evaluate: bool = True) -> Any:
+    return loads(
+        textwrap.dedent(
+            f"""
+            cache_dir: {cache}
+            catalogs:
+              lake:
+                include: ["sales.*", "ops.events"]
+                exclude: ["sales.tmp_*"]
+                tables:
+                  "sales.big": {{properties: {{self-optimizing.group: big}}}}
+            optimizer_groups:
+              default: {{slots: 2}}
+              big: {{slots: 4, queue: heavy}}
+            catalog_sync: {{evaluate: {str(evaluate).lower()}}}
+            """
+        )
+    )
+
+
+def test_sync_discovers_selected_tables_and_parse_builds_their_dags(
+    catalog: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    set_connection(monkeypatch, "lake", catalog)
+    small_file_table(catalog, "sales.orders", files=6)
+    small_file_table(catalog, "sales.big", files=2)
+    small_file_table(catalog, "sales.tmp_scratch", files=1)
+    small_file_table(catalog, "hr.people", files=1)
+    config = config_for(tmp_path / "cache")
+
+    # before any sync only the explicit include (ops.events, not even existing yet) has a DAG
+    assert set(build_dags(config)) == {"amoro__catalog_sync", "amoro__lake__ops__events"}
+
+    metrics = sync_catalog(config, "lake")
+    assert metrics["listed"] == 4 and metrics["selected"] == 2 and metrics["failed"] == 0
+    assert metrics["added"] == ["sales.big", "sales.orders"]
+    cache = read_cache(config.cache_dir, "lake")
+    orders = cache.tables["sales.orders"]
+    assert orders.properties["self-optimizing.target-size"] == str(1024 * 1024)
+    assert orders.summary["total-data-files"] == "6"
+    assert orders.pending is True and orders.cost is not None and orders.cost > 0
+    assert orders.health is not None and orders.health < 100
+    assert orders.cost > (cache.tables["sales.big"].cost or 0) > 0  # six small files cost more than two
+
+    # parse: one DAG per discovered table; group, queue and priority come from config + cache
+    dags = build_dags(config)
+    assert set(dags) == {
+        "amoro__catalog_sync",
+        "amoro__lake__ops__events",
+        "amoro__lake__sales__orders",
+        "amoro__lake__sales__big",
+    }
+    big = dags["amoro__lake__sales__big"].task_dict["execute"].partial_kwargs
+    assert (big["pool"], big["queue"], big["max_active_tis_per_dagrun"]) == (
+        "amoro_optimizer_big",
+        "heavy",
+        2,
+    )
+    orders_weight = dags["amoro__lake__sales__orders"].task_dict["execute"].partial_kwargs["priority_weight"]
+    big_weight = dags["amoro__lake__sales__big"].task_dict["execute"].partial_kwargs["priority_weight"]
+    assert orders_weight == 1 + orders.cost // (1024 * 1024)
+    assert orders_weight > big_weight  # the most needed table leaves the pool queue first
+
+    # a dropped table leaves the cache at the next sync (and its DAG the next parse)
+    catalog.drop_table("sales.big")
+    metrics = sync_catalog(config, "lake")
+    assert metrics["removed"] == ["sales.big"]
+    assert "amoro__lake__sales__big" not in build_dags(config)
+
+
+def test_catalog_sync_dag_runs_in_airflow_and_writes_the_cache(
+    airflow_db: Any, sqlite_catalog: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_fixtures import run_dag, task_states, xcom_value
+
+    set_connection(monkeypatch, "lake", sqlite_catalog)
+    small_file_table(sqlite_catalog, "sales.orders", files=3)
+    config = config_for(tmp_path / "cache")
+    dag = build_dags(config)["amoro__catalog_sync"]
+    dr = run_dag(dag)
+    assert dr.state == "success", task_states(dr)
+    assert xcom_value(dr, "sync__lake")["selected"] == 1
+    assert list(read_cache(config.cache_dir, "lake").tables) == ["sales.orders"]
+    assert "amoro__lake__sales__orders" in build_dags(config)
+
+
+def test_sync_without_evaluation_caches_a_metadata_estimate(
+    sqlite_catalog: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    set_connection(monkeypatch, "lake", sqlite_catalog)
+    small_file_table(sqlite_catalog, "sales.orders", files=6)
+    config = config_for(tmp_path / "cache", evaluate=False)
+    sync_catalog(config, "lake")
+    cached = read_cache(config.cache_dir, "lake").tables["sales.orders"]
+    assert cached.pending is None and cached.health is None
+    assert cached.cost == estimate_cost(cached.summary, cached.properties) > 0
+
+
+def test_a_broken_table_is_cached_with_its_error_and_the_sync_goes_on(
+    sqlite_catalog: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    set_connection(monkeypatch, "lake", sqlite_catalog)
+    small_file_table(sqlite_catalog, "sales.orders", files=2)
+    broken = small_file_table(sqlite_catalog, "sales.broken", files=2)
+    with broken.transaction() as tx:
+        tx.set_properties({"self-optimizing.group": "nowhere"})  # not a configured group
+    config = config_for(tmp_path / "cache")
+    metrics = sync_catalog(config, "lake")
+    assert metrics["failed"] == 1
+    cache = read_cache(config.cache_dir, "lake")
+    assert cache.tables["sales.orders"].error is None
+    assert "nowhere" in (cache.tables["sales.broken"].error or "")
+
+
+def test_cache_is_atomic_and_a_corrupt_cache_reads_as_empty(tmp_path: Path) -> None:
+    write_cache(tmp_path, "lake", {"a.b": CachedTable("a.b", cost=5)})
+    assert [p.name for p in tmp_path.iterdir()] == ["catalog__lake.json"]  # no temporary left
+    assert read_cache(tmp_path, "lake").tables["a.b"].cost == 5
+    cache_file(tmp_path, "lake").write_text("{not json")
+    assert read_cache(tmp_path, "lake").tables == {}
+    cache_file(tmp_path, "lake").write_text(json.dumps({"version": 99, "tables": {"a.b": {}}}))
+    assert read_cache(tmp_path, "lake").tables == {}
+    assert read_cache(tmp_path / "missing", "lake").synced_at is None

@@ -1,0 +1,1 @@
+"""Integration tests: real Airflow processes and servers (marked ``integration``)."""

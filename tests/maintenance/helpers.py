@@ -1,0 +1,119 @@
+"""Independent views of a table for maintenance tests: storage listings and reachable files.
+
+Nothing here uses the maintenance package: storage is listed with ``os.walk`` or ``s3fs``, and
+what snapshots reach comes from pyiceberg's ``inspect`` tables.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+from urllib.parse import urlparse
+
+import pyarrow as pa
+
+from airflow_provider_amoro.testing.reader import content_hash, read_table
+
+SCHEMA = pa.schema([pa.field("id", pa.int64(), nullable=False), pa.field("v", pa.string())])
+
+
+def iceberg_schema() -> Any:
+    """SCHEMA as a pyiceberg Schema with field ids 1 (id) and 2 (v), for partition specs."""
+    from pyiceberg.schema import Schema
+    from pyiceberg.types import LongType, NestedField, StringType
+
+    return Schema(NestedField(1, "id", LongType(), required=True), NestedField(2, "v", StringType()))
+
+
+def rows(ids: Any, tag: str = "r") -> pa.Table:
+    """Rows ``id, v`` for the given ids."""
+    ids = list(ids)
+    return pa.table({"id": pa.array(ids, pa.int64()), "v": [f"{tag}{i}" for i in ids]}, schema=SCHEMA)
+
+
+def storage_files(table: Any, root: str | None = None) -> set[str]:
+    """Every file under ``root`` (default: the table location), as ``scheme://…`` strings."""
+    location = (root or table.location()).rstrip("/")
+    parsed = urlparse(location)
+    if parsed.scheme in ("", "file"):
+        base = parsed.path
+        found = set()
+        for folder, _dirs, names in os.walk(base):
+            found.update("file://" + os.path.join(folder, n) for n in names)
+        return found
+    import s3fs
+
+    props = table.io.properties
+    fs = s3fs.S3FileSystem(
+        key=props["s3.access-key-id"],
+        secret=props["s3.secret-access-key"],
+        client_kwargs={"endpoint_url": props["s3.endpoint"], "region_name": props["s3.region"]},
+        use_listings_cache=False,
+    )
+    return {f"s3://{p}" for p in fs.find(f"{parsed.netloc}{parsed.path}")}
+
+
+def norm(path: str) -> str:
+    """``file:/x`` and ``file:///x`` as ``file:///x``."""
+    if path.startswith("file:") and not path.startswith("file:///"):
+        return "file:///" + path[len("file:") :].lstrip("/")
+    return path
+
+
+def reachable(table: Any, snapshot_ids: Any, *, live_only: bool = True) -> set[str]:
+    """Manifest lists, manifests and content files the given snapshots reach (pyiceberg inspect)."""
+    result: set[str] = set()
+    for sid in snapshot_ids:
+        snapshot = table.snapshot_by_id(sid)
+        result.add(norm(snapshot.manifest_list))
+        result.update(norm(m.manifest_path) for m in snapshot.manifests(table.io))
+        entries = table.inspect.entries(snapshot_id=sid).to_pylist()
+        for entry in entries:
+            if not live_only or entry["status"] != 2:
+                result.add(norm(entry["data_file"]["file_path"]))
+    return result
+
+
+def snapshot_hashes(table: Any) -> dict[int, str]:
+    """content_hash of every snapshot, read with iceberg-rust."""
+    return {
+        s.snapshot_id: content_hash(read_table(table, snapshot_id=s.snapshot_id)) for s in table.snapshots()
+    }
+
+
+def while_appending(
+    writer: Any, ids: Iterable[int], action: Callable[[], int], repeat: int
+) -> tuple[int, list[int]]:
+    """Run ``action`` ``repeat`` times while a thread appends one row per id through ``writer``.
+
+    Returns:
+        The sum of what ``action`` returned and the ids the thread appended (its errors re-raised).
+    """
+    appended: list[int] = []
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def append() -> None:
+        try:
+            for i in ids:
+                if stop.is_set():
+                    return
+                writer.append(rows([i]))
+                appended.append(i)
+        except BaseException as exc:  # noqa: BLE001 - re-raised below
+            errors.append(exc)
+
+    thread = threading.Thread(target=append)
+    thread.start()
+    total = 0
+    try:
+        for _ in range(repeat):
+            total += action()
+    finally:
+        stop.set()
+        thread.join()
+    if errors:
+        raise errors[0]
+    return total, appended

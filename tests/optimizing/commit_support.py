@@ -1,0 +1,159 @@
+"""Helpers for commit tests: hand-built plans and a tiny reference rewriter (no engine code).
+
+The rewriter reads the input Parquet files with pyarrow, drops rows by a caller-given id set (the
+caller knows which rows its deletes hide) and writes new files with pyiceberg's writer, so the
+commit can be tested before and independently of the engine's planner and executor.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from pyiceberg.io.pyarrow import _dataframe_to_data_files
+from pyiceberg.manifest import DataFile
+from pyiceberg.partitioning import PartitionField
+from pyiceberg.schema import Schema
+from pyiceberg.transforms import BucketTransform, DayTransform, IdentityTransform
+from pyiceberg.types import DateType, LongType, NestedField, StringType
+
+from airflow_provider_amoro.optimizing.commit import HeadState
+from airflow_provider_amoro.optimizing.model import (
+    FileRef,
+    OptimizingPlan,
+    RewriteTask,
+    TaskResult,
+    datafile_to_dict,
+)
+from airflow_provider_amoro.testing.reader import content_hash, read_table
+
+SCHEMA = pa.schema([pa.field("id", pa.int64(), nullable=False), pa.field("v", pa.string())])
+
+
+WIDE_SCHEMA = Schema(
+    NestedField(1, "id", LongType(), required=True),
+    NestedField(2, "v", StringType()),
+    NestedField(3, "cat", StringType()),
+    NestedField(4, "d", DateType()),
+)
+"""A schema with columns for identity (``cat``), bucket (``id``) and day (``d``) partitioning."""
+
+PARTITION_FIELDS = {
+    "identity": PartitionField(source_id=3, field_id=1000, transform=IdentityTransform(), name="cat"),
+    "bucket": PartitionField(source_id=1, field_id=1000, transform=BucketTransform(3), name="id_bucket"),
+    "day": PartitionField(source_id=4, field_id=1000, transform=DayTransform(), name="d_day"),
+}
+"""Partition fields over :data:`WIDE_SCHEMA`, by name."""
+
+
+def rows(ids: Iterable[int], tag: str = "r") -> pa.Table:
+    """Rows ``id, v`` for the given ids."""
+    ids = list(ids)
+    return pa.table({"id": pa.array(ids, pa.int64()), "v": [f"{tag}{i}" for i in ids]}, schema=SCHEMA)
+
+
+def live(table: Any, content: str | None = "data") -> list[FileRef]:
+    """Live files of the current snapshot as FileRefs, ordered by path."""
+    table.refresh()
+    return sorted(HeadState.load(table.metadata, table.io).refs(content), key=lambda r: r.path)
+
+
+def ref_of_path(table: Any, path: str) -> FileRef:
+    """The live FileRef of one path."""
+    return next(r for r in live(table, None) if r.path == path)
+
+
+def hand_plan(
+    table: Any,
+    tasks: Sequence[dict[str, Any]],
+    kind: str = "minor",
+    properties: dict[str, str] | None = None,
+) -> OptimizingPlan:
+    """A plan on the table's current snapshot; each task dict holds FileRef lists by RewriteTask field."""
+    table.refresh()
+    snap = table.current_snapshot()
+    built = []
+    for i, t in enumerate(tasks):
+        files = [*t.get("rewrite_data_files", []), *t.get("rewrite_pos_data_files", [])]
+        built.append(
+            RewriteTask(
+                task_id=i,
+                kind=kind,  # type: ignore[arg-type]
+                spec_id=files[0].spec_id,
+                partition=files[0].partition,
+                partition_path="",
+                rewrite_data_files=list(t.get("rewrite_data_files", [])),
+                rewrite_pos_data_files=list(t.get("rewrite_pos_data_files", [])),
+                delete_files=list(t.get("delete_files", [])),
+            )
+        )
+    return OptimizingPlan(
+        table=".".join(table.name()),
+        kind=kind,  # type: ignore[arg-type]
+        base_snapshot_id=snap.snapshot_id,
+        base_sequence_number=snap.sequence_number,
+        created_at_ms=int(time.time() * 1000),
+        target_size=128 * 1024 * 1024,
+        tasks=built,
+        properties=dict(properties or {}),
+    )
+
+
+def read_inputs(table: Any, refs: Sequence[FileRef]) -> pa.Table:
+    """Rows of the given data files, deletes NOT applied."""
+    parts = []
+    for ref in refs:
+        with table.io.new_input(ref.path).open() as stream:
+            parts.append(pq.read_table(stream))
+    return pa.concat_tables(parts, promote_options="default")
+
+
+def write_outputs(table: Any, data: pa.Table) -> list[DataFile]:
+    """Write rows as new data files of the table's current spec (no commit)."""
+    files = list(_dataframe_to_data_files(table.metadata, data, table.io, write_uuid=uuid.uuid4()))
+    for df in files:
+        df.spec_id = table.metadata.default_spec_id
+    return files
+
+
+def hand_rewrite(
+    table: Any, task: RewriteTask, drop_ids: Iterable[int] = (), extra_outputs: Sequence[DataFile] = ()
+) -> TaskResult:
+    """Rewrite a task's data files, dropping rows whose id is in ``drop_ids``."""
+    outputs: list[DataFile] = list(extra_outputs)
+    out_records = 0
+    if task.rewrite_data_files:
+        data = read_inputs(table, task.rewrite_data_files)
+        drop = pa.array(sorted(set(drop_ids)), pa.int64())
+        data = data.filter(pc.invert(pc.is_in(data.column("id"), value_set=drop)))
+        data = data.cast(table.schema().as_arrow())
+        written = write_outputs(table, data) if data.num_rows else []
+        outputs = written + outputs
+        out_records = sum(df.record_count for df in written)
+    files = [*task.rewrite_data_files, *task.rewrite_pos_data_files, *task.delete_files]
+    return TaskResult(
+        task_id=task.task_id,
+        outputs=[datafile_to_dict(df) for df in outputs],
+        input_files=len(files),
+        input_bytes=sum(f.size_bytes for f in files),
+        input_records=out_records,
+        output_records=out_records,
+        output_bytes=sum(df.file_size_in_bytes for df in outputs),
+    )
+
+
+def snapshot_of(table: Any) -> tuple[int | None, str]:
+    """(current snapshot id, content hash by the independent reader)."""
+    table.refresh()
+    snap = table.current_snapshot()
+    return (snap.snapshot_id if snap else None), content_hash(read_table(table))
+
+
+def exists(table: Any, path: str) -> bool:
+    """Whether a file exists in the table's storage."""
+    return bool(table.io.new_input(path).exists())
