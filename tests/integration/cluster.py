@@ -314,6 +314,20 @@ class AirflowCluster:
             )
         self.wait(self._api_up, timeout=120, what="the API server to answer")
 
+    def wait_for_workers(self, timeout: float = 180) -> None:
+        """Wait until every Celery worker has connected to the broker and logged ``ready.``.
+
+        ``start`` returns as soon as the API server answers; a worker still importing Airflow
+        at that point would miss the first tasks, and its peer would run them all.
+        """
+
+        names = [f"worker-{i}" for i in range(1, self.celery_workers + 1)]
+
+        def ready() -> bool:
+            return all(" ready." in self.tail(name, chars=1_000_000) for name in names)
+
+        self.wait(ready, timeout=timeout, what=f"Celery workers {names} to be ready")
+
     def _api_up(self) -> bool:
         try:
             with socket.create_connection(("127.0.0.1", self.api_port), timeout=1):
