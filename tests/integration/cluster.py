@@ -289,7 +289,12 @@ class AirflowCluster:
         return {str(r[0]): int(r[1]) for r in self.query("SELECT pool, slots FROM slot_pool")}
 
     def start(self) -> None:
-        """Start all components and wait for the API server (the DB is already migrated)."""
+        """Start all components; wait for the API server and every Celery worker to be ready.
+
+        A worker still importing Airflow when the first tasks are queued would miss them, and its
+        peer would run them all; so each worker must have connected to the broker and logged
+        ``ready.`` before this returns (the DB is already migrated).
+        """
         self.spawn("api-server", "api-server", "--port", str(self.api_port), "--host", "127.0.0.1")
         self.spawn("dag-processor", "dag-processor")
         self.spawn("scheduler", "scheduler")
@@ -313,20 +318,10 @@ class AirflowCluster:
                 env={"AMORO_TEST_HOSTNAME": name},
             )
         self.wait(self._api_up, timeout=120, what="the API server to answer")
+        self.wait(self._workers_ready, timeout=180, what=f"Celery workers {sorted(self.workers)} to be ready")
 
-    def wait_for_workers(self, timeout: float = 180) -> None:
-        """Wait until every Celery worker has connected to the broker and logged ``ready.``.
-
-        ``start`` returns as soon as the API server answers; a worker still importing Airflow
-        at that point would miss the first tasks, and its peer would run them all.
-        """
-
-        names = [f"worker-{i}" for i in range(1, self.celery_workers + 1)]
-
-        def ready() -> bool:
-            return all(" ready." in self.tail(name, chars=1_000_000) for name in names)
-
-        self.wait(ready, timeout=timeout, what=f"Celery workers {names} to be ready")
+    def _workers_ready(self) -> bool:
+        return all(" ready." in self.tail(name, chars=1_000_000) for name in self.workers)
 
     def _api_up(self) -> bool:
         try:

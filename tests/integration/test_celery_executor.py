@@ -62,7 +62,6 @@ def celery_cluster(pg_catalog: Any, tmp_path_factory: pytest.TempPathFactory) ->
         cluster.apply_pools(config)
         cluster.start()
         cluster.wait_for_dags([dag_id(SPREAD), dag_id(KILLED)])
-        cluster.wait_for_workers()
         yield cluster
     finally:
         cluster.stop()
@@ -80,8 +79,11 @@ def test_mapped_execute_tasks_spread_over_both_workers(
     executes = [t for t in tis if t["task_id"] == "execute"]
     assert len(executes) == 6 and all(t["state"] == "success" for t in executes)
     hosts = {t["hostname"] for t in executes}
-    received = {w: celery_cluster.tail(w, chars=1_000_000).count(" received ") for w in WORKERS}
-    assert hosts == set(WORKERS), (executes, received, celery_cluster.logs())
+    assert hosts == set(WORKERS), (
+        executes,
+        {w: celery_cluster.tail(w, chars=1_000_000).count(" received ") for w in WORKERS},
+        celery_cluster.logs(),
+    )
     table = pg_catalog.load_table(SPREAD)
     after = read_table(table)
     assert (content_hash(after), after.num_rows) == (content_hash(before), before.num_rows)
