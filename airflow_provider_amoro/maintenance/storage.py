@@ -128,14 +128,26 @@ def _list_pyarrow(io: Any, folder: str) -> Iterator[ListedFile]:
                 yield ListedFile(location, int(info.size or 0), mtime)
 
 
+def _uncached(fs: Any) -> Any:
+    """The same fsspec filesystem, built with ``use_listings_cache=False``.
+
+    fsspec hands every user of the same options one instance, and a listing stored in its
+    directory cache answers later ``info``/``open`` calls: files written by others after the
+    listing (a writer's next manifest, a new ``metadata.json``) would not exist for this process.
+    A separate instance that caches no listing leaves the shared one as it was.
+    """
+    options = {**fs.storage_options, "use_listings_cache": False}
+    return type(fs)(*getattr(fs, "storage_args", ()), **options)
+
+
 def _list_fsspec(io: Any, folder: str) -> Iterator[ListedFile]:
     parsed = urlparse(folder)
-    fs = io.get_fs(parsed.scheme)
+    fs = _uncached(io.get_fs(parsed.scheme))
     stack = [f"{parsed.netloc}{parsed.path}"]
     while stack:
         current = stack.pop()
         try:
-            infos = fs.ls(current, detail=True, refresh=True)
+            infos = fs.ls(current, detail=True)
         except FileNotFoundError:
             continue
         for info in infos:

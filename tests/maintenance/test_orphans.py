@@ -171,6 +171,28 @@ def test_pyarrow_s3_listing(s3_server: Any, tmp_path: Path) -> None:
     assert result.orphan_files == 1 and result.orphan_paths_sample == [normalize_location(stray)]
 
 
+def test_files_written_after_a_listing_are_seen(lake: Any, request: pytest.FixtureRequest) -> None:
+    """A cleaning's listing leaves no stale directory listing behind in the table's filesystem.
+
+    fsspec hands every user of the same options one filesystem instance, and s3fs answers ``info``
+    from a cached listing of the parent folder: a file another process writes after the listing
+    (a new manifest, a new ``metadata.json``) would then not exist for this process.
+    """
+    table = _table_with_history(lake)
+    result = clean_orphan_files(table, now=LATER, dry_run=True)
+    assert result.listed_files == len(storage_files(table))
+    for folder in ("metadata", "data"):
+        location = f"{table.location().rstrip('/')}/{folder}/written-elsewhere.bin"
+        if location.startswith("file:"):
+            Path(urlparse(location).path).write_bytes(b"12345")
+        else:  # another process: its own filesystem instance, without a listings cache
+            request.getfixturevalue("s3_server").s3fs().pipe(location.removeprefix("s3://"), b"12345")
+        assert len(table.io.new_input(location)) == 5
+    other = lake.load_table("ns.orders")
+    other.append(rows([1000]))
+    assert 1000 in read_table(other).column("id").to_pylist()
+
+
 def test_concurrent_appends_lose_nothing(lake: Any) -> None:
     table = _table_with_history(lake)
     writer_table = lake.load_table("ns.orders")
