@@ -200,3 +200,64 @@ def list_process_outputs(io: FileIO, plan_id: str, folders: Iterable[str]) -> li
             continue
         found.update(f.location for f in listed if marker in posixpath.basename(f.location))
     return sorted(found)
+
+
+@dataclass
+class ProcessOutcome:
+    """What :func:`resolve_process` found out about a finished or abandoned process.
+
+    Attributes:
+        landed: whether the process's commit is in the table (by process id, or an output file a
+            retained snapshot references); None when the references could not be read.
+        snapshot_id: the snapshot that committed it, when retained.
+        listed: output files of the process found in its folders.
+        cleanup: what was deleted and kept.
+    """
+
+    landed: bool | None
+    snapshot_id: int | None
+    listed: int
+    cleanup: CleanupResult
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict."""
+        return {
+            "landed": self.landed,
+            "snapshot_id": self.snapshot_id,
+            "listed": self.listed,
+            **self.cleanup.to_dict(),
+        }
+
+
+def resolve_process(
+    table: Table,
+    plan_id: str,
+    folders: Iterable[str],
+    *,
+    min_sequence_number: int | None = None,
+) -> ProcessOutcome:
+    """Find out whether a process landed, and delete its output files that nothing references.
+
+    Used by the next run after a process ended without a known outcome (``UNKNOWN``), died, or was
+    abandoned: its files are listed by name (:func:`list_process_outputs`) in the folders it
+    recorded before writing, so even outputs a killed worker never reported are found.
+
+    Args:
+        table: the table.
+        plan_id: the process's plan id.
+        folders: the output folders it recorded.
+        min_sequence_number: its plan's base sequence number.
+
+    Raises:
+        Exception: the folders could not be listed or the table not refreshed (nothing deleted).
+    """
+    table.refresh()
+    snapshot_id = snapshot_of_process(table.metadata, plan_id)
+    files = list_process_outputs(table.io, plan_id, folders)
+    cleanup = delete_unreferenced(
+        table, files, min_sequence_number=min_sequence_number, what=f"outputs of process {plan_id}"
+    )
+    landed: bool | None = snapshot_id is not None or cleanup.kept_referenced > 0
+    if cleanup.error is not None and snapshot_id is None:
+        landed = None
+    return ProcessOutcome(landed=landed, snapshot_id=snapshot_id, listed=len(files), cleanup=cleanup)
