@@ -200,3 +200,99 @@ def test_commit_state_unknown_is_kept_then_resolved_by_the_next_run(
     assert runtime.last_optimized_snapshot_id == landed.snapshot_id
     table = _proof(amoro_conn, ident, expected)
     assert unreferenced_data_files(table) == []
+
+
+def _one_task_dag(dag_id: str, identifier: str) -> Any:
+    from airflow.sdk import DAG
+
+    from airflow_provider_amoro.operators.optimizing import SelfOptimizingOperator
+
+    with DAG(dag_id, schedule=None, start_date=datetime(2024, 1, 1), catchup=False) as dag:
+        SelfOptimizingOperator(task_id="optimize", table=identifier, retries=0)
+    return dag
+
+
+def test_unknown_commit_that_did_not_land_is_cleaned_by_the_next_run(
+    airflow_db: Any, amoro_conn: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The catalog raises CommitStateUnknownException without applying: outputs kept, then deleted."""
+    from pyiceberg.catalog.sql import SqlCatalog
+
+    from airflow_provider_amoro.hooks.catalog import AmoroCatalogHook
+
+    class Unreachable(SqlCatalog):
+        armed = 1
+
+        def commit_table(self, table: Any, requirements: Any, updates: Any) -> Any:
+            if Unreachable.armed:
+                Unreachable.armed -= 1
+                raise CommitStateUnknownException("injected: no answer from the catalog")
+            return super().commit_table(table, requirements, updates)
+
+    ident = "safety.notlanded"
+    table = small_file_table(amoro_conn, ident, files=6)
+    expected = canonical_rows(read_table(table))
+    faulty = Unreachable(amoro_conn.name, **amoro_conn.properties)
+    monkeypatch.setattr(AmoroCatalogHook, "get_catalog", lambda self: faulty)
+    dag = _one_task_dag("safety_not_landed", ident)
+
+    first = run_dag(dag)
+
+    assert task_states(first)[("optimize", -1)] == "failed"
+    runtime = get_table_runtime("amoro_default", ident)
+    assert runtime.last_process is not None and runtime.last_process.status == "UNKNOWN"
+    leftovers = unreferenced_data_files(table)
+    assert leftovers, "the outputs of an UNKNOWN commit are kept"
+    assert _optimizer_snapshots(table) == []
+
+    second = run_dag(dag)
+
+    assert second.state == "success", task_states(second)
+    table = _proof(amoro_conn, ident, expected)
+    assert len(_optimizer_snapshots(table)) == 1  # planned again and committed
+    assert unreferenced_data_files(table) == []
+    resolved = [p for p in _history(ident) if p.teardown]
+    assert resolved and resolved[0].status == "FAILED" and resolved[0].teardown["landed"] is False
+    assert resolved[0].teardown["deleted"] == len(leftovers)
+
+
+def test_a_task_timeout_keeps_outputs_and_the_next_run_resolves(
+    airflow_db: Any, amoro_conn: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A timeout inside the commit (here: after the catalog applied it) never deletes outputs."""
+    from airflow.sdk.exceptions import AirflowTaskTimeout
+
+    import airflow_provider_amoro.optimizing as engine
+
+    ident = "safety.timeout"
+    table = small_file_table(amoro_conn, ident, files=6)
+    expected = canonical_rows(read_table(table))
+    real_commit = engine.commit
+
+    def commit_then_time_out(*args: Any, **kwargs: Any) -> Any:
+        real_commit(*args, **kwargs)
+        raise AirflowTaskTimeout("injected: execution_timeout reached")
+
+    monkeypatch.setattr(engine, "commit", commit_then_time_out)
+    dag = _one_task_dag("safety_timeout", ident)
+    first = run_dag(dag)
+    assert task_states(first)[("optimize", -1)] == "failed"
+    assert get_table_runtime("amoro_default", ident).last_process.status == "UNKNOWN"
+    table = _proof(amoro_conn, ident, expected)
+    (landed,) = _optimizer_snapshots(table)
+    monkeypatch.setattr(engine, "commit", real_commit)
+
+    second = run_dag(dag)
+
+    assert second.state == "success", task_states(second)
+    runtime = get_table_runtime("amoro_default", ident)
+    assert runtime.last_optimized_snapshot_id == landed.snapshot_id
+    assert any(p.status == "SUCCESS" and p.teardown for p in _history(ident))
+    table = _proof(amoro_conn, ident, expected)
+    assert unreferenced_data_files(table) == []
+
+
+def _history(identifier: str) -> list[Any]:
+    from airflow_provider_amoro.runtime.reader import get_optimizing_history
+
+    return get_optimizing_history("amoro_default", identifier)

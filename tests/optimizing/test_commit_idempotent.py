@@ -186,3 +186,35 @@ def test_an_interrupted_commit_keeps_outputs(sqlite_catalog: Any) -> None:
     with pytest.raises(Timeout):
         commit(table, plan, results)
     assert all(exists(table, p) for p in _outputs(results))
+
+
+def test_planned_outputs_carry_the_process_prefix_and_are_found_by_it(sqlite_catalog: Any) -> None:
+    """Files a worker wrote but never reported are found by name in the folders recorded at planning."""
+    import posixpath
+
+    from airflow_provider_amoro.optimizing import plan as make_plan
+    from airflow_provider_amoro.optimizing.cleanup import (
+        list_process_outputs,
+        output_folders,
+        resolve_process,
+    )
+    from airflow_provider_amoro.optimizing.execute import execute
+    from airflow_provider_amoro.optimizing.model import output_prefix
+
+    table = _table(sqlite_catalog)
+    expected = canonical_rows(read_table(table))
+    planned = make_plan(table, "minor")
+    assert planned.tasks and {t.plan_id for t in planned.tasks} == {planned.plan_id}
+    folders = output_folders(table, planned)
+    result = execute(table, planned.tasks[0])
+    names = [posixpath.basename(p) for p in _outputs([result])]
+    assert all(n.startswith(output_prefix(planned.plan_id, 0)) for n in names)
+    found = list_process_outputs(table.io, planned.plan_id, folders)
+    assert sorted(posixpath.basename(p) for p in found) == sorted(names)
+    # Never committed (the worker died): the next run's teardown deletes them.
+    outcome = resolve_process(
+        table, planned.plan_id, folders, min_sequence_number=planned.base_sequence_number
+    )
+    assert (outcome.landed, outcome.listed, outcome.cleanup.deleted) == (False, len(names), len(names))
+    assert list_process_outputs(table.io, planned.plan_id, folders) == []
+    _safe(table, expected)
