@@ -5,8 +5,8 @@ latest retained snapshot whose ``snapshot-producer`` is not ``OPTIMIZE`` nor a m
 (``DATA_EXPIRATION``, ``CLEAN_DANGLING_DELETE``), as Amoro's ``LAST_COMMIT_TIME`` rule (the
 default; no such snapshot: nothing expires), or the clock (``CURRENT_TIME``). Optimizing and
 maintenance commits therefore never move the expiry point: when writers pause, nothing more
-expires. A value expires when it is not newer than that point (a value exactly at the point has expired, as in Amoro),
-compared in the field's own type:
+expires. A value expires when it is not newer than that point (a value exactly at the point has
+expired, as in Amoro), compared in the field's own type:
 
 - ``timestamp`` / ``timestamptz``: microseconds (UTC);
 - ``date``: a day expires when it ends at or before the expiry point;
