@@ -1,4 +1,4 @@
-"""Commit details found by issue #10: DELETED-only manifests, concurrent equality deletes with old sequence numbers."""
+"""Commit details: DELETED-only manifests are dropped; old-sequence concurrent equality deletes refused."""
 
 from __future__ import annotations
 
