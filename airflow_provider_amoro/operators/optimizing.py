@@ -434,7 +434,10 @@ class ResolveOptimizingOperator(_OptimizingOperator):
 
     def execute(self, context: Any) -> dict[str, Any] | None:
         """Resolve and tear down the previous process."""
-        return resolve_previous_process(self.state(context), self.load_table(), self.log)
+        ti = context.get("ti")
+        # this task runs before plan: a RUNNING process of this very run is an earlier, cleared attempt
+        own = f"{getattr(ti, 'dag_id', '')}/{getattr(ti, 'run_id', '')}"
+        return resolve_previous_process(self.state(context), self.load_table(), self.log, own_process_id=own)
 
 
 class EvaluateOptimizingOperator(_OptimizingOperator, SkipMixin):
