@@ -296,3 +296,58 @@ def _history(identifier: str) -> list[Any]:
     from airflow_provider_amoro.runtime.reader import get_optimizing_history
 
     return get_optimizing_history("amoro_default", identifier)
+
+
+def test_a_split_dag_without_resolve_task_settles_the_last_process_at_plan(
+    airflow_db: Any, amoro_conn: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hand-written evaluate/plan/execute/commit DAG: its plan task resolves an UNKNOWN process first."""
+    from airflow.sdk import DAG
+    from pyiceberg.catalog.sql import SqlCatalog
+
+    from airflow_provider_amoro.hooks.catalog import AmoroCatalogHook
+    from airflow_provider_amoro.operators.optimizing import (
+        CommitOptimizingOperator,
+        EvaluateOptimizingOperator,
+        ExecuteOptimizingTaskOperator,
+        PlanOptimizingOperator,
+    )
+
+    class Unreachable(SqlCatalog):
+        armed = 1
+
+        def commit_table(self, table: Any, requirements: Any, updates: Any) -> Any:
+            if Unreachable.armed:
+                Unreachable.armed -= 1
+                raise CommitStateUnknownException("injected: no answer from the catalog")
+            return super().commit_table(table, requirements, updates)
+
+    ident = "safety.split"
+    table = small_file_table(amoro_conn, ident, files=6)
+    expected = canonical_rows(read_table(table))
+    faulty = Unreachable(amoro_conn.name, **amoro_conn.properties)
+    monkeypatch.setattr(AmoroCatalogHook, "get_catalog", lambda self: faulty)
+    with DAG("safety_split", schedule=None, start_date=datetime(2024, 1, 1), catchup=False) as dag:
+        evaluate = EvaluateOptimizingOperator(task_id="evaluate", table=ident)
+        plan = PlanOptimizingOperator(task_id="plan", table=ident)
+        execute = ExecuteOptimizingTaskOperator.partial(task_id="execute", table=ident).expand(
+            task=plan.output
+        )
+        commit = CommitOptimizingOperator(task_id="commit", table=ident, retries=0)
+        evaluate >> plan
+        execute >> commit
+
+    first = run_dag(dag)
+    assert task_states(first)[("commit", -1)] == "failed"
+    assert get_table_runtime("amoro_default", ident).last_process.status == "UNKNOWN"
+    leftovers = unreferenced_data_files(table)
+    assert leftovers
+
+    second = run_dag(dag)
+
+    assert second.state == "success", task_states(second)
+    table = _proof(amoro_conn, ident, expected)
+    assert len(_optimizer_snapshots(table)) == 1
+    assert unreferenced_data_files(table) == []
+    resolved = [p for p in _history(ident) if p.teardown]
+    assert resolved and resolved[0].status == "FAILED" and resolved[0].teardown["deleted"] == len(leftovers)
