@@ -149,24 +149,26 @@ def test_rerunning_the_commit_after_the_landed_snapshot_expired(
     assert xcom_value(first, "commit")["snapshot_id"] == landed.snapshot_id
 
 
-class _AppliesThenRaises:
-    """Wraps a SQL catalog class: the next commit is applied, then CommitStateUnknownException is raised."""
+def _unknown_once(base: Any, *, applied: bool) -> Any:
+    """A catalog like ``base`` whose next commit raises CommitStateUnknownException.
 
-    armed = 0
+    ``applied``: the commit is applied first (the connection dropped after the catalog answered);
+    else it is not applied at all (no answer).
+    """
+    from pyiceberg.catalog.sql import SqlCatalog
 
-    @classmethod
-    def make(cls, base: Any) -> Any:
-        from pyiceberg.catalog.sql import SqlCatalog
+    armed = [1]
 
-        class Faulty(SqlCatalog):
-            def commit_table(self, table: Any, requirements: Any, updates: Any) -> Any:
-                response = super().commit_table(table, requirements, updates)
-                if cls.armed:
-                    cls.armed -= 1
-                    raise CommitStateUnknownException("injected: applied, then the connection dropped")
-                return response
+    class UnknownOnce(SqlCatalog):
+        def commit_table(self, table: Any, requirements: Any, updates: Any) -> Any:
+            if not armed[0]:
+                return super().commit_table(table, requirements, updates)
+            armed[0] = 0
+            if applied:
+                super().commit_table(table, requirements, updates)
+            raise CommitStateUnknownException(f"injected (commit applied: {applied})")
 
-        return Faulty(base.name, **base.properties)
+    return UnknownOnce(base.name, **base.properties)
 
 
 def test_commit_state_unknown_is_kept_then_resolved_by_the_next_run(
@@ -177,10 +179,9 @@ def test_commit_state_unknown_is_kept_then_resolved_by_the_next_run(
     ident = "safety.unknown"
     table = small_file_table(amoro_conn, ident, files=6)
     expected = canonical_rows(read_table(table))
-    faulty = _AppliesThenRaises.make(amoro_conn)
+    faulty = _unknown_once(amoro_conn, applied=True)
     monkeypatch.setattr(AmoroCatalogHook, "get_catalog", lambda self: faulty)
     dag = _dag(tmp_path, ident)
-    _AppliesThenRaises.armed = 1
 
     first = run_dag(dag, logical_date=datetime(2025, 1, 3, tzinfo=timezone.utc))
 
@@ -216,23 +217,12 @@ def test_unknown_commit_that_did_not_land_is_cleaned_by_the_next_run(
     airflow_db: Any, amoro_conn: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The catalog raises CommitStateUnknownException without applying: outputs kept, then deleted."""
-    from pyiceberg.catalog.sql import SqlCatalog
-
     from airflow_provider_amoro.hooks.catalog import AmoroCatalogHook
-
-    class Unreachable(SqlCatalog):
-        armed = 1
-
-        def commit_table(self, table: Any, requirements: Any, updates: Any) -> Any:
-            if Unreachable.armed:
-                Unreachable.armed -= 1
-                raise CommitStateUnknownException("injected: no answer from the catalog")
-            return super().commit_table(table, requirements, updates)
 
     ident = "safety.notlanded"
     table = small_file_table(amoro_conn, ident, files=6)
     expected = canonical_rows(read_table(table))
-    faulty = Unreachable(amoro_conn.name, **amoro_conn.properties)
+    faulty = _unknown_once(amoro_conn, applied=False)
     monkeypatch.setattr(AmoroCatalogHook, "get_catalog", lambda self: faulty)
     dag = _one_task_dag("safety_not_landed", ident)
 
@@ -303,7 +293,6 @@ def test_a_split_dag_without_resolve_task_settles_the_last_process_at_plan(
 ) -> None:
     """A hand-written evaluate/plan/execute/commit DAG: its plan task resolves an UNKNOWN process first."""
     from airflow.sdk import DAG
-    from pyiceberg.catalog.sql import SqlCatalog
 
     from airflow_provider_amoro.hooks.catalog import AmoroCatalogHook
     from airflow_provider_amoro.operators.optimizing import (
@@ -313,19 +302,10 @@ def test_a_split_dag_without_resolve_task_settles_the_last_process_at_plan(
         PlanOptimizingOperator,
     )
 
-    class Unreachable(SqlCatalog):
-        armed = 1
-
-        def commit_table(self, table: Any, requirements: Any, updates: Any) -> Any:
-            if Unreachable.armed:
-                Unreachable.armed -= 1
-                raise CommitStateUnknownException("injected: no answer from the catalog")
-            return super().commit_table(table, requirements, updates)
-
     ident = "safety.split"
     table = small_file_table(amoro_conn, ident, files=6)
     expected = canonical_rows(read_table(table))
-    faulty = Unreachable(amoro_conn.name, **amoro_conn.properties)
+    faulty = _unknown_once(amoro_conn, applied=False)
     monkeypatch.setattr(AmoroCatalogHook, "get_catalog", lambda self: faulty)
     with DAG("safety_split", schedule=None, start_date=datetime(2024, 1, 1), catchup=False) as dag:
         evaluate = EvaluateOptimizingOperator(task_id="evaluate", table=ident)
