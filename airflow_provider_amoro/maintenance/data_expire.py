@@ -39,7 +39,6 @@ from typing import TYPE_CHECKING, Any, cast
 from pyiceberg.conversions import from_bytes
 from pyiceberg.manifest import DataFile, DataFileContent, ManifestContent
 from pyiceberg.table.snapshots import Operation
-from pyiceberg.table.update.snapshot import _OverwriteFiles
 from pyiceberg.transforms import (
     DayTransform,
     HourTransform,
@@ -58,6 +57,7 @@ from pyiceberg.types import (
     TimestamptzType,
 )
 
+from airflow_provider_amoro.iceberg_compat import OverwriteFiles
 from airflow_provider_amoro.maintenance.config import (
     DATA_EXPIRE_FIELD,
     DATA_EXPIRE_RETENTION_TIME,
@@ -276,7 +276,7 @@ def expire_data(
     )
     if drop and not dry_run:
         with table.transaction() as tx:
-            producer = _OverwriteFiles(
+            producer = OverwriteFiles(
                 Operation.DELETE,
                 tx,
                 table.io,

@@ -49,6 +49,7 @@ from pyiceberg.table.update import (
     TableUpdate,
 )
 
+from airflow_provider_amoro.iceberg_compat import apply_updates
 from airflow_provider_amoro.maintenance.config import (
     AMORO_MAINTAIN_COMMITS,
     FLINK_MAX_COMMITTED_CHECKPOINT_ID,
@@ -202,7 +203,7 @@ def _commit_expiry(table: Table, plan: ExpiryPlan) -> None:
     )
     tx = table.transaction()
     # pyiceberg's public ExpireSnapshots builder cannot assert the refs; the updates are the same.
-    tx._apply(tuple(updates), requirements)
+    apply_updates(tx, tuple(updates), requirements)
     tx.commit_transaction()
 
 

@@ -43,8 +43,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pyiceberg.io.pyarrow import (
-    _determine_partitions,
-    _get_parquet_writer_kwargs,
     compute_statistics_plan,
     data_file_statistics_from_parquet_metadata,
     parquet_path_to_id_mapping,
@@ -55,6 +53,7 @@ from pyiceberg.table.sorting import NullOrder, SortDirection
 from pyiceberg.transforms import IdentityTransform
 from pyiceberg.typedef import Record
 
+from airflow_provider_amoro.iceberg_compat import determine_partitions, get_parquet_writer_kwargs
 from airflow_provider_amoro.optimizing.config import OptimizingConfig
 from airflow_provider_amoro.optimizing.delete_files import new_file_location, write_position_delete_file
 from airflow_provider_amoro.optimizing.model import (
@@ -146,7 +145,7 @@ class RollingParquetWriter:
     def __post_init__(self) -> None:
         props = self.table.metadata.properties
         self._arrow_schema = schema_to_pyarrow(self.schema, include_field_ids=True)
-        self._writer_kwargs = _get_parquet_writer_kwargs(props)
+        self._writer_kwargs = get_parquet_writer_kwargs(props)
         self._stats_plan = compute_statistics_plan(self.schema, props)
         self._id_mapping = parquet_path_to_id_mapping(self.schema)
         row_group_bytes = min(
@@ -336,7 +335,7 @@ class _PartitionedOutput:
             return
         spec = self.table.spec()
         table = data if isinstance(data, pa.Table) else pa.Table.from_batches([data])
-        for part in _determine_partitions(spec, self.schema, table):
+        for part in determine_partitions(spec, self.schema, table):
             self._writer(part.partition_key.partition).write(part.arrow_table_partition)
         self._bound_memory()
 
