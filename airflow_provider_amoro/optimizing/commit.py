@@ -67,6 +67,7 @@ from pyiceberg.table.snapshots import (
 )
 
 from airflow_provider_amoro.iceberg_compat import commit_updates
+from airflow_provider_amoro.optimizing.config import InvalidPropertyError
 from airflow_provider_amoro.optimizing.delete_files import POS_FILE_PATH_FIELD_ID, DeleteManifestWriterV2
 from airflow_provider_amoro.optimizing.manifests import MANIFEST_CACHE, ManifestCache
 from airflow_provider_amoro.optimizing.model import (
@@ -545,9 +546,9 @@ def _int_property(properties: dict[str, str], key: str, default: int, minimum: i
     try:
         value = int(raw)
     except ValueError:
-        raise ValueError(f"table property {key}={raw!r} is not an integer") from None
+        raise InvalidPropertyError(key, raw, "not an integer") from None
     if value < minimum:
-        raise ValueError(f"table property {key}={raw!r} must be >= {minimum}")
+        raise InvalidPropertyError(key, raw, f"must be >= {minimum}")
     return value
 
 
@@ -617,6 +618,7 @@ def _commit_with_retries(
     progress = progress if progress is not None else _Progress()
     started = time.monotonic()
     attempt = 0
+    _merge_plan([], table.metadata.properties)  # a bad merge property fails before any write
     while True:
         table.refresh()
         # Only the head is read again on a retry: the manifests come from the process-wide cache.
