@@ -206,6 +206,16 @@ def child_engine_next(meter: Any, root: str, ident: str, live_rows: int) -> dict
     }
 
 
+def child_floor(meter: Any, shape: str, out: str, live_rows: int) -> dict[str, Any]:
+    """The compaction benchmark's floor on the shape's files (listed in its ready.json)."""
+    import json
+
+    from benchmarks.bench_compaction import child_floor as floor
+
+    files = json.loads((Path(shape) / "ready.json").read_text())["files"]
+    return floor(meter, files, [], out, live_rows)
+
+
 def child_delta(meter: Any, path: str, live_rows: int) -> dict[str, Any]:
     """``DeltaTable(path)`` + ``optimize.compact()``, zstd, the same 128 MiB target."""
     from deltalake import DeltaTable, WriterProperties
@@ -239,8 +249,8 @@ def run(quick: bool = False) -> dict[str, Any]:
         print(f"   {commits} commits x {per_commit} files: built in {info['build_s']:.0f} s", flush=True)
         out = str(shape / "floor.parquet")
         floor = run_child(
-            "benchmarks.bench_compaction:child_floor",
-            {"files": info["files"], "delete_files": [], "out": out, "live_rows": info["rows"]},
+            "benchmarks.bench_history:child_floor",
+            {"shape": str(shape), "out": out, "live_rows": info["rows"]},
         )
         delta_dir = shape / "delta_run"
         copy_delta(Path(info["delta_base"]), delta_dir)

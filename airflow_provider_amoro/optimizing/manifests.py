@@ -23,6 +23,8 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
+from airflow_provider_amoro.iceberg_compat import read_manifest_entries
+
 if TYPE_CHECKING:
     from pyiceberg.io import FileIO
     from pyiceberg.manifest import ManifestEntry, ManifestFile
@@ -109,7 +111,7 @@ class ManifestCache:
         hit = self.get(manifest.manifest_path)
         if hit is not None:
             return hit
-        read = manifest.fetch_manifest_entry(io, discard_deleted=True)
+        read = read_manifest_entries(io, manifest, discard_deleted=True)
         with self._lock:
             self.reads += 1
         self.put(manifest.manifest_path, read)

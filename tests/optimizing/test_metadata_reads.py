@@ -133,3 +133,44 @@ def test_cache_is_bounded_and_evicts_the_least_recently_used() -> None:
     assert cache.size == 3
     cache.put("huge", [5, 6, 7, 8])  # type: ignore[list-item]
     assert cache.get("huge") is None and cache.size == 3
+
+
+def _entry_tuple(e: Any) -> tuple[Any, ...]:
+    df = e.data_file
+    return (
+        e.status,
+        e.snapshot_id,
+        e.sequence_number,
+        e.file_sequence_number,
+        df.file_path,
+        df.content,
+        df.spec_id,
+        tuple(df.partition),
+        df.record_count,
+        df.file_size_in_bytes,
+        df.lower_bounds,
+        df.upper_bounds,
+        df.null_value_counts,
+        df.equality_ids,
+    )
+
+
+@pytest.mark.parametrize("fmt", ["1", "2"])
+def test_cached_reader_reads_the_same_entries_as_pyiceberg(catalog: Any, fmt: str) -> None:
+    from airflow_provider_amoro.iceberg_compat import read_manifest_entries
+    from airflow_provider_amoro.testing.deletes import add_position_deletes, live_data_files
+
+    table = _history_table(catalog, commits=14, **{"format-version": fmt})
+    if fmt == "2":
+        first = sorted(live_data_files(table), key=lambda f: f.file_path)[0]
+        add_position_deletes(table, {first.file_path: [1, 2]})
+    optimize(table, "minor")  # DELETED, EXISTING and ADDED entries, data and delete manifests
+    table = catalog.load_table("db.t")
+    snapshots = table.metadata.snapshots
+    manifests = {m.manifest_path: m for s in snapshots for m in s.manifests(table.io)}
+    assert len(manifests) >= 15
+    for manifest in manifests.values():
+        for discard in (True, False):
+            ours = [_entry_tuple(e) for e in read_manifest_entries(table.io, manifest, discard)]
+            theirs = [_entry_tuple(e) for e in manifest.fetch_manifest_entry(table.io, discard)]
+            assert ours == theirs
