@@ -16,10 +16,12 @@ Entries handed out are shared: callers must treat them as read-only.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
@@ -47,6 +49,35 @@ def _bound_from_env() -> int:
     if value < 0:
         raise ValueError(f"{CACHE_ENTRIES_ENV}={raw!r} must be >= 0")
     return value
+
+
+_gc_pauses = 0
+_gc_was_enabled = True
+_gc_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def paused_gc() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while manifests are parsed.
+
+    Parsing allocates millions of small objects and no reference cycles; with the collector on,
+    its full collections rescan every entry already parsed, about half of the time of reading
+    100,000 entries. Reference counting still frees everything; nested and concurrent pauses are
+    counted, and the collector runs again when the last one ends (if it was on before).
+    """
+    global _gc_pauses, _gc_was_enabled
+    with _gc_lock:
+        if _gc_pauses == 0:
+            _gc_was_enabled = gc.isenabled()
+            gc.disable()
+        _gc_pauses += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_pauses -= 1
+            if _gc_pauses == 0 and _gc_was_enabled:
+                gc.enable()
 
 
 class ManifestCache:
@@ -123,6 +154,18 @@ class ManifestCache:
         """Live entries of every manifest, in order; the missing ones are read in parallel."""
         out: list[list[ManifestEntry] | None] = [self.get(m.manifest_path) for m in manifests]
         missing = [i for i, hit in enumerate(out) if hit is None]
+        with paused_gc():
+            self._read_missing(io, manifests, out, missing, threads)
+        return [hit if hit is not None else [] for hit in out]
+
+    def _read_missing(
+        self,
+        io: FileIO,
+        manifests: Sequence[ManifestFile],
+        out: list[list[ManifestEntry] | None],
+        missing: list[int],
+        threads: int,
+    ) -> None:
         if missing:
             workers = max(1, min(threads, len(missing)))
             if workers == 1:
@@ -134,7 +177,6 @@ class ManifestCache:
                         missing, pool.map(lambda i: self.entries(io, manifests[i]), missing), strict=True
                     ):
                         out[i] = read
-        return [hit if hit is not None else [] for hit in out]
 
 
 MANIFEST_CACHE = ManifestCache()

@@ -32,7 +32,7 @@ from pyiceberg.manifest import (
 )
 
 from airflow_provider_amoro.optimizing.delete_files import POS_FILE_PATH_FIELD_ID
-from airflow_provider_amoro.optimizing.manifests import MANIFEST_CACHE
+from airflow_provider_amoro.optimizing.manifests import MANIFEST_CACHE, paused_gc
 from airflow_provider_amoro.optimizing.model import (
     FileContent,
     FileRef,
@@ -459,7 +459,7 @@ def live_files(
     if not manifests:
         return result
     workers = max(1, min(threads, len(manifests)))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="amoro-scan") as pool:
+    with paused_gc(), ThreadPoolExecutor(max_workers=workers, thread_name_prefix="amoro-scan") as pool:
         for data, deletes, filtered in pool.map(lambda m: _read_manifest(ctx, m), manifests):
             result.data_files.extend(data)
             result.delete_files.extend(deletes)

@@ -174,3 +174,23 @@ def test_cached_reader_reads_the_same_entries_as_pyiceberg(catalog: Any, fmt: st
             ours = [_entry_tuple(e) for e in read_manifest_entries(table.io, manifest, discard)]
             theirs = [_entry_tuple(e) for e in manifest.fetch_manifest_entry(table.io, discard)]
             assert ours == theirs
+
+
+def test_paused_gc_nests_and_restores_the_collector() -> None:
+    import gc
+
+    from airflow_provider_amoro.optimizing.manifests import paused_gc
+
+    assert gc.isenabled()
+    with paused_gc():
+        with paused_gc():
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with paused_gc():
+            pass
+        assert not gc.isenabled()  # a collector that was off stays off
+    finally:
+        gc.enable()
