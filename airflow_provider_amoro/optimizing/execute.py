@@ -62,6 +62,7 @@ from airflow_provider_amoro.optimizing.model import (
     TaskResult,
     datafile_to_dict,
     decode_partition,
+    output_prefix,
 )
 from airflow_provider_amoro.optimizing.read import (
     DEFAULT_BATCH_ROWS,
@@ -138,6 +139,7 @@ class RollingParquetWriter:
             while the caller goes on reading (and applying deletes to) the next rows. Every size
             decision is still taken on the finished file's bytes, so the files and row groups are
             the ones inline encoding writes. None: encode inline.
+        name_prefix: start of every file name (the task's :func:`~.model.output_prefix`).
     """
 
     table: Table
@@ -150,6 +152,7 @@ class RollingParquetWriter:
     written: list[str] = field(default_factory=list)
     files: list[DataFile] = field(default_factory=list)
     executor: Executor | None = None
+    name_prefix: str = ""
 
     def __post_init__(self) -> None:
         props = self.table.metadata.properties
@@ -299,7 +302,7 @@ class RollingParquetWriter:
             self._close_file()
 
     def _open_file(self) -> None:
-        location = new_file_location(self.table, self.spec_id, self.partition)
+        location = new_file_location(self.table, self.spec_id, self.partition, prefix=self.name_prefix)
         self.written.append(location)
         stream = self.table.io.new_output(location).create(overwrite=False)
         try:
@@ -384,6 +387,7 @@ class _PartitionedOutput:
     writers: dict[Any, RollingParquetWriter] = field(default_factory=dict)
     pending_budget: int = PENDING_BUDGET_BYTES
     executor: Executor | None = None
+    name_prefix: str = ""
 
     def write(self, data: pa.Table | pa.RecordBatch) -> None:
         if data.num_rows == 0:
@@ -423,6 +427,7 @@ class _PartitionedOutput:
                 sort_order_id=self.sort_order_id,
                 written=self.written,
                 executor=self.executor,
+                name_prefix=self.name_prefix,
             )
             self.writers[key] = writer
         return writer
@@ -457,11 +462,21 @@ def _rewrite_pos_deletes(
     if not positions:
         return None
     rows = pa.table({"file_path": pa.concat_arrays(paths), "pos": pa.concat_arrays(positions)})
-    location = new_file_location(table, task.spec_id, decode_partition(task.partition), suffix="-pos-deletes")
+    location = new_file_location(
+        table,
+        task.spec_id,
+        decode_partition(task.partition),
+        suffix="-pos-deletes",
+        prefix=_name_prefix(task),
+    )
     written.append(location)
     return write_position_delete_file(
         table, rows, spec_id=task.spec_id, partition=decode_partition(task.partition), location=location
     )
+
+
+def _name_prefix(task: RewriteTask) -> str:
+    return output_prefix(task.plan_id, task.task_id) if task.plan_id else ""
 
 
 def _bytes_per_row_hint(task: RewriteTask) -> float:
@@ -532,6 +547,7 @@ def execute(
                 written=written,
                 pending_budget=PENDING_BUDGET_BYTES,
                 executor=encoder,
+                name_prefix=_name_prefix(task),
             )
             batches = _counted(
                 read_task_batches(

@@ -48,9 +48,11 @@ def test_table_dag_shape_pool_queue_quota_priority_and_trigger_rules(tmp_path: P
         "execute",
         "expire_snapshots",
         "plan",
+        "resolve",
     ]
     t = dag.task_dict
-    # evaluate -> plan -> execute -> commit -> maintenance chain, in this order
+    # resolve -> evaluate -> plan -> execute -> commit -> maintenance chain, in this order
+    assert t["evaluate"].upstream_task_ids == {"resolve"}
     assert t["plan"].upstream_task_ids == {"evaluate"}
     assert t["execute"].upstream_task_ids == {"plan"}
     assert t["commit"].upstream_task_ids == {"execute"}
