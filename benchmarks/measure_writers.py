@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> None:
         frame = ctx.from_arrow(data)
 
         def datafusion_file() -> None:
-            frame.write_parquet(str(out / "d.parquet"), compression="zstd(1)")
+            frame.write_parquet(str(out / "d.parquet"), compression="zstd", compression_level=1)
 
         rows.append(("datafusion 1 file (parallel writer)", datafusion_file, ["d.parquet"]))
     except ImportError:

@@ -24,10 +24,14 @@ their operator class, wherever they sit downstream), and nothing else. Other dow
 
 **Commit and failures.** ``CommitOptimizingOperator`` runs with ``trigger_rule="all_done"``: it also
 runs after failed execute tasks, so it can record the failed process and remove the files the
-successful tasks wrote (the engine's ``commit`` deletes outputs on any failure). A failed process
-is not retried in the same run (the outputs are gone); the table stays *pending* and is planned
-again by the next run. A retried commit first checks whether its snapshot already landed (a worker
-killed right after the catalog commit), so a retry never commits twice nor deletes committed files.
+successful tasks wrote (the engine's ``commit`` deletes outputs, that no snapshot references, when
+the commit surely did not land). A failed process is not retried in the same run (the outputs are
+gone); the table stays *pending* and is planned again by the next run. The commit is idempotent: a
+retried or cleared commit finds the landed snapshot by the plan id in its summary, so it never
+commits twice nor deletes committed files. When the outcome is unknown (``CommitStateUnknownException``,
+a timeout, an unexpected error) the outputs are kept and the process is recorded ``UNKNOWN``; the
+next run's :class:`ResolveOptimizingOperator` (first task of a generated DAG; one-task optimizers
+do the same at their start) settles it and deletes the last process's unreferenced files.
 
 ``self-optimizing.execute.num-retries`` maps to the execute tasks' ``retries``
 (:func:`retries_for`); a worker killed mid-task is retried by Airflow, and the status readers
@@ -434,7 +438,10 @@ class ResolveOptimizingOperator(_OptimizingOperator):
 
     def execute(self, context: Any) -> dict[str, Any] | None:
         """Resolve and tear down the previous process."""
-        return resolve_previous_process(self.state(context), self.load_table(), self.log)
+        ti = context.get("ti")
+        # this task runs before plan: a RUNNING process of this very run is an earlier, cleared attempt
+        own = f"{getattr(ti, 'dag_id', '')}/{getattr(ti, 'run_id', '')}"
+        return resolve_previous_process(self.state(context), self.load_table(), self.log, own_process_id=own)
 
 
 class EvaluateOptimizingOperator(_OptimizingOperator, SkipMixin):

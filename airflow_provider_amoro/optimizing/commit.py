@@ -18,8 +18,10 @@ table metadata grow with the table's history):
 - **Validated** against every snapshot committed since the plan's base snapshot: a rewritten data
   file removed concurrently, or a new position delete that references a rewritten data file, fails
   the commit with :class:`ValidationError`. Concurrent appends and concurrent equality deletes are
-  fine. As a safety net against planning mistakes, a delete file that already existed at the base
-  snapshot and applies to a rewritten data file must have been read by that file's task.
+  fine, unless such a delete carries a data sequence number not above the plan's base (it would
+  stop applying to the rewritten rows): then the commit is refused too. As a safety net against
+  planning mistakes, a delete file that already existed at the base snapshot and applies to a
+  rewritten data file must have been read by that file's task.
 - **Retried** on catalog commit conflicts (``CommitFailedException``): refresh, validate again,
   rebuild the manifests, with exponential backoff.
 - **Idempotent**: the snapshot summary carries the plan id (``amoro.process-id``). A second commit
@@ -434,8 +436,9 @@ class _ReplaceFiles:
                 for df in files:
                     writer.delete(removed[df.file_path])
             out.append(writer.to_manifest_file())
-        # 3. Other manifests: rewritten without the removed files, dropped when nothing in them is
-        #    live any more, reused as they are, or merged when small and many.
+        # 3. Other manifests: rewritten without the removed files, reused as they are, or merged
+        #    when small and many. A manifest without live entries (only DELETED ones, written by an
+        #    earlier snapshot) is dropped, as Iceberg does: every later commit would carry it.
         reused: list[tuple[ManifestFile, list[ManifestEntry]]] = []
         for manifest, entries in self._state.manifests:
             if not entries:
@@ -888,6 +891,18 @@ def _validate_and_choose(
                     raise ValidationError(
                         f"a concurrent commit (snapshot {entry.snapshot_id}) added position deletes {dpath} "
                         f"for the rewritten data file {data.path}; nothing committed, plan again"
+                    )
+                if (
+                    plan.base_sequence_number is not None
+                    and dref.data_sequence_number <= plan.base_sequence_number
+                ):
+                    # it applies to the inputs only through their older sequence numbers; the outputs
+                    # carry the base's, so it would stop applying and its rows would come back
+                    raise ValidationError(
+                        f"a concurrent commit (snapshot {entry.snapshot_id}) added the equality delete "
+                        f"{dpath} with data sequence number {dref.data_sequence_number}, not above the "
+                        f"plan's base {plan.base_sequence_number}; it would not apply to the rewritten "
+                        "rows; nothing committed, plan again"
                     )
                 continue  # concurrent equality deletes keep applying: outputs carry the base sequence number
             if dpath not in pf.deletes_of_task.get(pf.rewrite[data.path], set()):
