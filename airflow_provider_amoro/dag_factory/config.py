@@ -104,6 +104,8 @@ _DURATION_UNITS = {
     "week": 604800,
     "weeks": 604800,
 }
+MAX_DURATION = timedelta(days=36500)
+"""The longest duration the configuration accepts (100 years); longer ones are a mistake."""
 _OFF = frozenset({"off", "never", "none", "false", "disabled"})
 _CRON_PRESETS = frozenset({"@hourly", "@daily", "@weekly", "@monthly", "@yearly", "@annually", "@midnight"})
 
@@ -179,6 +181,10 @@ def parse_duration(value: Any, path: KeyPath, *, allow_off: bool = False) -> tim
         extra = " or off" if allow_off else ""
         raise ConfigError(
             path, f"expected a duration such as 30s, 15min, 1h, 1d (or seconds){extra}, got {describe(value)}"
+        )
+    if seconds > MAX_DURATION.total_seconds():
+        raise ConfigError(
+            path, f"duration too long (at most {MAX_DURATION.days} days), got {describe(value)}"
         )
     return timedelta(seconds=seconds)
 
@@ -447,6 +453,10 @@ class Defaults:
     retry_delay: timedelta = timedelta(seconds=30)
     task_retries: int = 1
     execute_timeout: timedelta | None = timedelta(hours=2)
+    task_timeout: timedelta | None = timedelta(hours=1)
+    run_timeout: timedelta | None = timedelta(hours=6)
+    failure_backoff: timedelta = timedelta(minutes=5)
+    failure_backoff_max: timedelta = timedelta(hours=6)
 
 
 @dataclass(frozen=True)
@@ -677,6 +687,10 @@ _DEFAULT_KEYS = (
     "retry_delay",
     "task_retries",
     "execute_timeout",
+    "task_timeout",
+    "run_timeout",
+    "failure_backoff",
+    "failure_backoff_max",
 )
 _RULE_KEYS = ("properties", "maintenance", "schedule", "watch_changes")
 _SYNC_KEYS = ("schedule", "evaluate")
@@ -808,9 +822,28 @@ def _parse_defaults(raw: Any) -> Defaults:
     base = Defaults()
     maintenance = dict(base.maintenance)
     maintenance.update(parse_maintenance(spec.get("maintenance"), [*path, "maintenance"]))
-    timeout = base.execute_timeout
-    if "execute_timeout" in spec:
-        timeout = parse_duration(spec["execute_timeout"], [*path, "execute_timeout"], allow_off=True)
+
+    def optional(key: str, default: timedelta | None) -> timedelta | None:
+        return parse_duration(spec[key], [*path, key], allow_off=True) if key in spec else default
+
+    def required(key: str, default: timedelta) -> timedelta:
+        return parse_duration(spec.get(key, default.total_seconds()), [*path, key]) or default
+
+    execute_timeout = optional("execute_timeout", base.execute_timeout)
+    run_timeout = optional("run_timeout", base.run_timeout)
+    if run_timeout is not None and execute_timeout is not None and run_timeout <= execute_timeout:
+        raise ConfigError(
+            [*path, "run_timeout"],
+            f"must be longer than execute_timeout ({execute_timeout}), "
+            f"got {describe(spec.get('run_timeout'))}",
+        )
+    backoff = required("failure_backoff", base.failure_backoff)
+    backoff_max = required("failure_backoff_max", base.failure_backoff_max)
+    if backoff_max < backoff:
+        raise ConfigError(
+            [*path, "failure_backoff_max"],
+            f"must be at least failure_backoff ({backoff}), got {describe(spec.get('failure_backoff_max'))}",
+        )
     return Defaults(
         properties=parse_properties(spec.get("properties"), [*path, "properties"]),
         maintenance=maintenance,
@@ -818,13 +851,14 @@ def _parse_defaults(raw: Any) -> Defaults:
         if "schedule" in spec
         else base.schedule,
         watch_changes=_bool(spec.get("watch_changes", True), [*path, "watch_changes"]),
-        change_poll_interval=parse_duration(
-            spec.get("change_poll_interval", 60), [*path, "change_poll_interval"]
-        )
-        or base.change_poll_interval,
-        retry_delay=parse_duration(spec.get("retry_delay", 30), [*path, "retry_delay"]) or base.retry_delay,
+        change_poll_interval=required("change_poll_interval", base.change_poll_interval),
+        retry_delay=required("retry_delay", base.retry_delay),
         task_retries=_non_negative_int(spec.get("task_retries", base.task_retries), [*path, "task_retries"]),
-        execute_timeout=timeout,
+        execute_timeout=execute_timeout,
+        task_timeout=optional("task_timeout", base.task_timeout),
+        run_timeout=run_timeout,
+        failure_backoff=backoff,
+        failure_backoff_max=backoff_max,
     )
 
 
