@@ -228,7 +228,9 @@ def parse_schedule(value: Any, path: KeyPath) -> ScheduleSpec:
             return ScheduleSpec(cron=text)
     try:
         return ScheduleSpec(every=parse_duration(value, path))
-    except ConfigError:
+    except ConfigError as exc:
+        if "too long" in str(exc):
+            raise
         raise ConfigError(
             path,
             f"expected a cron expression, a preset such as @hourly, a duration such as 30min, or off; "
@@ -275,10 +277,12 @@ def parse_properties(value: Any, path: KeyPath) -> dict[str, str]:
             raise ConfigError(kpath, "unknown self-optimizing property")
         out[key] = _property_value(raw, kpath)
     validate_optimizing_properties(out, path)
+    validate_maintenance_properties(out, path)
     return out
 
 
 _ENGINE_CONFIG = "airflow_provider_amoro.optimizing.config"
+_MAINTENANCE_CONFIG = "airflow_provider_amoro.maintenance.config"
 
 
 def _engine_config() -> Any:
@@ -290,23 +294,33 @@ def _engine_config() -> Any:
     is not loaded yet, the module is loaded from its file and registered under its real name, so a
     later ``import airflow_provider_amoro.optimizing`` reuses this very module (same classes).
     """
-    module = sys.modules.get(_ENGINE_CONFIG)
+    return _light_module(_ENGINE_CONFIG, "optimizing")
+
+
+def _maintenance_config() -> Any:
+    """The maintenance property parser (``airflow_provider_amoro.maintenance.config``), loaded cheaply."""
+    _engine_config()  # it imports the optimizing parser: load that one cheaply first
+    return _light_module(_MAINTENANCE_CONFIG, "maintenance")
+
+
+def _light_module(name: str, package: str) -> Any:
+    module = sys.modules.get(name)
     if module is not None:
         return module
-    if "airflow_provider_amoro.optimizing" in sys.modules:
-        return importlib.import_module(_ENGINE_CONFIG)
+    if f"airflow_provider_amoro.{package}" in sys.modules:
+        return importlib.import_module(name)
     import airflow_provider_amoro
 
-    path = Path(airflow_provider_amoro.__file__).parent / "optimizing" / "config.py"
-    spec = importlib.util.spec_from_file_location(_ENGINE_CONFIG, path)
+    path = Path(airflow_provider_amoro.__file__).parent / package / "config.py"
+    spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:  # pragma: no cover - the file ships with the package
-        return importlib.import_module(_ENGINE_CONFIG)
+        return importlib.import_module(name)
     module = importlib.util.module_from_spec(spec)
-    sys.modules[_ENGINE_CONFIG] = module
+    sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
     except BaseException:
-        sys.modules.pop(_ENGINE_CONFIG, None)
+        sys.modules.pop(name, None)
         raise
     return module
 
@@ -320,6 +334,20 @@ def validate_optimizing_properties(props: Mapping[str, str], path: KeyPath) -> N
     try:
         engine.OptimizingConfig.from_properties(relevant)
     except engine.InvalidPropertyError as exc:
+        problem = str(exc).split(": ", 1)[-1]
+        raise ConfigError([*path, exc.name], f"{problem}, got {describe(exc.value)}") from None
+
+
+def validate_maintenance_properties(props: Mapping[str, str], path: KeyPath) -> None:
+    """Check maintenance property values (``snapshot.keep.*``, ``data-expire.*``, …) with the parser
+    the maintenance tasks use, so a bad value is an error when the YAML loads, not at run time."""
+    relevant = {k: v for k, v in props.items() if not k.startswith("self-optimizing.")}
+    if not relevant:
+        return
+    maintenance = _maintenance_config()
+    try:
+        maintenance.MaintenanceConfig.from_properties(relevant)
+    except maintenance.InvalidPropertyError as exc:
         problem = str(exc).split(": ", 1)[-1]
         raise ConfigError([*path, exc.name], f"{problem}, got {describe(exc.value)}") from None
 
