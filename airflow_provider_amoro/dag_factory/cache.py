@@ -36,7 +36,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from airflow_provider_amoro.dag_factory.config import AMORO_PROPERTY_PREFIXES
+from airflow_provider_amoro.properties import AMORO_PROPERTY_PREFIXES
 
 CACHE_VERSION = 1
 

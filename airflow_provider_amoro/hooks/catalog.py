@@ -43,6 +43,7 @@ from pyiceberg.table import Table
 from requests import Response, Session
 
 from airflow_provider_amoro.embedded import EMBEDDED_CATALOG_NAME, embedded_catalog_properties, embedded_root
+from airflow_provider_amoro.properties import DEFAULT_CONN_ID
 
 try:  # Airflow 3: the Task SDK base hook
     from airflow.sdk import BaseHook
@@ -53,7 +54,6 @@ except ImportError:  # pragma: no cover - Airflow 2 is not supported, keep the e
 log = logging.getLogger(__name__)
 
 CATALOG_TYPES = ("sql", "rest", "hive", "glue", "embedded")
-DEFAULT_CONN_ID = "amoro_default"
 CONN_TYPE = "amoro"
 
 DEFAULT_TIMEOUT_S = 30.0

@@ -1,16 +1,20 @@
 """Data expiration (Amoro's ``data-expire.*``): drop whole data files or partitions older than the retention.
 
 The expiry point is ``base - data-expire.retention-time``, where the base is the commit time of the
-latest snapshot of ``main`` that is not an Amoro optimizing/maintenance commit (``LAST_COMMIT_TIME``,
-default; no such snapshot: nothing expires) or the clock (``CURRENT_TIME``). A value expires
-when it is not newer than that point (a value exactly at the point has expired, as in Amoro),
-compared in the field's own type:
+latest retained snapshot whose ``snapshot-producer`` is not ``OPTIMIZE`` nor a maintenance action
+(``DATA_EXPIRATION``, ``CLEAN_DANGLING_DELETE``), as Amoro's ``LAST_COMMIT_TIME`` rule (the
+default; no such snapshot: nothing expires), or the clock (``CURRENT_TIME``). Optimizing and
+maintenance commits therefore never move the expiry point: when writers pause, nothing more
+expires. A value expires when it is not newer than that point (a value exactly at the point has
+expired, as in Amoro), compared in the field's own type:
 
 - ``timestamp`` / ``timestamptz``: microseconds (UTC);
 - ``date``: a day expires when it ends at or before the expiry point;
 - ``long`` / ``int``: epoch milliseconds or seconds (``data-expire.datetime-number-format``);
 - ``string``: the expiry point formatted with ``data-expire.datetime-string-pattern`` (a Java
-  pattern such as ``yyyy-MM-dd``), compared as text, as Amoro does; the pattern must sort as text.
+  pattern such as ``yyyy-MM-dd``), compared as text, as Amoro does; a pattern whose values do not
+  sort as text in time order (``dd-MM-yyyy``, ``yy-MM-dd``, ``yyyy-M-d``) is refused with
+  :class:`InvalidPropertyError` (see :func:`.datefmt.check_sorts_as_text`).
   With a date-only pattern the day of the expiry point has expired (its text equals the point's).
 
 Levels:
@@ -58,22 +62,24 @@ from pyiceberg.types import (
     TimestamptzType,
 )
 
-from airflow_provider_amoro.maintenance.config import (
+from airflow_provider_amoro.maintenance.config import InvalidPropertyError, MaintenanceConfig
+from airflow_provider_amoro.maintenance.datefmt import check_sorts_as_text, format_java
+from airflow_provider_amoro.maintenance.results import DataExpireResult, to_epoch_ms
+from airflow_provider_amoro.properties import (
+    AMORO_MAINTAIN_COMMITS,
+    DATA_EXPIRE_DATETIME_STRING_PATTERN,
     DATA_EXPIRE_FIELD,
     DATA_EXPIRE_RETENTION_TIME,
     PRODUCER_DATA_EXPIRATION,
     SNAPSHOT_PRODUCER,
-    InvalidPropertyError,
-    MaintenanceConfig,
 )
-from airflow_provider_amoro.maintenance.datefmt import format_java
-from airflow_provider_amoro.maintenance.results import DataExpireResult, to_epoch_ms
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from pyiceberg.partitioning import PartitionSpec
     from pyiceberg.table import Table
+    from pyiceberg.table.snapshots import Snapshot
     from pyiceberg.types import IcebergType
 
 __all__ = ["expire_data"]
@@ -114,10 +120,15 @@ class _Cutoff:
             else:
                 self.threshold = cutoff_ms
         elif isinstance(field_type, StringType):
+            # values are compared as text (file bounds, partition values): refuse a pattern whose
+            # values do not sort in time order (``dd-MM-yyyy`` would expire rows dated 2099)
+            check_sorts_as_text(
+                DATA_EXPIRE_DATETIME_STRING_PATTERN, config.data_expire_datetime_string_pattern
+            )
             when = dt.datetime.fromtimestamp(cutoff_ms / 1000, tz=dt.timezone.utc)
             self.threshold = format_java(
                 when,
-                "data-expire.datetime-string-pattern",
+                DATA_EXPIRE_DATETIME_STRING_PATTERN,
                 config.data_expire_datetime_string_pattern,
             )
         else:
@@ -187,6 +198,22 @@ def _file_expired(cutoff: _Cutoff, field_id: int, data_file: DataFile) -> bool:
     return cutoff.expired(from_bytes(cast(PrimitiveType, cutoff.field_type), upper))
 
 
+def last_data_commit(table: Table) -> Snapshot | None:
+    """The latest retained snapshot not produced by optimizing or a maintenance action (Amoro's rule).
+
+    Every retained snapshot counts (any branch), by commit time; a snapshot's producer is its
+    summary's ``snapshot-producer``.
+    """
+    found: Snapshot | None = None
+    for snap in table.metadata.snapshots:
+        producer = snap.summary[SNAPSHOT_PRODUCER] if snap.summary is not None else None
+        if producer in AMORO_MAINTAIN_COMMITS:
+            continue
+        if found is None or snap.timestamp_ms > found.timestamp_ms:
+            found = snap
+    return found
+
+
 def expire_data(
     table: Table,
     *,
@@ -236,9 +263,16 @@ def expire_data(
     snapshot = table.current_snapshot()
     if snapshot is None:
         return result.skip("the table has no snapshot")
-    base_ms = (
-        snapshot.timestamp_ms if config.data_expire_base_on_rule == "LAST_COMMIT_TIME" else to_epoch_ms(now)
-    )
+    if config.data_expire_base_on_rule == "LAST_COMMIT_TIME":
+        last_write = last_data_commit(table)
+        if last_write is None:
+            return result.skip("no retained snapshot other than optimizing or maintenance commits")
+        base_ms = int(last_write.timestamp_ms)
+        log.info(
+            "expiry base: snapshot %s committed at %d ms (last data commit)", last_write.snapshot_id, base_ms
+        )
+    else:
+        base_ms = to_epoch_ms(now)
     cutoff = _Cutoff(field.field_type, base_ms - config.data_expire_retention_ms, config)
     result.cutoff = cutoff.describe()
 

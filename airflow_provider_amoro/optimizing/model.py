@@ -175,6 +175,8 @@ class FileRef:
             (its ``referenced_data_file`` field, or equal lower/upper bounds of its ``file_path``
             column), that data file's path; else None.
         sort_order_id: the sort order the file's rows are sorted by (data files; None: unknown).
+        path_lower, path_upper: for a position delete file, the lower and upper bounds of its
+            ``file_path`` column (None: unknown); see :meth:`may_reference`.
     """
 
     path: str
@@ -189,6 +191,20 @@ class FileRef:
     file_format: str = "PARQUET"
     referenced_data_file: str | None = None
     sort_order_id: int | None = None
+    path_lower: str | None = None
+    path_upper: str | None = None
+
+    def may_reference(self, data_path: str) -> bool:
+        """For a position-delete file: whether its ``file_path`` bounds (when known) admit ``data_path``.
+
+        Iceberg's column bounds hold every value of the column (a truncated lower bound is a
+        prefix, a truncated upper bound is rounded up), so a path outside them is surely not
+        referenced. Without bounds, every path may be.
+        """
+        raw = data_path.encode("utf-8")
+        if self.path_lower is not None and raw < self.path_lower.encode("utf-8"):
+            return False
+        return not (self.path_upper is not None and raw > self.path_upper.encode("utf-8"))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict (built directly: ``dataclasses.asdict`` deep-copies and is ~3x slower,
@@ -203,6 +219,16 @@ class FileRef:
     def from_dict(cls, d: dict[str, Any]) -> FileRef:
         """Inverse of :meth:`to_dict`."""
         return cls(**d)
+
+
+def output_prefix(plan_id: str, task_id: int | None = None) -> str:
+    """Start of the file name of every output of a plan (of one task when ``task_id`` is given).
+
+    ``amoro-<plan_id>-t<task_id>-<uuid>.parquet``: the files of a process whose worker died before
+    reporting them are found by listing the folders it wrote into.
+    """
+    head = f"amoro-{plan_id}-"
+    return head if task_id is None else f"{head}t{task_id}-"
 
 
 @dataclass
@@ -220,6 +246,8 @@ class RewriteTask:
         rewrite_pos_data_files: data files kept as they are; the deletes that apply to them are merged
             into one new position-delete file (Amoro's "rewrite-pos").
         delete_files: every delete file that applies to at least one file above.
+        plan_id: id of the plan (process) the task belongs to; output file names start with
+            :func:`output_prefix` of it, so a dead process's outputs can be found and removed.
     """
 
     task_id: int
@@ -230,6 +258,7 @@ class RewriteTask:
     rewrite_data_files: list[FileRef] = field(default_factory=list)
     rewrite_pos_data_files: list[FileRef] = field(default_factory=list)
     delete_files: list[FileRef] = field(default_factory=list)
+    plan_id: str = ""
 
     @property
     def input_bytes(self) -> int:
@@ -248,6 +277,7 @@ class RewriteTask:
             "rewrite_data_files": [f.to_dict() for f in self.rewrite_data_files],
             "rewrite_pos_data_files": [f.to_dict() for f in self.rewrite_pos_data_files],
             "delete_files": [f.to_dict() for f in self.delete_files],
+            "plan_id": self.plan_id,
         }
 
     @classmethod
@@ -262,6 +292,7 @@ class RewriteTask:
             rewrite_data_files=[FileRef.from_dict(f) for f in d.get("rewrite_data_files", [])],
             rewrite_pos_data_files=[FileRef.from_dict(f) for f in d.get("rewrite_pos_data_files", [])],
             delete_files=[FileRef.from_dict(f) for f in d.get("delete_files", [])],
+            plan_id=str(d.get("plan_id") or ""),
         )
 
 
@@ -279,6 +310,9 @@ class OptimizingPlan:
         tasks: the rewrite tasks.
         partitions: per-partition summary (partition path, kind, cost, reasons) of what was chosen.
         properties: the effective optimizing properties the plan was made with.
+        plan_id: unique id of the plan, the optimizing process's identity in the table: the commit
+            writes it into the snapshot summary (``amoro.process-id``) and every output file name
+            starts with :func:`output_prefix` of it. Generated when the plan is made.
     """
 
     table: str
@@ -290,6 +324,12 @@ class OptimizingPlan:
     tasks: list[RewriteTask] = field(default_factory=list)
     partitions: list[dict[str, Any]] = field(default_factory=list)
     properties: dict[str, str] = field(default_factory=dict)
+    plan_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    def __post_init__(self) -> None:
+        for task in self.tasks:
+            if not task.plan_id:
+                task.plan_id = self.plan_id
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict."""
@@ -303,6 +343,7 @@ class OptimizingPlan:
             "tasks": [t.to_dict() for t in self.tasks],
             "partitions": [dict(p) for p in self.partitions],
             "properties": dict(self.properties),
+            "plan_id": self.plan_id,
         }
 
     def to_json(self) -> str:
@@ -322,6 +363,7 @@ class OptimizingPlan:
             tasks=[RewriteTask.from_dict(t) for t in d.get("tasks", [])],
             partitions=list(d.get("partitions", [])),
             properties=dict(d.get("properties", {})),
+            **({"plan_id": str(d["plan_id"])} if d.get("plan_id") else {}),
         )
 
     @classmethod

@@ -525,7 +525,10 @@ class _Projection:
 
     @classmethod
     def build(cls, requested: Schema, file_schema: Schema, physical: pa.Schema) -> _Projection:
-        file_project = prune_columns(file_schema, requested.field_ids, select_full_types=False)
+        # Full types: a list or map column cannot be projected element by element (pyiceberg
+        # raises), and ``requested`` names every nested id anyway; extra struct children read here
+        # are dropped by the projection to ``requested``.
+        file_project = prune_columns(file_schema, requested.field_ids, select_full_types=True)
         columns = [c.name for c in file_project.columns]
         target = output_arrow_schema(requested)
         direct = (

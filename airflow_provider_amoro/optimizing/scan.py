@@ -149,6 +149,10 @@ class DeleteIndex:
       the deletes that may apply to a data file are a suffix found by binary search (position
       deletes from an equal sequence number on, equality deletes from a greater one).
     - File-scoped position deletes (``referenced_data_file``) are indexed by that path.
+    - Position deletes with ``file_path`` bounds are kept apart: :meth:`summary` and
+      :meth:`for_data_file` count them only for data files whose path lies within the bounds
+      (as Iceberg's and Amoro's scans do), so one small delete file does not mark every file of
+      its partition for rewrite. The planner's :meth:`for_data_files` stays conservative.
 
     :meth:`for_data_file` and :meth:`for_data_files` confirm every candidate with
     :func:`model.delete_applies`, the one rule; :meth:`summary` counts the same suffixes with
@@ -162,6 +166,7 @@ class DeleteIndex:
             deletes: position and equality delete files.
         """
         pos: dict[PartitionKey | None, list[FileRef]] = {}
+        bounded: dict[PartitionKey | None, list[FileRef]] = {}
         eq: dict[PartitionKey | None, list[FileRef]] = {}
         self._referenced: dict[str, list[FileRef]] = {}
         self._count = 0
@@ -171,13 +176,14 @@ class DeleteIndex:
                 if d.referenced_data_file is not None:
                     self._referenced.setdefault(d.referenced_data_file, []).append(d)
                     continue
-                target = pos
+                target = pos if d.path_lower is None and d.path_upper is None else bounded
             elif d.content == "equality_deletes":
                 target = eq
             else:
                 raise ValueError(f"not a delete file: {d.path}")
             target.setdefault(partition_key(d) if d.partition else None, []).append(d)
         self._pos = {k: _Sorted(v) for k, v in pos.items()}
+        self._bounded = {k: _Sorted(v) for k, v in bounded.items()}
         self._eq = {k: _Sorted(v) for k, v in eq.items()}
         # (spec_id, id(partition list)) -> (that list, its key): FileRefs from one scan share their
         # partition lists, so most look-ups skip building the key; the identity check guards reuse
@@ -201,9 +207,9 @@ class DeleteIndex:
     def _candidates(self, key: PartitionKey, min_seq: int, paths: Iterable[str]) -> Iterator[FileRef]:
         """Deletes that may apply to a data file of ``key`` with data sequence number >= ``min_seq``."""
         for k in (key, None):
-            group = self._pos.get(k)
-            if group is not None:
-                yield from itertools.islice(group.files, bisect.bisect_left(group.seqs, min_seq), None)
+            for group in (self._pos.get(k), self._bounded.get(k)):
+                if group is not None:
+                    yield from itertools.islice(group.files, bisect.bisect_left(group.seqs, min_seq), None)
             group = self._eq.get(k)
             if group is not None:
                 yield from itertools.islice(group.files, bisect.bisect_right(group.seqs, min_seq), None)
@@ -215,7 +221,7 @@ class DeleteIndex:
         return [
             d
             for d in self._candidates(self.key_of(data), data.data_sequence_number, (data.path,))
-            if delete_applies(d, data)
+            if delete_applies(d, data) and (d.content != "position_deletes" or d.may_reference(data.path))
         ]
 
     def summary(self, data: FileRef, key: PartitionKey | None = None) -> tuple[int, int, int]:
@@ -234,6 +240,12 @@ class DeleteIndex:
                 i = bisect.bisect_left(group.seqs, seq)
                 pos_files += len(group.files) - i
                 pos_records += group.suffix_records[i]
+            group = self._bounded.get(k)
+            if group is not None:
+                for d in itertools.islice(group.files, bisect.bisect_left(group.seqs, seq), None):
+                    if d.may_reference(data.path):
+                        pos_files += 1
+                        pos_records += d.record_count
             group = self._eq.get(k)
             if group is not None:
                 eq_files += len(group.files) - bisect.bisect_right(group.seqs, seq)
@@ -288,7 +300,7 @@ class DeleteIndex:
                 by_path[f.path] = f
         oldest_all = min(oldest.values(), key=lambda o: o.data_sequence_number, default=None)
         out: list[FileRef] = []
-        for groups in (self._pos, self._eq):
+        for groups in (self._pos, self._bounded, self._eq):
             for group_key, group in groups.items():
                 for d in group.files:
                     # a delete applies to some file of its partition iff it applies to the one with
@@ -315,6 +327,18 @@ class _ScanContext:
     metrics_filter: Callable[[DataFile], bool] | None
     # shared between threads: equal partition tuples become one list object
     partitions: dict[tuple[int, tuple[Hashable, ...]], list[Any]] = field(default_factory=dict)
+
+
+def _path_bound(df: DataFile, upper: bool) -> str | None:
+    """The ``file_path`` lower or upper bound of a position-delete file, when readable as text."""
+    bounds = df.upper_bounds if upper else df.lower_bounds
+    raw = (bounds or {}).get(POS_FILE_PATH_FIELD_ID)
+    if raw is None:
+        return None
+    try:
+        return bytes(raw).decode("utf-8")
+    except UnicodeDecodeError:  # a truncated multi-byte bound: unknown, so never excludes a file
+        return None
 
 
 def _referenced_data_file(df: DataFile) -> str | None:
@@ -389,6 +413,8 @@ def _read_manifest(ctx: _ScanContext, manifest: ManifestFile) -> tuple[list[File
                 referenced_data_file=_referenced_data_file(df)
                 if content == DataFileContent.POSITION_DELETES
                 else None,
+                path_lower=_path_bound(df, False) if content == DataFileContent.POSITION_DELETES else None,
+                path_upper=_path_bound(df, True) if content == DataFileContent.POSITION_DELETES else None,
                 sort_order_id=df.sort_order_id if content == DataFileContent.DATA else None,
             )
             (data if content == DataFileContent.DATA else deletes).append(ref)

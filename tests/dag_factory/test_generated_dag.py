@@ -78,7 +78,7 @@ def test_generated_dag_optimizes_records_state_and_emits_events(
     dags = build_dags(config)
     assert set(dags) == {"amoro__catalog_sync", DAG_ID}
     dag = dags[DAG_ID]
-    assert sorted(dag.task_dict) == ["commit", "evaluate", "execute", "expire_snapshots", "plan"]
+    assert sorted(dag.task_dict) == ["commit", "evaluate", "execute", "expire_snapshots", "plan", "resolve"]
     assert dag.max_active_runs == 1
     execute = dag.task_dict["execute"]
     assert execute.partial_kwargs["pool"] == "amoro_optimizer_default"
