@@ -78,7 +78,15 @@ def test_generated_dag_optimizes_records_state_and_emits_events(
     dags = build_dags(config)
     assert set(dags) == {"amoro__catalog_sync", DAG_ID}
     dag = dags[DAG_ID]
-    assert sorted(dag.task_dict) == ["commit", "evaluate", "execute", "expire_snapshots", "plan", "resolve"]
+    assert sorted(dag.task_dict) == [
+        "commit",
+        "evaluate",
+        "execute",
+        "expire_snapshots",
+        "optimizing_failed",
+        "plan",
+        "resolve",
+    ]
     assert dag.max_active_runs == 1
     execute = dag.task_dict["execute"]
     assert execute.partial_kwargs["pool"] == "amoro_optimizer_default"
@@ -291,8 +299,9 @@ def test_failed_optimizing_fails_the_run_backs_off_and_recovers(
     with table.transaction() as tx:
         tx.set_properties({"self-optimizing.target-size": "lots"})
     before = content_hash(read_table(amoro_conn.load_table("demo.events")))
-    yaml_text = factory_yaml(tmp_path / "cache").replace(
-        "  schedule: off\n", "  schedule: off\n  failure_backoff: 2s\n  failure_backoff_max: 1h\n"
+    # a 1 s maintenance interval: an earlier test's expire_snapshots run on this table is not recent
+    yaml_text = factory_yaml(tmp_path / "cache", maintenance="expire_snapshots: 1s").replace(
+        "  schedule: off\n", "  schedule: off\n  failure_backoff: 5s\n  failure_backoff_max: 1h\n"
     )
     dag = build_dags(loads(yaml_text))[DAG_ID]
     assert dag.dagrun_timeout == timedelta(hours=6)
@@ -309,23 +318,24 @@ def test_failed_optimizing_fails_the_run_backs_off_and_recovers(
     failure = get_table_runtime("amoro_default", "demo.events").failure
     assert failure is not None and failure["count"] == 1 and failure["task_id"] == "evaluate"
     assert "self-optimizing.target-size" in failure["reason"] and "lots" in failure["reason"]
-    assert failure["next_attempt_ms"] - failure["failed_ms"] == 2000
+    assert failure["next_attempt_ms"] - failure["failed_ms"] == 5000
 
-    dr = run_dag(dag)  # inside the 2 s backoff: optimizing is not tried again
+    # inside the 5 s backoff (the run's resolve task comes first): optimizing is not tried again
+    dr = run_dag(dag)
     states = task_states(dr)
     assert states[("evaluate", -1)] == "skipped", states
     assert get_table_runtime("amoro_default", "demo.events").failure["count"] == 1  # type: ignore[index]
 
-    time.sleep(2.2)
+    time.sleep(5.2)
     dr = run_dag(dag)  # backoff over, still broken: a second failure, a longer backoff
     assert dr.state == "failed"
     failure = get_table_runtime("amoro_default", "demo.events").failure
     assert failure is not None and failure["count"] == 2
-    assert failure["next_attempt_ms"] - failure["failed_ms"] == 4000
+    assert failure["next_attempt_ms"] - failure["failed_ms"] == 10000
 
     with amoro_conn.load_table("demo.events").transaction() as tx:
         tx.remove_properties("self-optimizing.target-size")
-    time.sleep(4.2)
+    time.sleep(10.2)
     dr = run_dag(dag)
     states = task_states(dr)
     assert dr.state == "success", states
