@@ -12,8 +12,17 @@ The per-table DAG (``amoro__<conn>__<namespace>__<table>``)::
   interval has passed since its last recorded run and skips itself otherwise; its last run is
   recorded in the table's runtime state (asset state store) after it succeeds.
 - ``max_active_runs=1``: one optimizing process per table, as in Amoro.
-- ``priority_weight`` (absolute) follows the table's cached cost, so the most needed table's tasks
-  leave the pool queue first.
+- The task set is the same for every table whatever its properties: every maintenance action
+  whose interval is not ``off`` in the configuration gets its task, and a task whose action the
+  table switches off (or that is not due) skips itself at run time. Nothing that changes with the
+  data (cost, pending work) enters the DAG, so a catalog sync does not create DAG versions.
+- Table DAGs are unpaused at creation (``paused_at_creation: false``, configurable), so their
+  asset watchers run from the first parse.
+- A worker parsing the file to run one task builds only that task's DAG
+  (``get_parsing_context()``).
+- A table whose DAG cannot be built (a bad per-table setting) gets a one-task placeholder DAG that
+  fails with the message and keeps the table's assets (and so its runtime state) alive; the other
+  tables are not affected.
 
 Schedule, and why the optimizer's own commits never trigger the DAG again: every operator that
 changes the table emits an event for the **table asset** ``iceberg://<conn>/<ns>/<table>``; if the
@@ -44,6 +53,7 @@ from airflow_provider_amoro.dag_factory.config import (
     TableSettings,
 )
 from airflow_provider_amoro.dag_factory.errors import ConfigError
+from airflow_provider_amoro.runtime.state import table_dag_id
 
 if TYPE_CHECKING:
     from airflow.sdk import DAG, Asset
@@ -103,10 +113,12 @@ def table_schedule(settings: TableSettings, poll_interval: timedelta) -> Any:
 
 
 class MaintenanceDueCheck:
-    """``pre_execute`` hook of a maintenance task: skip it unless its interval has passed.
+    """``pre_execute`` hook of a maintenance task: skip it unless it is on and its interval has passed.
 
     The last run is read from the table's runtime state (asset state store, through the Task SDK).
-    A table never maintained, or state that cannot be read, counts as due.
+    A table never maintained, or state that cannot be read, counts as due. When it is due, the
+    table's properties (with the task's defaults and overrides) decide whether the action is on
+    (Amoro's switches, :func:`~.config.maintenance_disabled_reason`); off skips the task.
 
     Args:
         action: the maintenance action (``expire_snapshots``, …).
@@ -126,14 +138,23 @@ class MaintenanceDueCheck:
         from airflow_provider_amoro.runtime.recorder import TableStateRecorder
 
         last = TableStateRecorder(context, self.asset_uri).last_maintenance(self.action)
-        if last is None or not last.success:
+        if last is not None and last.success:
+            age_ms = int(time.time() * 1000) - int(last.time_ms)
+            if age_ms < self.interval.total_seconds() * 1000:
+                raise AirflowSkipException(
+                    f"{self.action} ran {age_ms / 1000:.0f} s ago; its interval is "
+                    f"{self.interval.total_seconds():.0f} s"
+                )
+        task = context.get("task")
+        if task is None or not hasattr(task, "load_table"):
             return
-        age_ms = int(time.time() * 1000) - int(last.time_ms)
-        if age_ms < self.interval.total_seconds() * 1000:
-            raise AirflowSkipException(
-                f"{self.action} ran {age_ms / 1000:.0f} s ago; its interval is "
-                f"{self.interval.total_seconds():.0f} s"
-            )
+        from airflow_provider_amoro.dag_factory.config import maintenance_disabled_reason
+
+        own = dict(task.load_table().properties)
+        effective = {**own, **task.layered_properties(own, getattr(task, "property_overrides", None))}
+        reason = maintenance_disabled_reason(self.action, effective)
+        if reason is not None:
+            raise AirflowSkipException(f"{self.action} is off for this table: {reason}")
 
 
 class MaintenanceRecorder:
@@ -230,6 +251,35 @@ def _dag_config_defaults() -> dict[str, Any]:
     }
 
 
+_EXECUTOR_CONFIGS: dict[int, tuple[Mapping[str, Any], dict[str, Any]]] = {}
+
+
+def executor_config(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """An optimizer group's ``executor_config`` as Airflow expects it.
+
+    ``pod_override`` may be written in the YAML as a Kubernetes pod mapping (``spec.containers[0]
+    .resources`` …); it is turned into the ``V1Pod`` the KubernetesExecutor needs (the
+    ``cncf.kubernetes`` provider must be installed). Other keys pass through unchanged. Converted
+    once per group and parse.
+    """
+    memo = _EXECUTOR_CONFIGS.get(id(spec))
+    if memo is not None and memo[0] is spec:
+        return memo[1]
+    out = dict(spec)
+    pod = out.get("pod_override")
+    if isinstance(pod, Mapping):
+        try:
+            from airflow.providers.cncf.kubernetes.pod_generator import PodGenerator
+        except ImportError as exc:
+            raise ConfigError(
+                ["optimizer_groups", "executor_config", "pod_override"],
+                f"needs the apache-airflow-providers-cncf-kubernetes package: {exc}",
+            ) from None
+        out["pod_override"] = PodGenerator.deserialize_model_dict(dict(pod))
+    _EXECUTOR_CONFIGS[id(spec)] = (spec, out)
+    return out
+
+
 OVERRIDES_KWARG = "property_overrides"
 """Keyword of the optimizing operators that takes the configured property overrides."""
 
@@ -260,11 +310,11 @@ def build_table_dag(
     common: dict[str, Any] = {
         "table": settings.identifier,
         "amoro_conn_id": settings.conn_id,
-        "priority_weight": settings.priority_weight,
-        "weight_rule": "absolute",
         "retries": defaults.task_retries,
         "retry_delay": defaults.retry_delay,
     }
+    if settings.property_defaults:
+        common["property_defaults"] = dict(settings.property_defaults)
     overrides = dict(settings.property_overrides)
     asset_uri = table_asset_uri(settings.conn_id, settings.identifier)
     doc = (
@@ -279,6 +329,7 @@ def build_table_dag(
         start_date=START_DATE,
         catchup=False,
         max_active_runs=1,
+        is_paused_upon_creation=settings.paused_at_creation,
         **_dag_config_defaults(),
         tags=[*TAGS, f"group:{group.name}", f"conn:{settings.conn_id}"],
         doc_md=doc,
@@ -294,6 +345,10 @@ def build_table_dag(
         }
         if group.queue:
             execute_kwargs["queue"] = group.queue
+        if group.executor:
+            execute_kwargs["executor"] = group.executor
+        if group.executor_config:
+            execute_kwargs["executor_config"] = executor_config(group.executor_config)
         execute = ops["execute"].partial(task_id="execute", **execute_kwargs).expand(task=plan.output)
         commit = ops["commit"](
             task_id="commit",
@@ -340,6 +395,7 @@ def build_catalog_sync_dag(config: FactoryConfig) -> DAG:
         start_date=START_DATE,
         catchup=False,
         max_active_runs=1,
+        is_paused_upon_creation=config.catalog_sync.paused_at_creation,
         tags=[*TAGS, "catalog-sync"],
         doc_md=(
             "Lists the tables of every configured catalog and caches them (with properties and "
@@ -375,8 +431,9 @@ def build_dags(config: FactoryConfig, *, operators: Mapping[str, Any] | None = N
     Returns:
         DAGs by dag id, the sync DAG first.
 
-    Raises:
-        ConfigError: a table's optimizer group is not configured, or two tables map to one DAG id.
+    A table whose settings are invalid (e.g. its ``self-optimizing.group`` is not configured) is
+    logged at ERROR level and gets a placeholder DAG (:func:`build_broken_table_dag`); the others
+    are built as usual. Inside a worker (``get_parsing_context().dag_id`` set) only that DAG is built.
     """
     # Thousands of long-lived objects are created here and none is garbage; Python's cyclic GC would
     # scan the growing heap again and again (a fifth of the parse time for 1,000 tables).
@@ -389,26 +446,105 @@ def build_dags(config: FactoryConfig, *, operators: Mapping[str, Any] | None = N
             gc.enable()
 
 
+class _TableError:
+    """``python_callable`` of a broken table's placeholder task: fail with the reason."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+        self.__name__ = "report_table_error"
+
+    def __call__(self) -> None:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        raise AirflowFailException(self.message)
+
+
+def build_broken_table_dag(conn_id: str, identifier: str, dag_id: str, error: str) -> DAG:
+    """A placeholder for a table whose DAG cannot be built: one task that fails with ``error``.
+
+    It keeps the table asset (inlet of its task) referenced by a DAG, so Airflow does not take the
+    asset for orphaned and delete its runtime state (history, maintenance times) while the
+    table's settings are being fixed. Not scheduled; paused at creation.
+    """
+    from airflow.providers.standard.operators.python import PythonOperator
+
+    from airflow_provider_amoro.assets import table_asset
+
+    with _dag_class()(
+        dag_id=dag_id,
+        schedule=None,
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,
+        is_paused_upon_creation=True,
+        **_dag_config_defaults(),
+        tags=[*TAGS, "config-error", f"conn:{conn_id}"],
+        doc_md=f"**Configuration error** for `{identifier}` (connection `{conn_id}`): {error}",
+    ) as dag:
+        PythonOperator(
+            task_id="configuration_error",
+            python_callable=_TableError(error),
+            inlets=[table_asset(conn_id, identifier)],
+            retries=0,
+        )
+    return dag
+
+
+TABLE_ERRORS: dict[str, str] = {}
+"""Tables skipped at the last parse in this process: ``conn.namespace.table`` → message (for logs/UI)."""
+
+
+def _parsing_dag_id() -> str | None:
+    """The DAG a worker parses the file for (``get_parsing_context()``), None in the DAG processor."""
+    try:
+        from airflow.sdk import get_parsing_context
+    except ImportError:  # pragma: no cover - Airflow 3 always has it
+        return None
+    return get_parsing_context().dag_id
+
+
 def _build_all(config: FactoryConfig, ops: Mapping[str, Any]) -> dict[str, DAG]:
-    dags: dict[str, DAG] = {CATALOG_SYNC_DAG_ID: build_catalog_sync_dag(config)}
+    wanted = _parsing_dag_id()
+    dags: dict[str, DAG] = {}
+    if wanted is None or wanted == CATALOG_SYNC_DAG_ID:
+        dags[CATALOG_SYNC_DAG_ID] = build_catalog_sync_dag(config)
+        if wanted is not None:
+            return dags
     origin: dict[str, str] = {}
+    TABLE_ERRORS.clear()
     for conn_id in config.catalogs:
         cache = read_cache(config.cache_dir, conn_id)
         for identifier in selected_tables(config, conn_id, cache):
-            cached = cache.tables.get(identifier)
-            settings = config.resolve(
-                conn_id,
-                identifier,
-                table_properties=cached.properties if cached else None,
-                cost=cached.cost if cached else None,
-            )
-            if settings.dag_id in dags:
-                raise ConfigError(
-                    ["catalogs", conn_id],
-                    f"tables {origin.get(settings.dag_id)!r} and {conn_id}.{identifier!r} both map to "
-                    f"DAG id {settings.dag_id!r}; exclude one of them",
-                    source=config.source,
+            dag_id = table_dag_id(conn_id, identifier)
+            if wanted is not None and dag_id != wanted:
+                continue
+            name = f"{conn_id}.{identifier}"
+            if dag_id in origin or dag_id == CATALOG_SYNC_DAG_ID:
+                _table_error(
+                    name, f"its DAG id {dag_id!r} is already used by {origin.get(dag_id, dag_id)!r}", config
                 )
-            origin[settings.dag_id] = f"{conn_id}.{identifier}"
-            dags[settings.dag_id] = build_table_dag(settings, config, operators=ops)
+                continue
+            origin[dag_id] = name
+            cached = cache.tables.get(identifier)
+            try:
+                settings = config.resolve(
+                    conn_id,
+                    identifier,
+                    table_properties=cached.properties if cached else None,
+                    cost=cached.cost if cached else None,
+                )
+                dags[dag_id] = build_table_dag(settings, config, operators=ops)
+            except Exception as exc:  # noqa: BLE001 - one bad table must not take down the others
+                message = _table_error(name, str(exc), config)
+                try:
+                    dags[dag_id] = build_broken_table_dag(conn_id, identifier, dag_id, message)
+                except Exception as inner:  # noqa: BLE001 - then skip it; the log says why
+                    log.error("Amoro DAG factory: no placeholder DAG for %s either: %s", name, inner)
     return dags
+
+
+def _table_error(name: str, problem: str, config: FactoryConfig) -> str:
+    message = f"table {name} skipped: {problem}"
+    TABLE_ERRORS[name] = message
+    log.error("Amoro DAG factory (%s): %s", config.source or "configuration", message)
+    return message

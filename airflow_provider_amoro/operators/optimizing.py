@@ -151,7 +151,7 @@ class _OptimizingOperator(AmoroTableOperator):
         """
         from airflow_provider_amoro.optimizing import OptimizingConfig
 
-        props = {**table.properties, **(planned or {}), **self.property_overrides}
+        props = {**self.property_defaults, **table.properties, **(planned or {}), **self.property_overrides}
         return OptimizingConfig.from_properties(props, schema=table.schema())
 
     def process_args(

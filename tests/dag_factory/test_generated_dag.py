@@ -78,7 +78,17 @@ def test_generated_dag_optimizes_records_state_and_emits_events(
     dags = build_dags(config)
     assert set(dags) == {"amoro__catalog_sync", DAG_ID}
     dag = dags[DAG_ID]
-    assert sorted(dag.task_dict) == ["commit", "evaluate", "execute", "expire_snapshots", "plan"]
+    # every action not switched off in the YAML has its task; the table's properties decide at run time
+    assert sorted(dag.task_dict) == [
+        "clean_orphan_files",
+        "commit",
+        "create_tags",
+        "evaluate",
+        "execute",
+        "expire_data",
+        "expire_snapshots",
+        "plan",
+    ]
     assert dag.max_active_runs == 1
     execute = dag.task_dict["execute"]
     assert execute.partial_kwargs["pool"] == "amoro_optimizer_default"
@@ -105,6 +115,9 @@ def test_generated_dag_optimizes_records_state_and_emits_events(
     tasks = xcom_value(dr, "plan")
     assert {k for k in states if k[0] == "execute"} == {("execute", i) for i in range(len(tasks))}
     assert states[("commit", -1)] == "success" and states[("expire_snapshots", -1)] == "success"
+    # off by the table's (default) properties: skipped, not failed, nothing recorded
+    for action in ("clean_orphan_files", "expire_data", "create_tags"):
+        assert states[(action, -1)] == "skipped", (action, states)
 
     # asset events on the table asset: the commit's (optimizer) and the maintenance action's
     uri = table_asset_uri("amoro_default", "demo.events")
