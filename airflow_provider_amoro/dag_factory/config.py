@@ -409,6 +409,7 @@ class TableRule:
     schedule: ScheduleSpec | None = None
     watch_changes: bool | None = None
     paused_at_creation: bool | None = None
+    priority_weight: int | None = None
 
 
 @dataclass(frozen=True)
@@ -491,9 +492,10 @@ class TableSettings:
             set never depends on properties).
         schedule: the fallback time schedule.
         watch_changes: whether commits by others (an AssetWatcher) trigger the DAG.
-        priority_weight: the tasks' priority weight: constant (1). It used to follow the cached
-            cost, but anything that changes with the data must stay out of the serialized DAG, or
-            every catalog sync writes a new DAG version of every table.
+        priority_weight: the tasks' priority weight (absolute): ``priority_weight`` of the last
+            matching table rule, else 1. It does not follow the cached cost: anything that changes
+            with the data must stay out of the serialized DAG, or every catalog sync writes a new
+            DAG version of every table.
         cost: the cached cost in bytes, or None when not known yet (informative; not in the DAG).
         property_defaults: ``defaults.properties``: applied at run time under the table's own
             properties (the table's value wins).
@@ -539,6 +541,8 @@ class FactoryConfig:
         cache_dir: where the catalog sync writes the table list: a local path, or a URL (fsspec:
             ``s3://…``, ``gs://…``) that every host parsing the DAG file can read.
         source: the file the configuration came from (for messages), or None.
+        shards: how many DAG files share the tables (each file builds the tables whose DAG id
+            hashes to its shard index, so each stays well within the DAG processor's timeout).
     """
 
     catalogs: Mapping[str, CatalogConfig]
@@ -547,6 +551,7 @@ class FactoryConfig:
     catalog_sync: CatalogSyncConfig = field(default_factory=CatalogSyncConfig)
     cache_dir: Path | str = field(default_factory=lambda: default_cache_dir())
     source: str | None = None
+    shards: int = 1
 
     def resolve(
         self,
@@ -575,6 +580,7 @@ class FactoryConfig:
         schedule = self.defaults.schedule
         watch = self.defaults.watch_changes
         paused = self.defaults.paused_at_creation
+        weight = 1
         if catalog.paused_at_creation is not None:
             paused = catalog.paused_at_creation
         rule_path: list[str | int] = ["defaults", "properties"]
@@ -587,6 +593,8 @@ class FactoryConfig:
                 watch = rule.watch_changes
             if rule.paused_at_creation is not None:
                 paused = rule.paused_at_creation
+            if rule.priority_weight is not None:
+                weight = rule.priority_weight
             rule_path = ["catalogs", conn_id, "tables", rule.pattern, "properties"]
         effective = {**self.defaults.properties, **table_props, **overrides}
         group_name = effective.get(GROUP_PROPERTY, "default")
@@ -624,7 +632,7 @@ class FactoryConfig:
             maintenance=actions,
             schedule=schedule,
             watch_changes=watch,
-            priority_weight=1,
+            priority_weight=weight,
             cost=cost,
             property_defaults=dict(self.defaults.properties),
             paused_at_creation=paused,
@@ -717,7 +725,7 @@ def _construct_mapping(
 
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
-_TOP_KEYS = ("version", "cache_dir", "catalogs", "optimizer_groups", "defaults", "catalog_sync")
+_TOP_KEYS = ("version", "cache_dir", "catalogs", "optimizer_groups", "defaults", "catalog_sync", "shards")
 _CATALOG_KEYS = ("include", "exclude", "tables", "paused_at_creation")
 _GROUP_KEYS = ("slots", "pool", "queue", "description", "executor", "executor_config")
 _DEFAULT_KEYS = (
@@ -731,7 +739,14 @@ _DEFAULT_KEYS = (
     "task_retries",
     "execute_timeout",
 )
-_RULE_KEYS = ("properties", "maintenance", "schedule", "watch_changes", "paused_at_creation")
+_RULE_KEYS = (
+    "properties",
+    "maintenance",
+    "schedule",
+    "watch_changes",
+    "paused_at_creation",
+    "priority_weight",
+)
 _SYNC_KEYS = ("schedule", "evaluate", "paused_at_creation", "parallelism", "time_budget")
 _POOL_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
@@ -825,6 +840,9 @@ def _parse(data: Any, source: str | None) -> FactoryConfig:
                     paused_at_creation=_bool(rspec["paused_at_creation"], [*rpath, "paused_at_creation"])
                     if "paused_at_creation" in rspec
                     else None,
+                    priority_weight=_positive_int(rspec["priority_weight"], [*rpath, "priority_weight"])
+                    if "priority_weight" in rspec
+                    else None,
                 )
             )
         catalogs[conn_id] = CatalogConfig(
@@ -877,6 +895,7 @@ def _parse(data: Any, source: str | None) -> FactoryConfig:
         catalog_sync=sync,
         cache_dir=cache_dir,
         source=source,
+        shards=_positive_int(root.get("shards", 1), ["shards"]),
     )
 
 

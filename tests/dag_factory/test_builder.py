@@ -65,7 +65,7 @@ def test_table_dag_shape_pool_queue_quota_priority_and_trigger_rules(tmp_path: P
     assert t["clean_orphan_files"].upstream_task_ids == {"clean_dangling_delete_files"}
     for action in ("expire_snapshots", "clean_dangling_delete_files", "clean_orphan_files"):
         assert t[action].trigger_rule == "none_failed"
-        assert t[action]._pre_execute_hook.interval > timedelta(0)
+        assert t[action].maintenance_interval > timedelta(0)
         assert t[action].property_overrides == t["evaluate"].property_overrides
     execute = t["execute"].partial_kwargs
     assert (execute["pool"], execute["queue"], execute["max_active_tis_per_dagrun"]) == (
@@ -245,3 +245,53 @@ def test_group_executor_and_executor_config_reach_the_execute_task(tmp_path: Pat
     execute = build_dags(cfg)["amoro__lake__sales__orders"].task_dict["execute"].partial_kwargs
     assert execute["executor"] == "KubernetesExecutor"
     assert execute["executor_config"] == {"note": "big-pods"}
+
+
+def test_shards_split_the_tables_over_dag_files_without_overlap(tmp_path: Path) -> None:
+    from airflow_provider_amoro.dag_factory import ConfigError
+
+    cache = tmp_path / "cache"
+    names = [f"sales.t{i}" for i in range(40)]
+    write_cache(cache, "lake", {n: CachedTable(n) for n in names})
+    cfg = loads(
+        f"""
+cache_dir: {cache}
+shards: 3
+optimizer_groups:
+  default: {{slots: 4}}
+catalogs:
+  lake:
+    include: ["sales.*"]
+"""
+    )
+    parts = [set(build_dags(cfg, shard=i)) for i in range(3)]
+    assert "amoro__catalog_sync" in parts[0] and all("amoro__catalog_sync" not in p for p in parts[1:])
+    tables = [p - {"amoro__catalog_sync"} for p in parts]
+    assert all(tables)  # every file gets some
+    assert sum(len(p) for p in tables) == len(names) == len(set().union(*tables))  # no overlap, none lost
+    assert [set(build_dags(cfg, shard=i)) for i in range(3)] == parts  # stable
+    with pytest.raises(ConfigError, match=r"shards: is 3: each DAG file must call generate_dags"):
+        build_dags(cfg)
+
+
+def test_priority_weight_comes_from_the_yaml_not_from_the_cost(tmp_path: Path) -> None:
+    tables = {
+        "sales.vip": CachedTable("sales.vip", cost=1),
+        "sales.big": CachedTable("sales.big", cost=10**12),
+    }
+    cache = tmp_path / "cache"
+    write_cache(cache, "lake", tables)
+    text = f"""
+cache_dir: {cache}
+optimizer_groups:
+  default: {{slots: 4}}
+catalogs:
+  lake:
+    include: ["sales.*"]
+    tables:
+      "sales.vip": {{priority_weight: 50}}
+"""
+    dags = build_dags(loads(text))
+    assert dags["amoro__lake__sales__vip"].task_dict["execute"].partial_kwargs["priority_weight"] == 50
+    assert dags["amoro__lake__sales__vip"].task_dict["evaluate"].priority_weight == 50
+    assert dags["amoro__lake__sales__big"].task_dict["execute"].partial_kwargs["priority_weight"] == 1
