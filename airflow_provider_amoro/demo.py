@@ -20,13 +20,19 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from airflow_provider_amoro.embedded import embedded_root, load_embedded_catalog
+from airflow_provider_amoro.properties import (
+    DEFAULT_CONN_ID,
+    MAX_TASK_SIZE,
+    MINOR_TRIGGER_FILE_COUNT,
+    TARGET_SIZE,
+)
 
 DEMO_TABLE = "demo.orders"
 DEMO_PROPERTIES = {
     # The demo's data is small, so it uses a small target size to show what optimizing does.
-    "self-optimizing.target-size": str(1024 * 1024),
-    "self-optimizing.max-task-size-bytes": str(1024 * 1024),
-    "self-optimizing.minor.trigger.file-count": "12",
+    TARGET_SIZE: str(1024 * 1024),
+    MAX_TASK_SIZE: str(1024 * 1024),
+    MINOR_TRIGGER_FILE_COUNT: "12",
     "format-version": "2",
 }
 SCHEMA = pa.schema(
@@ -168,7 +174,7 @@ def _optimize_with_generated_dag() -> dict[str, Any]:
 
     print(f"\nRunning the generated DAG of {DEMO_TABLE} (dags/amoro.yaml) with dag.test() ...", flush=True)
     started = time.monotonic()
-    run = run_table_dag("amoro_default", DEMO_TABLE)
+    run = run_table_dag(DEFAULT_CONN_ID, DEMO_TABLE)
     commit = run.commit or {}
     evaluation = run.evaluation or {}
     return {

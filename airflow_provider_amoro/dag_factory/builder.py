@@ -200,7 +200,9 @@ class ScheduledMaintenance:
 
     Methods rather than ``pre_execute=``/``post_execute=`` callables: Airflow serializes such
     callables as their Python source (``inspect.getsource`` for every task of every DAG), which was
-    half the serialization time of the generated DAGs.
+    half the serialization time of the generated DAGs. The run is recorded by the ``execute`` that
+    :func:`scheduled_maintenance_class` adds (Airflow calls a ``post_execute`` method without the
+    result).
 
     Args:
         maintenance_interval: minimum time between two runs of the action.
@@ -216,24 +218,29 @@ class ScheduledMaintenance:
         MaintenanceDueCheck(self.task_id, self.maintenance_interval, self.asset_uri)(context)
         super().pre_execute(context)  # type: ignore[misc]
 
-    def post_execute(self, context: Any, result: Any = None) -> None:
-        """Record the action's last run (unless the operator recorded it itself)."""
-        super().post_execute(context, result)  # type: ignore[misc]
-        MaintenanceRecorder(self.task_id, self.asset_uri)(context, result)
 
-
+@lru_cache(maxsize=64)
 def scheduled_maintenance_class(cls: type[Any]) -> type[Any]:
     """``cls`` with :class:`ScheduledMaintenance` mixed in, under the same name (shown in the UI).
 
-    The new class takes the keyword ``maintenance_interval`` besides ``cls``'s arguments.
+    The new class takes the keyword ``maintenance_interval`` besides ``cls``'s arguments. A class
+    that already has the mixin is returned as it is.
     """
+    if issubclass(cls, ScheduledMaintenance):
+        return cls
 
     def __init__(self: Any, *, maintenance_interval: timedelta, **kwargs: Any) -> None:
         # its own __init__, so that Airflow's operator metaclass applies default_args to it
         super(new_cls, self).__init__(**kwargs)
         self.maintenance_interval = maintenance_interval
 
-    namespace = {"__doc__": cls.__doc__, "__module__": __name__, "__init__": __init__}
+    def execute(self: Any, context: Any) -> Any:
+        # in the class namespace, so that Airflow's operator metaclass guards it like any execute
+        result = super(new_cls, self).execute(context)
+        MaintenanceRecorder(self.task_id, self.asset_uri)(context, result)
+        return result
+
+    namespace = {"__doc__": cls.__doc__, "__module__": __name__, "__init__": __init__, "execute": execute}
     new_cls: type[Any] = type(cls.__name__, (ScheduledMaintenance, cls), namespace)
     return new_cls
 
@@ -241,7 +248,7 @@ def scheduled_maintenance_class(cls: type[Any]) -> type[Any]:
 class _Operators(dict[str, Any]):
     """Operator classes by role, imported on first use (a DAG without maintenance imports none).
 
-    Maintenance operators come with :class:`ScheduledMaintenance` mixed in.
+    The builder mixes :class:`ScheduledMaintenance` into the maintenance operators.
     """
 
     def __missing__(self, role: str) -> Any:
@@ -249,8 +256,6 @@ class _Operators(dict[str, Any]):
 
         module, name = _OPERATOR_PATHS[role]
         cls = getattr(importlib.import_module(f"airflow_provider_amoro.operators.{module}"), name)
-        if module == "maintenance":
-            cls = scheduled_maintenance_class(cls)
         self[role] = cls
         return cls
 
@@ -407,7 +412,7 @@ def build_table_dag(
         execute >> commit
         previous: Any = commit
         for action, interval in settings.maintenance.items():
-            task = ops[action](
+            task = scheduled_maintenance_class(ops[action])(
                 task_id=action,
                 trigger_rule=TriggerRule.NONE_FAILED,
                 maintenance_interval=interval,

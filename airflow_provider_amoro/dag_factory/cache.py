@@ -42,7 +42,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from airflow_provider_amoro.dag_factory.config import AMORO_PROPERTY_PREFIXES
+from airflow_provider_amoro.properties import AMORO_PROPERTY_PREFIXES
 
 Location = str | os.PathLike[str]
 """A table-list location: a local path, or a URL fsspec understands (``s3://…``, ``file://…``)."""

@@ -34,6 +34,18 @@ from typing import Any
 import yaml
 
 from airflow_provider_amoro.dag_factory.errors import ConfigError, KeyPath, describe
+from airflow_provider_amoro.properties import (
+    AMORO_PROPERTY_PREFIXES,
+    EXECUTE_NUM_RETRIES,
+    EXECUTE_NUM_RETRIES_DEFAULT,
+    GC_ENABLED,
+    GROUP,
+    GROUP_DEFAULT,
+    MAINTENANCE_ACTIONS,
+    MAINTENANCE_ACTIONS_BY_NAME,
+    QUOTA,
+    QUOTA_DEFAULT,
+)
 from airflow_provider_amoro.runtime.state import table_dag_id
 
 CONFIG_ENV_VAR = "AMORO_DAGS_CONFIG"
@@ -46,43 +58,10 @@ The default is ``$AIRFLOW_HOME/amoro/cache`` (single machine only)."""
 
 CATALOG_SYNC_DAG_ID = "amoro__catalog_sync"
 
-#: Maintenance actions in the order they run, with the table property that switches each on and its
-#: default (Amoro's names). ``gc.enabled=false`` turns off all but ``create_tags``.
-MAINTENANCE_ACTIONS: dict[str, tuple[str, bool]] = {
-    "expire_snapshots": ("table-expire.enabled", True),
-    "clean_dangling_delete_files": ("clean-dangling-delete-files.enabled", True),
-    "clean_orphan_files": ("clean-orphan-file.enabled", False),
-    "expire_data": ("data-expire.enabled", False),
-    "create_tags": ("tag.auto-create.enabled", False),
-}
-GC_ENABLED = "gc.enabled"
-_GC_EXEMPT = frozenset({"create_tags"})
-
 #: Default interval between two runs of each maintenance action (Amoro's AMS defaults).
 DEFAULT_MAINTENANCE_INTERVALS: dict[str, timedelta | None] = {
-    "expire_snapshots": timedelta(hours=1),
-    "clean_dangling_delete_files": timedelta(hours=1),
-    "clean_orphan_files": timedelta(days=1),
-    "expire_data": timedelta(days=1),
-    "create_tags": timedelta(minutes=15),
+    a.name: a.default_interval for a in MAINTENANCE_ACTIONS
 }
-
-#: Prefixes of the table properties the factory accepts as defaults and overrides.
-AMORO_PROPERTY_PREFIXES: tuple[str, ...] = (
-    "self-optimizing.",
-    "table-expire.",
-    "snapshot.keep.",
-    "clean-orphan-file.",
-    "clean-dangling-delete-files.",
-    "data-expire.",
-    "tag.auto-create.",
-    "gc.",
-)
-
-GROUP_PROPERTY = "self-optimizing.group"
-QUOTA_PROPERTY = "self-optimizing.quota"
-RETRIES_PROPERTY = "self-optimizing.execute.num-retries"
-ENABLED_PROPERTY = "self-optimizing.enabled"
 
 _GLOB_CHARS = frozenset("*?[")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]+)\s*$")
@@ -325,9 +304,10 @@ def parse_maintenance(value: Any, path: KeyPath) -> dict[str, timedelta | None]:
     mapping = _expect_mapping(value, path)
     out: dict[str, timedelta | None] = {}
     for key, raw in mapping.items():
-        if key not in MAINTENANCE_ACTIONS:
+        if key not in MAINTENANCE_ACTIONS_BY_NAME:
             raise ConfigError(
-                [*path, key], f"unknown maintenance action; expected one of: {', '.join(MAINTENANCE_ACTIONS)}"
+                [*path, key],
+                f"unknown maintenance action; expected one of: {', '.join(MAINTENANCE_ACTIONS_BY_NAME)}",
             )
         out[key] = parse_duration(raw, [*path, key], allow_off=True)
     return out
@@ -597,14 +577,14 @@ class FactoryConfig:
                 weight = rule.priority_weight
             rule_path = ["catalogs", conn_id, "tables", rule.pattern, "properties"]
         effective = {**self.defaults.properties, **table_props, **overrides}
-        group_name = effective.get(GROUP_PROPERTY, "default")
+        group_name = effective.get(GROUP, GROUP_DEFAULT)
         group = self.optimizer_groups.get(group_name)
         if group is None:
             where: list[str | int]
-            if GROUP_PROPERTY in overrides:
+            if GROUP in overrides:
                 where = rule_path
-            elif GROUP_PROPERTY in table_props:
-                where = ["catalogs", conn_id, f"{identifier} (table property {GROUP_PROPERTY})"]
+            elif GROUP in table_props:
+                where = ["catalogs", conn_id, f"{identifier} (table property {GROUP})"]
             else:
                 where = ["defaults", "properties"]
             raise ConfigError(
@@ -613,13 +593,13 @@ class FactoryConfig:
                 f"optimizer_groups (defined: {', '.join(sorted(self.optimizer_groups)) or 'none'})",
                 source=self.source,
             )
-        quota = _float_prop(effective, QUOTA_PROPERTY, 0.5)
-        retries = int(_float_prop(effective, RETRIES_PROPERTY, 5))
+        quota = _float_prop(effective, QUOTA, QUOTA_DEFAULT)
+        retries = int(_float_prop(effective, EXECUTE_NUM_RETRIES, EXECUTE_NUM_RETRIES_DEFAULT))
         actions: dict[str, timedelta] = {}
-        for action in MAINTENANCE_ACTIONS:
-            interval = maintenance.get(action)
+        for spec in MAINTENANCE_ACTIONS:
+            interval = maintenance.get(spec.name)
             if interval is not None:
-                actions[action] = interval
+                actions[spec.name] = interval
         return TableSettings(
             conn_id=conn_id,
             identifier=identifier,
@@ -647,10 +627,11 @@ def maintenance_disabled_reason(action: str, properties: Mapping[str, str]) -> s
     ``tag.auto-create.enabled`` (off); ``gc.enabled=false`` turns off all but ``create_tags``.
     Checked at run time by the generated DAG's maintenance tasks (they skip), never at parse time.
     """
-    prop, default_on = MAINTENANCE_ACTIONS[action]
-    if action not in _GC_EXEMPT and properties.get(GC_ENABLED, "true").strip().lower() == "false":
+    spec = MAINTENANCE_ACTIONS_BY_NAME[action]
+    prop = spec.enabled_property
+    if spec.gc_controlled and properties.get(GC_ENABLED, "true").strip().lower() == "false":
         return f"{GC_ENABLED} is false"
-    value = properties.get(prop, "true" if default_on else "false").strip().lower()
+    value = properties.get(prop, "true" if spec.enabled_default else "false").strip().lower()
     if value != "true":
         return f"{prop} is {value}" + ("" if prop in properties else " (default)")
     return None

@@ -17,6 +17,12 @@ from typing import Any
 
 from airflow_provider_amoro.dag_factory.cache import CachedTable, amoro_properties, read_cache, write_cache
 from airflow_provider_amoro.dag_factory.config import FactoryConfig
+from airflow_provider_amoro.properties import (
+    MIN_TARGET_SIZE_RATIO,
+    MIN_TARGET_SIZE_RATIO_DEFAULT,
+    TARGET_SIZE,
+    TARGET_SIZE_DEFAULT,
+)
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +76,10 @@ def estimate_cost(summary: Mapping[str, Any], properties: Mapping[str, str]) -> 
     if files == 0 and deletes == 0:
         return 0
     try:
-        target = int(properties.get("self-optimizing.target-size", 134217728))
-        ratio = float(properties.get("self-optimizing.min-target-size-ratio", 0.75))
+        target = int(properties.get(TARGET_SIZE, TARGET_SIZE_DEFAULT))
+        ratio = float(properties.get(MIN_TARGET_SIZE_RATIO, MIN_TARGET_SIZE_RATIO_DEFAULT))
     except ValueError:
-        target, ratio = 134217728, 0.75
+        target, ratio = TARGET_SIZE_DEFAULT, MIN_TARGET_SIZE_RATIO_DEFAULT
     avg = size / max(1, files + deletes)
     small = size * 2 if avg <= target * ratio and files > 1 else 0
     return int(small + (files + deletes) * 4 * _MIB) if small or deletes else 0

@@ -29,6 +29,7 @@ from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError
 from pyiceberg.table import Table
 
 from airflow_provider_amoro.embedded import embedded_catalog_properties, embedded_root
+from airflow_provider_amoro.properties import DEFAULT_CONN_ID
 
 try:  # Airflow 3: the Task SDK base hook
     from airflow.sdk import BaseHook
@@ -39,7 +40,6 @@ except ImportError:  # pragma: no cover - Airflow 2 is not supported, keep the e
 log = logging.getLogger(__name__)
 
 CATALOG_TYPES = ("sql", "rest", "hive", "glue")
-DEFAULT_CONN_ID = "amoro_default"
 CONN_TYPE = "amoro"
 
 _URL_PASSWORD = re.compile(r"(?P<scheme>[a-zA-Z][\w+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@\s]*)@")

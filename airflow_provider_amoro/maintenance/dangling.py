@@ -22,16 +22,13 @@ from typing import TYPE_CHECKING
 
 from pyiceberg.manifest import DataFileContent, ManifestContent
 
-from airflow_provider_amoro.maintenance.config import (
-    PRODUCER_CLEAN_DANGLING_DELETE,
-    SNAPSHOT_PRODUCER,
-    MaintenanceConfig,
-)
+from airflow_provider_amoro.maintenance.config import MaintenanceConfig
 from airflow_provider_amoro.maintenance.results import DanglingResult
 from airflow_provider_amoro.optimizing.commit import HeadState, ValidationError, replace_files
 from airflow_provider_amoro.optimizing.delete_files import POS_FILE_PATH_FIELD_ID
 from airflow_provider_amoro.optimizing.model import FileRef, delete_applies
 from airflow_provider_amoro.optimizing.scan import DeleteIndex, live_files
+from airflow_provider_amoro.properties import PRODUCER_CLEAN_DANGLING_DELETE, SNAPSHOT_PRODUCER
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

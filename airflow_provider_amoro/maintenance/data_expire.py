@@ -58,16 +58,16 @@ from pyiceberg.types import (
     TimestamptzType,
 )
 
-from airflow_provider_amoro.maintenance.config import (
+from airflow_provider_amoro.maintenance.config import InvalidPropertyError, MaintenanceConfig
+from airflow_provider_amoro.maintenance.datefmt import format_java
+from airflow_provider_amoro.maintenance.results import DataExpireResult, to_epoch_ms
+from airflow_provider_amoro.properties import (
+    DATA_EXPIRE_DATETIME_STRING_PATTERN,
     DATA_EXPIRE_FIELD,
     DATA_EXPIRE_RETENTION_TIME,
     PRODUCER_DATA_EXPIRATION,
     SNAPSHOT_PRODUCER,
-    InvalidPropertyError,
-    MaintenanceConfig,
 )
-from airflow_provider_amoro.maintenance.datefmt import format_java
-from airflow_provider_amoro.maintenance.results import DataExpireResult, to_epoch_ms
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -117,7 +117,7 @@ class _Cutoff:
             when = dt.datetime.fromtimestamp(cutoff_ms / 1000, tz=dt.timezone.utc)
             self.threshold = format_java(
                 when,
-                "data-expire.datetime-string-pattern",
+                DATA_EXPIRE_DATETIME_STRING_PATTERN,
                 config.data_expire_datetime_string_pattern,
             )
         else:

@@ -49,11 +49,7 @@ from pyiceberg.table.update import (
     TableUpdate,
 )
 
-from airflow_provider_amoro.maintenance.config import (
-    AMORO_MAINTAIN_COMMITS,
-    FLINK_MAX_COMMITTED_CHECKPOINT_ID,
-    MaintenanceConfig,
-)
+from airflow_provider_amoro.maintenance.config import MaintenanceConfig
 from airflow_provider_amoro.maintenance.reach import iter_entries, manifests_of
 from airflow_provider_amoro.maintenance.results import ExpireResult, to_epoch_ms
 from airflow_provider_amoro.maintenance.storage import (
@@ -63,6 +59,7 @@ from airflow_provider_amoro.maintenance.storage import (
     list_files,
     normalize_location,
 )
+from airflow_provider_amoro.properties import AMORO_MAINTAIN_COMMITS, FLINK_MAX_COMMITTED_CHECKPOINT_ID
 
 if TYPE_CHECKING:
     import datetime as dt

@@ -25,9 +25,10 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from airflow_provider_amoro.maintenance.config import TAG_AUTO_CREATE_TAG_FORMAT, MaintenanceConfig
+from airflow_provider_amoro.maintenance.config import MaintenanceConfig
 from airflow_provider_amoro.maintenance.datefmt import format_java
 from airflow_provider_amoro.maintenance.results import TagResult, to_epoch_ms
+from airflow_provider_amoro.properties import TAG_AUTO_CREATE_TAG_FORMAT
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

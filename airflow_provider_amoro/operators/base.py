@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from airflow_provider_amoro.assets import table_asset, table_asset_uri
+from airflow_provider_amoro.properties import DEFAULT_CONN_ID
 from airflow_provider_amoro.runtime.recorder import TableStateRecorder
 
 if TYPE_CHECKING:
@@ -46,7 +47,6 @@ if TYPE_CHECKING:
 
     from airflow_provider_amoro.hooks.catalog import AmoroCatalogHook
 
-DEFAULT_CONN_ID = "amoro_default"
 
 PRODUCER_KEY = "producer"
 """Key of the asset-event ``extra`` naming who produced the change."""

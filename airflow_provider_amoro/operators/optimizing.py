@@ -44,6 +44,7 @@ from airflow.sdk import TriggerRule
 from airflow.sdk.bases.skipmixin import SkipMixin
 
 from airflow_provider_amoro.operators.base import PRODUCER_OPTIMIZER, AmoroTableOperator
+from airflow_provider_amoro.properties import EXECUTE_NUM_RETRIES, EXECUTE_NUM_RETRIES_DEFAULT
 from airflow_provider_amoro.runtime.reader import PLAN_XCOM_KEY
 from airflow_provider_amoro.runtime.recorder import TableStateRecorder, now_ms
 from airflow_provider_amoro.runtime.state import (
@@ -64,8 +65,6 @@ if TYPE_CHECKING:
         TaskResult,
     )
 
-EXECUTE_NUM_RETRIES = "self-optimizing.execute.num-retries"
-EXECUTE_NUM_RETRIES_DEFAULT = 5
 PARTITIONS_KEPT = 20
 """Pending partitions kept in an evaluation's XCom / runtime record (largest cost first)."""
 

@@ -75,6 +75,7 @@ from airflow_provider_amoro.optimizing.model import (
     delete_applies,
     encode_partition,
 )
+from airflow_provider_amoro.properties import ALLOW_PARTIAL_COMMIT, PRODUCER_OPTIMIZE, SNAPSHOT_PRODUCER
 
 if TYPE_CHECKING:
     from pyiceberg.io import FileIO, OutputFile
@@ -84,10 +85,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-SNAPSHOT_PRODUCER = "snapshot-producer"
-"""Summary key naming the writer of a snapshot (Amoro's convention)."""
-OPTIMIZE_PRODUCER = "OPTIMIZE"
-"""Value of :data:`SNAPSHOT_PRODUCER` on snapshots committed by the optimizer."""
 SUMMARY_PREFIX = "optimizing."
 """Prefix of the optimizing metrics this module writes into the snapshot summary."""
 
@@ -642,7 +639,7 @@ def replace_files(
         prepare=prepare,
         add_files=[*add_data, *add_deletes],
         sequence_number=sequence_number,
-        summary={SNAPSHOT_PRODUCER: OPTIMIZE_PRODUCER, **(summary or {})},
+        summary={SNAPSHOT_PRODUCER: PRODUCER_OPTIMIZE, **(summary or {})},
         max_retries=max_retries,
     )
 
@@ -870,7 +867,7 @@ def task_totals(results: Sequence[TaskResult]) -> dict[str, int]:
 def plan_summary(plan: OptimizingPlan, results: Sequence[TaskResult]) -> dict[str, str]:
     """The optimizing metrics written into the snapshot summary (keys under ``optimizing.``)."""
     out = {
-        SNAPSHOT_PRODUCER: OPTIMIZE_PRODUCER,
+        SNAPSHOT_PRODUCER: PRODUCER_OPTIMIZE,
         f"{SUMMARY_PREFIX}kind": str(plan.kind),
         f"{SUMMARY_PREFIX}base-snapshot-id": str(plan.base_snapshot_id),
     }
@@ -934,7 +931,7 @@ def _commit(
             raise ValidationError(f"two results for task {r.task_id}")
         seen.add(r.task_id)
     missing = sorted(task_ids - seen)
-    partial = plan.properties.get("self-optimizing.allow-partial-commit", "false").lower() == "true"
+    partial = plan.properties.get(ALLOW_PARTIAL_COMMIT, "false").lower() == "true"
     if missing and not partial:
         raise ValidationError(
             f"tasks without results: {missing} (self-optimizing.allow-partial-commit=false)"

@@ -26,73 +26,44 @@ if TYPE_CHECKING:
     from pyiceberg.schema import Schema
     from pyiceberg.table import Table
 
-ENABLED = "self-optimizing.enabled"
-ENABLED_DEFAULT = True
-
-GROUP = "self-optimizing.group"
-GROUP_DEFAULT = "default"
-
-QUOTA = "self-optimizing.quota"
-QUOTA_DEFAULT = 0.5
-
-EXECUTE_NUM_RETRIES = "self-optimizing.execute.num-retries"
-EXECUTE_NUM_RETRIES_DEFAULT = 5
-
-TARGET_SIZE = "self-optimizing.target-size"
-TARGET_SIZE_DEFAULT = 134217728  # 128 MB
-
-MAX_TASK_SIZE = "self-optimizing.max-task-size-bytes"
-MAX_TASK_SIZE_DEFAULT = 134217728  # 128 MB
-
-FRAGMENT_RATIO = "self-optimizing.fragment-ratio"
-FRAGMENT_RATIO_DEFAULT = 8
-
-MIN_TARGET_SIZE_RATIO = "self-optimizing.min-target-size-ratio"
-MIN_TARGET_SIZE_RATIO_DEFAULT = 0.75
-
-MINOR_TRIGGER_FILE_COUNT = "self-optimizing.minor.trigger.file-count"
-MINOR_TRIGGER_FILE_COUNT_DEFAULT = 12
-
-MINOR_TRIGGER_INTERVAL = "self-optimizing.minor.trigger.interval"
-MINOR_TRIGGER_INTERVAL_DEFAULT = 3600000  # 1 h in ms; negative: never by interval
-
-MAJOR_TRIGGER_DUPLICATE_RATIO = "self-optimizing.major.trigger.duplicate-ratio"
-MAJOR_TRIGGER_DUPLICATE_RATIO_DEFAULT = 0.1
-
-FULL_TRIGGER_INTERVAL = "self-optimizing.full.trigger.interval"
-FULL_TRIGGER_INTERVAL_DEFAULT = -1  # ms; negative: never
-
-FULL_REWRITE_ALL_FILES = "self-optimizing.full.rewrite-all-files"
-FULL_REWRITE_ALL_FILES_DEFAULT = True
-
-ALLOW_PARTIAL_COMMIT = "self-optimizing.allow-partial-commit"
-ALLOW_PARTIAL_COMMIT_DEFAULT = False
-
-FILTER = "self-optimizing.filter"
-FILTER_DEFAULT: str | None = None
-
-MIN_PLAN_INTERVAL = "self-optimizing.min-plan-interval"
-MIN_PLAN_INTERVAL_DEFAULT = 60000  # ms
+from airflow_provider_amoro.properties import (
+    ALLOW_PARTIAL_COMMIT,
+    ALLOW_PARTIAL_COMMIT_DEFAULT,
+    ENABLED,
+    ENABLED_DEFAULT,
+    EXECUTE_NUM_RETRIES,
+    EXECUTE_NUM_RETRIES_DEFAULT,
+    FILTER,
+    FILTER_DEFAULT,
+    FRAGMENT_RATIO,
+    FRAGMENT_RATIO_DEFAULT,
+    FULL_REWRITE_ALL_FILES,
+    FULL_REWRITE_ALL_FILES_DEFAULT,
+    FULL_TRIGGER_INTERVAL,
+    FULL_TRIGGER_INTERVAL_DEFAULT,
+    GROUP,
+    GROUP_DEFAULT,
+    MAJOR_TRIGGER_DUPLICATE_RATIO,
+    MAJOR_TRIGGER_DUPLICATE_RATIO_DEFAULT,
+    MAX_TASK_SIZE,
+    MAX_TASK_SIZE_DEFAULT,
+    MIN_PLAN_INTERVAL,
+    MIN_PLAN_INTERVAL_DEFAULT,
+    MIN_TARGET_SIZE_RATIO,
+    MIN_TARGET_SIZE_RATIO_DEFAULT,
+    MINOR_TRIGGER_FILE_COUNT,
+    MINOR_TRIGGER_FILE_COUNT_DEFAULT,
+    MINOR_TRIGGER_INTERVAL,
+    MINOR_TRIGGER_INTERVAL_DEFAULT,
+    OPTIMIZING_PROPERTY_NAMES,
+    QUOTA,
+    QUOTA_DEFAULT,
+    TARGET_SIZE,
+    TARGET_SIZE_DEFAULT,
+)
 
 #: Every property name this module reads, in documentation order.
-PROPERTY_NAMES: tuple[str, ...] = (
-    ENABLED,
-    GROUP,
-    QUOTA,
-    EXECUTE_NUM_RETRIES,
-    TARGET_SIZE,
-    MAX_TASK_SIZE,
-    FRAGMENT_RATIO,
-    MIN_TARGET_SIZE_RATIO,
-    MINOR_TRIGGER_FILE_COUNT,
-    MINOR_TRIGGER_INTERVAL,
-    MAJOR_TRIGGER_DUPLICATE_RATIO,
-    FULL_TRIGGER_INTERVAL,
-    FULL_REWRITE_ALL_FILES,
-    ALLOW_PARTIAL_COMMIT,
-    FILTER,
-    MIN_PLAN_INTERVAL,
-)
+PROPERTY_NAMES = OPTIMIZING_PROPERTY_NAMES
 
 
 class InvalidPropertyError(ValueError):

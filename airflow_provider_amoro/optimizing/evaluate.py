@@ -59,15 +59,15 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_amoro.optimizing.config import (
+from airflow_provider_amoro.optimizing.config import OptimizingConfig
+from airflow_provider_amoro.optimizing.model import FileRef, OptimizingKind
+from airflow_provider_amoro.optimizing.scan import DeleteIndex, PartitionKey, live_files, partition_key
+from airflow_provider_amoro.properties import (
     FULL_TRIGGER_INTERVAL,
     MAJOR_TRIGGER_DUPLICATE_RATIO,
     MINOR_TRIGGER_FILE_COUNT,
     MINOR_TRIGGER_INTERVAL,
-    OptimizingConfig,
 )
-from airflow_provider_amoro.optimizing.model import FileRef, OptimizingKind
-from airflow_provider_amoro.optimizing.scan import DeleteIndex, PartitionKey, live_files, partition_key
 
 if TYPE_CHECKING:
     from pyiceberg.table import Table

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
 from airflow_provider_amoro.assets import table_asset_uri
-from airflow_provider_amoro.operators.base import DEFAULT_CONN_ID, declare_table_asset
+from airflow_provider_amoro.operators.base import declare_table_asset
+from airflow_provider_amoro.properties import DEFAULT_CONN_ID
 from airflow_provider_amoro.runtime.recorder import TableStateRecorder
 from airflow_provider_amoro.triggers.table_change import (
     OptimizingNeededTrigger,

@@ -37,13 +37,13 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseEventTrigger, BaseTrigger, TriggerEvent
 
+from airflow_provider_amoro.properties import DEFAULT_CONN_ID, PRODUCER_OPTIMIZE, SNAPSHOT_PRODUCER
+
 if TYPE_CHECKING:
     from pyiceberg.table import Table
 
 log = logging.getLogger(__name__)
 
-SNAPSHOT_PRODUCER = "snapshot-producer"
-OPTIMIZE_PRODUCER = "OPTIMIZE"
 WATCHER_STATE_KEY = "amoro.watcher.last_snapshot_id"
 MAX_SENSOR_FAILURES = 5
 """Consecutive failed polls after which a ``fire_once`` trigger reports an error (watchers retry forever)."""
@@ -160,7 +160,7 @@ def find_changes(
     changes.matching = [
         s
         for s in changes.new
-        if not (ignore_optimizer and s.producer == OPTIMIZE_PRODUCER)
+        if not (ignore_optimizer and s.producer == PRODUCER_OPTIMIZE)
         and (ops is None or (s.operation or "").lower() in ops)
     ]
     return changes
@@ -195,7 +195,7 @@ class TableChangeTrigger(BaseEventTrigger):
         self,
         *,
         table: str,
-        amoro_conn_id: str = "amoro_default",
+        amoro_conn_id: str = DEFAULT_CONN_ID,
         branch: str = "main",
         after_snapshot_id: int | None = None,
         ignore_optimizer: bool = True,
@@ -324,7 +324,7 @@ class OptimizingNeededTrigger(BaseTrigger):
         self,
         *,
         table: str,
-        amoro_conn_id: str = "amoro_default",
+        amoro_conn_id: str = DEFAULT_CONN_ID,
         last_minor_ms: int | None = None,
         last_major_ms: int | None = None,
         last_full_ms: int | None = None,

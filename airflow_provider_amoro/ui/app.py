@@ -29,6 +29,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 
+from airflow_provider_amoro.properties import MAINTENANCE_ACTIONS
 from airflow_provider_amoro.ui import charts, data, sources
 from airflow_provider_amoro.ui.models import (
     Catalog,
@@ -426,7 +427,7 @@ def create_app() -> FastAPI:
             snapshots=snapshots,
             processes=processes,
             maintenance=maintenance,
-            maintenance_labels={a: label for a, label, _ in data.MAINTENANCE_ACTIONS},
+            maintenance_labels={a.name: a.label for a in MAINTENANCE_ACTIONS},
             chart=charts.history_chart(history),
             histogram_chart=charts.histogram_chart(files.histogram),
             tab=tab,

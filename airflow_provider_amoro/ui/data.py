@@ -12,6 +12,14 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from airflow_provider_amoro.properties import (
+    DEFAULT_CONN_ID,
+    GC_ENABLED,
+    GROUP,
+    MAINTENANCE_ACTIONS,
+    SNAPSHOT_PRODUCER,
+    MaintenanceAction,
+)
 from airflow_provider_amoro.ui import sources
 from airflow_provider_amoro.ui.models import (
     Evaluation,
@@ -57,15 +65,6 @@ SORTABLE = (
     "optimizer_group",
 )
 
-#: Maintenance actions in the order the page shows them, with the property that enables each.
-MAINTENANCE_ACTIONS: tuple[tuple[str, str, str | None], ...] = (
-    ("expire_snapshots", "Snapshot expiry", "table-expire.enabled"),
-    ("clean_orphan_files", "Orphan files", "clean-orphan-file.enabled"),
-    ("clean_dangling_delete_files", "Dangling delete files", "clean-dangling-delete-files.enabled"),
-    ("expire_data", "Data expiration", "data-expire.enabled"),
-    ("create_tags", "Auto tags", "tag.auto-create.enabled"),
-)
-
 _ALIASES: dict[str, tuple[str, ...]] = {
     "health_score": ("health_score", "healthScore", "health"),
     "data_files": ("data_files", "data_file_count", "total_data_files", "total-data-files"),
@@ -78,7 +77,7 @@ _ALIASES: dict[str, tuple[str, ...]] = {
     "pending_kind": ("pending_kind", "kind", "optimizing_kind"),
     "pending_reason": ("pending_reason", "reason"),
     "last_optimized": ("last_optimized", "last_optimized_ms", "last_optimized_time"),
-    "optimizer_group": ("optimizer_group", "group", "self-optimizing.group"),
+    "optimizer_group": ("optimizer_group", "group", GROUP),
     "status": ("status", "optimizing_status"),
     "format": ("format", "table_format"),
     "snapshot_id": ("snapshot_id", "current_snapshot_id"),
@@ -228,7 +227,7 @@ def all_summaries() -> tuple[list[TableSummary], str, int | None]:
     if cached is not None:
         entries, source, updated = cached.entries, "cache", cached.updated_ms
     else:
-        conn_ids = {DEFAULT for DEFAULT in (sources.DEFAULT_CONN_ID,)}
+        conn_ids = {DEFAULT_CONN_ID}
         conn_ids.update(c for c, _ in runtimes)
         entries, source, updated = sources.live_listing(sorted(conn_ids)), "catalog", None
     return (
@@ -725,7 +724,7 @@ def _snapshot_info(snap: Any, current_id: int | None) -> SnapshotInfo:
         sequence_number=snap.sequence_number,
         timestamp_ms=snap.timestamp_ms,
         operation=d.get("operation"),
-        producer=d.get("snapshot-producer") or d.get("engine-name") or d.get("app-id"),
+        producer=d.get(SNAPSHOT_PRODUCER) or d.get("engine-name") or d.get("app-id"),
         added_data_files=_i(d, "added-data-files"),
         removed_data_files=_i(d, "deleted-data-files"),
         added_delete_files=_i(d, "added-delete-files"),
@@ -934,13 +933,12 @@ def maintenance_info(
     props = dict(properties or {})
     defaults = {name: default for name, default, _ in amoro_property_defaults()}
 
-    def enabled(prop: str | None) -> bool | None:
-        if prop is None:
-            return None
+    def enabled(spec: MaintenanceAction) -> bool:
+        prop = spec.enabled_property
         raw = props.get(prop, defaults.get(prop))
-        gc = props.get("gc.enabled", defaults.get("gc.enabled", "true"))
+        gc = props.get(GC_ENABLED, defaults.get(GC_ENABLED, "true"))
         on = str(raw).strip().lower() == "true"
-        if prop != "tag.auto-create.enabled" and str(gc).strip().lower() == "false":
+        if spec.gc_controlled and str(gc).strip().lower() == "false":
             return False
         return on
 
@@ -951,9 +949,9 @@ def maintenance_info(
             runs_by_action = dict(m)
     runs: list[MaintenanceRun] = []
     listed: set[str] = set()
-    for action, _label, prop in MAINTENANCE_ACTIONS:
-        runs.append(_maintenance_run(action, runs_by_action.get(action), enabled(prop)))
-        listed.add(action)
+    for spec in MAINTENANCE_ACTIONS:
+        runs.append(_maintenance_run(spec.name, runs_by_action.get(spec.name), enabled(spec)))
+        listed.add(spec.name)
     for action, run in sorted(runs_by_action.items()):
         if action not in listed:
             runs.append(_maintenance_run(action, run, None))

@@ -28,10 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from airflow_provider_amoro.embedded import airflow_home
+from airflow_provider_amoro.properties import DEFAULT_CONN_ID, GROUP, GROUP_DEFAULT
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CONN_ID = "amoro_default"
 
 #: Seconds a live (no-cache) listing is reused.
 LIVE_LISTING_TTL_S = 30.0
@@ -403,37 +403,23 @@ def live_listing(conn_ids: Iterable[str] = (DEFAULT_CONN_ID,)) -> list[dict[str,
     return out
 
 
-def _int(summary: Mapping[str, str], key: str) -> int | None:
-    raw = summary.get(key)
-    if raw is None:
-        return None
-    try:
-        return int(raw)
-    except (TypeError, ValueError):
-        return None
-
-
 def snapshot_summary(table: Any) -> dict[str, Any]:
     """A table summary from metadata only: totals of the current snapshot's summary, group, format."""
-    snap = table.current_snapshot()
-    summary: Mapping[str, str] = {}
-    if snap is not None and snap.summary is not None:
-        summary = {str(k): str(v) for k, v in snap.summary.additional_properties.items()}
-    data_files = _int(summary, "total-data-files") or 0
-    delete_files = _int(summary, "total-delete-files") or 0
-    size = _int(summary, "total-files-size") or 0
-    files = data_files + delete_files
+    from airflow_provider_amoro.formats import open_table
+
+    fmt = open_table(table)
+    totals = fmt.totals()
     return {
-        "format": f"iceberg v{table.metadata.format_version}",
-        "data_files": data_files,
-        "delete_files": delete_files,
+        "format": fmt.format_label,
+        "data_files": totals.data_files,
+        "delete_files": totals.delete_files,
         "position_delete_files": None,
         "equality_delete_files": None,
-        "records": _int(summary, "total-records"),
-        "total_size": size,
-        "avg_file_size": size // files if files else 0,
-        "snapshot_id": snap.snapshot_id if snap is not None else None,
-        "optimizer_group": table.properties.get("self-optimizing.group", "default"),
+        "records": totals.records,
+        "total_size": totals.total_size,
+        "avg_file_size": totals.total_size // totals.files if totals.files else 0,
+        "snapshot_id": totals.snapshot_id,
+        "optimizer_group": fmt.properties().get(GROUP, GROUP_DEFAULT),
         "summarized_at": int(time.time() * 1000),
     }
 

@@ -16,8 +16,6 @@ from pyiceberg.schema import Schema
 from pyiceberg.types import LongType, NestedField, StringType
 
 from airflow_provider_amoro.optimizing.commit import (
-    OPTIMIZE_PRODUCER,
-    SNAPSHOT_PRODUCER,
     CommitResult,
     ValidationError,
     commit,
@@ -25,6 +23,7 @@ from airflow_provider_amoro.optimizing.commit import (
 )
 from airflow_provider_amoro.optimizing.delete_files import write_position_delete_file
 from airflow_provider_amoro.optimizing.model import TaskResult, datafile_to_dict
+from airflow_provider_amoro.properties import PRODUCER_OPTIMIZE, SNAPSHOT_PRODUCER
 from airflow_provider_amoro.testing.deletes import add_equality_deletes, add_position_deletes
 from airflow_provider_amoro.testing.reader import canonical_rows, content_hash, read_table
 
@@ -101,7 +100,7 @@ def test_compaction_is_one_replace_snapshot_with_base_sequence_number(catalog: A
     assert snap.snapshot_id == res.snapshot_id
     assert snap.parent_snapshot_id == plan.base_snapshot_id
     assert snap.summary.operation.value == "replace"
-    assert snap.summary[SNAPSHOT_PRODUCER] == OPTIMIZE_PRODUCER
+    assert snap.summary[SNAPSHOT_PRODUCER] == PRODUCER_OPTIMIZE
     assert snap.summary["optimizing.kind"] == "minor"
     assert snap.summary["optimizing.input-files"] == "8"
     assert snap.summary["optimizing.output-files"] == "1"

@@ -16,8 +16,8 @@ import pytest
 from pyiceberg.partitioning import PartitionField, PartitionSpec
 from pyiceberg.transforms import IdentityTransform
 
-from airflow_provider_amoro.optimizing.commit import OPTIMIZE_PRODUCER, SNAPSHOT_PRODUCER
 from airflow_provider_amoro.optimizing.optimize import optimize
+from airflow_provider_amoro.properties import PRODUCER_OPTIMIZE, SNAPSHOT_PRODUCER
 from airflow_provider_amoro.testing.deletes import (
     add_equality_deletes,
     add_position_deletes,
@@ -75,7 +75,7 @@ def _fill(
 def _assert_optimize_snapshot(table: Any, kind: str) -> None:
     summary = table.current_snapshot().summary
     assert summary.operation.value == "replace"
-    assert summary[SNAPSHOT_PRODUCER] == OPTIMIZE_PRODUCER
+    assert summary[SNAPSHOT_PRODUCER] == PRODUCER_OPTIMIZE
     assert summary["optimizing.kind"] == kind
 
 
