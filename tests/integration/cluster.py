@@ -40,6 +40,12 @@ def hostname():
 """
 
 
+def _fernet_key() -> str:
+    from cryptography.fernet import Fernet
+
+    return Fernet.generate_key().decode()
+
+
 def free_port() -> int:
     """A TCP port nobody listens on right now."""
     with socket.socket() as s:
@@ -216,6 +222,10 @@ class AirflowCluster:
                 "AIRFLOW__API__PORT": str(self.api_port),
                 "AIRFLOW__API__HOST": "127.0.0.1",
                 "AIRFLOW__API__WORKERS": "1",
+                # configuration every host must share (each would otherwise generate its own): the
+                # Fernet key encrypts connections and trigger arguments, the JWT secret signs the
+                # task tokens the workers present to the API server
+                "AIRFLOW__CORE__FERNET_KEY": _fernet_key(),
                 "AIRFLOW__API_AUTH__JWT_SECRET": uuid.uuid4().hex,
                 "AIRFLOW__API__SECRET_KEY": uuid.uuid4().hex,
                 "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
