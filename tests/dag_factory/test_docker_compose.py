@@ -134,7 +134,8 @@ def test_health_checks_volumes_images_and_auth_are_production_shaped(services: d
             continue
         assert svc["user"] == "50000:0", name
         if name != "airflow-init":
-            assert services[name]["depends_on"]["airflow-init"]["condition"] == "service_completed_successfully"
+            deps = services[name]["depends_on"]
+            assert deps["airflow-init"]["condition"] == "service_completed_successfully", name
     assert services["airflow-init"]["depends_on"]["airflow-volumes-init"]["condition"] == (
         "service_completed_successfully"
     )
