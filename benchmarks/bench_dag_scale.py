@@ -171,11 +171,11 @@ def summarize(result: dict[str, Any]) -> list[str]:
         )
     out += [
         "",
-        "A DAG file that does not load in time (here DagBag's own `dagbag_import_timeout`, 30 s of "
-        "wall time) yields no DAG at all. One DAG file cannot hold 10,000 tables within the budget "
-        "(Airflow builds and serializes nine operators per table); `shards: N` in the YAML splits "
-        "the tables over N DAG files by a stable hash of the DAG id, and the DAG processor parses each file in its own process with its own "
-        "timeout.",
+        "A DAG file that does not load in time (here DagBag's own `dagbag_import_timeout`, 30 s "
+        "of wall time) yields no DAG at all. One DAG file cannot hold 10,000 tables within the "
+        "budget (Airflow builds and serializes nine operators per table); `shards: N` in the YAML "
+        "splits the tables over N DAG files by a stable hash of the DAG id, and the DAG processor "
+        "parses each file in its own process with its own timeout.",
     ]
     return out
 
