@@ -76,7 +76,7 @@ def change_feed_asset(settings: TableSettings, poll_interval: timedelta) -> Asse
     """
     from airflow.sdk import AssetWatcher
 
-    from airflow_provider_amoro.assets import table_change_asset
+    from airflow_provider_amoro.assets import table_change_asset, table_change_asset_uri
     from airflow_provider_amoro.triggers.table_change import TableChangeTrigger
 
     trigger = TableChangeTrigger(
@@ -84,6 +84,7 @@ def change_feed_asset(settings: TableSettings, poll_interval: timedelta) -> Asse
         amoro_conn_id=settings.conn_id,
         ignore_optimizer=True,
         poll_interval=poll_interval.total_seconds(),
+        watched_asset=table_change_asset_uri(settings.conn_id, settings.identifier),
     )
     watcher = AssetWatcher(name=f"{settings.dag_id}__changes", trigger=trigger)
     return table_change_asset(settings.conn_id, settings.identifier, watchers=[watcher])

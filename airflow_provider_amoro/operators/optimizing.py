@@ -40,8 +40,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import TriggerRule
-from airflow.sdk.bases.skipmixin import SkipMixin
+from airflow.sdk import SkipMixin, TriggerRule
 
 from airflow_provider_amoro.operators.base import PRODUCER_OPTIMIZER, AmoroTableOperator
 from airflow_provider_amoro.properties import EXECUTE_NUM_RETRIES, EXECUTE_NUM_RETRIES_DEFAULT
