@@ -2,8 +2,12 @@
 
 The per-table DAG (``amoro__<conn>__<namespace>__<table>``)::
 
-    evaluate ──(nothing pending: skipped)──> plan ──> execute.expand(task=plan) ──> commit
+    resolve ──> evaluate ──(nothing pending: skipped)──> plan ──> execute.expand(task=plan) ──> commit
         ──> expire_snapshots ──> clean_dangling_delete_files ──> ... (the enabled actions)
+
+- ``resolve`` settles the previous process before anything new is planned: an ``UNKNOWN``
+  commit is looked up by its plan id (landed or not), and the files of the last process that no
+  retained snapshot references (killed workers, retried tasks, dead runs) are deleted.
 
 - ``execute`` runs in the optimizer group's pool (and queue), at most the table's quota at once
   (``max_active_tis_per_dagrun``), with ``self-optimizing.execute.num-retries`` retries.
@@ -184,6 +188,7 @@ class MaintenanceRecorder:
 
 
 _OPERATOR_PATHS: dict[str, tuple[str, str]] = {
+    "resolve": ("optimizing", "ResolveOptimizingOperator"),
     "evaluate": ("optimizing", "EvaluateOptimizingOperator"),
     "plan": ("optimizing", "PlanOptimizingOperator"),
     "execute": ("optimizing", "ExecuteOptimizingTaskOperator"),
@@ -387,6 +392,7 @@ def build_table_dag(
         tags=[*TAGS, f"group:{group.name}", f"conn:{settings.conn_id}"],
         doc_md=doc,
     ) as dag:
+        resolve = ops["resolve"](task_id="resolve", **common)
         evaluate = ops["evaluate"](task_id="evaluate", **common, **{OVERRIDES_KWARG: overrides})
         plan = ops["plan"](task_id="plan", **common, **{OVERRIDES_KWARG: overrides})
         execute_kwargs: dict[str, Any] = {
@@ -409,7 +415,7 @@ def build_table_dag(
             execute_task_id="execute",
             **common,
         )
-        evaluate >> plan
+        resolve >> evaluate >> plan
         execute >> commit
         previous: Any = commit
         for action, interval in settings.maintenance.items():

@@ -1,10 +1,12 @@
 """Data expiration (Amoro's ``data-expire.*``): drop whole data files or partitions older than the retention.
 
 The expiry point is ``base - data-expire.retention-time``, where the base is the commit time of the
-latest snapshot of ``main`` that is not an Amoro optimizing/maintenance commit (``LAST_COMMIT_TIME``,
-default; no such snapshot: nothing expires) or the clock (``CURRENT_TIME``). A value expires
-when it is not newer than that point (a value exactly at the point has expired, as in Amoro),
-compared in the field's own type:
+latest retained snapshot whose ``snapshot-producer`` is not ``OPTIMIZE`` nor a maintenance action
+(``DATA_EXPIRATION``, ``CLEAN_DANGLING_DELETE``), as Amoro's ``LAST_COMMIT_TIME`` rule (the
+default; no such snapshot: nothing expires), or the clock (``CURRENT_TIME``). Optimizing and
+maintenance commits therefore never move the expiry point: when writers pause, nothing more
+expires. A value expires when it is not newer than that point (a value exactly at the point has
+expired, as in Amoro), compared in the field's own type:
 
 - ``timestamp`` / ``timestamptz``: microseconds (UTC);
 - ``date``: a day expires when it ends at or before the expiry point;
@@ -62,6 +64,7 @@ from airflow_provider_amoro.maintenance.config import InvalidPropertyError, Main
 from airflow_provider_amoro.maintenance.datefmt import format_java
 from airflow_provider_amoro.maintenance.results import DataExpireResult, to_epoch_ms
 from airflow_provider_amoro.properties import (
+    AMORO_MAINTAIN_COMMITS,
     DATA_EXPIRE_DATETIME_STRING_PATTERN,
     DATA_EXPIRE_FIELD,
     DATA_EXPIRE_RETENTION_TIME,
@@ -74,6 +77,7 @@ if TYPE_CHECKING:
 
     from pyiceberg.partitioning import PartitionSpec
     from pyiceberg.table import Table
+    from pyiceberg.table.snapshots import Snapshot
     from pyiceberg.types import IcebergType
 
 __all__ = ["expire_data"]
@@ -187,6 +191,22 @@ def _file_expired(cutoff: _Cutoff, field_id: int, data_file: DataFile) -> bool:
     return cutoff.expired(from_bytes(cast(PrimitiveType, cutoff.field_type), upper))
 
 
+def last_data_commit(table: Table) -> Snapshot | None:
+    """The latest retained snapshot not produced by optimizing or a maintenance action (Amoro's rule).
+
+    Every retained snapshot counts (any branch), by commit time; a snapshot's producer is its
+    summary's ``snapshot-producer``.
+    """
+    found: Snapshot | None = None
+    for snap in table.metadata.snapshots:
+        producer = snap.summary[SNAPSHOT_PRODUCER] if snap.summary is not None else None
+        if producer in AMORO_MAINTAIN_COMMITS:
+            continue
+        if found is None or snap.timestamp_ms > found.timestamp_ms:
+            found = snap
+    return found
+
+
 def expire_data(
     table: Table,
     *,
@@ -236,9 +256,16 @@ def expire_data(
     snapshot = table.current_snapshot()
     if snapshot is None:
         return result.skip("the table has no snapshot")
-    base_ms = (
-        snapshot.timestamp_ms if config.data_expire_base_on_rule == "LAST_COMMIT_TIME" else to_epoch_ms(now)
-    )
+    if config.data_expire_base_on_rule == "LAST_COMMIT_TIME":
+        last_write = last_data_commit(table)
+        if last_write is None:
+            return result.skip("no retained snapshot other than optimizing or maintenance commits")
+        base_ms = int(last_write.timestamp_ms)
+        log.info(
+            "expiry base: snapshot %s committed at %d ms (last data commit)", last_write.snapshot_id, base_ms
+        )
+    else:
+        base_ms = to_epoch_ms(now)
     cutoff = _Cutoff(field.field_type, base_ms - config.data_expire_retention_ms, config)
     result.cutoff = cutoff.describe()
 

@@ -152,19 +152,27 @@ class _OptimizingOperator(AmoroTableOperator):
         props = {**self.property_defaults, **table.properties, **(planned or {}), **self.property_overrides}
         return OptimizingConfig.from_properties(props, schema=table.schema())
 
+    def one_task_process_id(self, context: Mapping[str, Any]) -> str:
+        """``<dag_id>/<run_id>/<task_id>``: the process id of a one-task optimizer."""
+        ti = context.get("ti")
+        return (
+            f"{getattr(ti, 'dag_id', '')}/{getattr(ti, 'run_id', '')}/{getattr(ti, 'task_id', self.task_id)}"
+        )
+
     def process_args(
-        self, context: Mapping[str, Any], plan: OptimizingPlan, *, one_task: bool
+        self, context: Mapping[str, Any], plan: OptimizingPlan, *, one_task: bool, table: Table | None = None
     ) -> dict[str, Any]:
         """Identity of the process this task belongs to, as keyword arguments of ``_process``.
 
         The process id is ``<dag_id>/<run_id>`` for the split operators (one process per run) and
-        ``<dag_id>/<run_id>/<task_id>`` for one-task operators.
+        ``<dag_id>/<run_id>/<task_id>`` for one-task operators. With ``table``, the folders the
+        plan's tasks write into are included (recorded before any output is written).
         """
+        from airflow_provider_amoro.optimizing.cleanup import output_folders
+
         ti = context.get("ti")
         dag_id, run_id = str(getattr(ti, "dag_id", "")), str(getattr(ti, "run_id", ""))
-        process_id = (
-            f"{dag_id}/{run_id}/{getattr(ti, 'task_id', self.task_id)}" if one_task else f"{dag_id}/{run_id}"
-        )
+        process_id = self.one_task_process_id(context) if one_task else f"{dag_id}/{run_id}"
         return {
             "process_id": process_id,
             "table": self.table,
@@ -172,6 +180,7 @@ class _OptimizingOperator(AmoroTableOperator):
             "dag_id": dag_id,
             "run_id": run_id,
             "plan": plan,
+            "output_folders": output_folders(table, plan) if table is not None and plan.tasks else [],
         }
 
 
@@ -211,6 +220,7 @@ def _process(
     snapshot_id: int | None = None,
     failure: str | None = None,
     summary: Mapping[str, Any] | None = None,
+    output_folders: Sequence[str] = (),
 ) -> OptimizingProcess:
     tasks = _task_records(plan, results) if results or status is not ProcessStatus.RUNNING else []
     inputs = [
@@ -234,6 +244,9 @@ def _process(
         failure=failure,
         summary={"partitions": plan.partitions[:PARTITIONS_KEPT], **(summary or {})},
         tasks=tasks,
+        plan_id=plan.plan_id,
+        base_sequence_number=plan.base_sequence_number,
+        output_folders=list(output_folders),
     )
     if results:
         proc.input_files = sum(r.input_files for r in results)
@@ -274,30 +287,6 @@ def _metrics(proc: OptimizingProcess, commit: CommitResult | None) -> dict[str, 
     return out
 
 
-def find_landed_commit(table: Table, plan: OptimizingPlan, results: Sequence[TaskResult]) -> int | None:
-    """The snapshot that already committed these results (a retried commit), or None.
-
-    Looks at the optimizer's snapshots after the plan's base on the main branch and returns the one
-    that added one of the results' output files.
-    """
-    outputs = {o["file_path"] for r in results for o in r.outputs}
-    if not outputs:
-        return None
-    snapshot = table.current_snapshot()
-    while snapshot is not None and snapshot.snapshot_id != plan.base_snapshot_id:
-        summary = snapshot.summary
-        if summary is not None and summary.get("snapshot-producer") == "OPTIMIZE":
-            for manifest in snapshot.manifests(table.io):
-                if manifest.added_snapshot_id != snapshot.snapshot_id:
-                    continue
-                for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=True):
-                    if entry.data_file.file_path in outputs:
-                        return int(snapshot.snapshot_id)
-        parent = snapshot.parent_snapshot_id
-        snapshot = table.snapshot_by_id(parent) if parent is not None else None
-    return None
-
-
 def _record_success(
     state: TableStateRecorder,
     proc: OptimizingProcess,
@@ -309,12 +298,142 @@ def _record_success(
 
 
 def _record_failure(state: TableStateRecorder, proc: OptimizingProcess) -> None:
+    """A failed (or UNKNOWN) process: history, current process, and the table back to PENDING."""
     state.append_history(proc)
     state.record_process(proc)
     state.set_status(TableStatus.PENDING, proc.kind)
 
 
+def _known_not_landed(exc: BaseException) -> bool:
+    """Whether a commit error proves nothing was committed (refused before or by the catalog)."""
+    from pyiceberg.exceptions import CommitFailedException
+
+    from airflow_provider_amoro.optimizing.commit import ValidationError
+
+    return isinstance(exc, (ValidationError, CommitFailedException))
+
+
+def _commit_failed(
+    state: TableStateRecorder, common: Mapping[str, Any], exc: BaseException, what: str, log: Any
+) -> Exception | None:
+    """Record a failed commit; return the exception to raise (None: re-raise ``exc`` as it is).
+
+    Known not to have landed (validation, conflicts): ``FAILED``; the engine already deleted the
+    outputs nothing references. Anything else (``CommitStateUnknownException``, a task timeout,
+    an unexpected error): ``UNKNOWN``, outputs kept, resolved by the next run before it plans.
+    """
+    from airflow.sdk.exceptions import AirflowFailException
+
+    failure = f"{type(exc).__name__}: {exc}"
+    if _known_not_landed(exc):
+        _record_failure(state, _process(**common, status=ProcessStatus.FAILED, failure=failure))
+        return AirflowFailException(f"{what} failed: {failure}")
+    log.error("%s: outcome unknown (%s); outputs kept, the next run resolves the process", what, failure)
+    _record_failure(state, _process(**common, status=ProcessStatus.UNKNOWN, failure=failure))
+    return None
+
+
+def resolve_previous_process(
+    state: TableStateRecorder,
+    table: Table,
+    log: Any,
+    *,
+    own_process_id: str | None = None,
+) -> dict[str, Any] | None:
+    """Resolve and tear down the table's last process before anything new is planned.
+
+    An ``UNKNOWN`` process (or a ``RUNNING`` one whose run died) is looked up by its plan id:
+    landed → ``SUCCESS`` (and the table's last optimized snapshot recorded); not landed → its
+    outputs are deleted. For every finished process not torn down yet, the output files found
+    under its recorded folders that no retained snapshot references are deleted (outputs of
+    killed workers, of retried tasks, of abandoned runs). Logged with counts and recorded in the
+    process's ``teardown``.
+
+    Args:
+        state: the table's runtime-state recorder.
+        table: the table.
+        log: logger.
+        own_process_id: the caller's own process id: a ``RUNNING`` record with it is a dead
+            earlier attempt of the caller (a retried one-task optimizer), not a live process.
+
+    Returns:
+        The teardown record, or None when there was nothing to do.
+
+    Raises:
+        RuntimeError: an ``UNKNOWN`` process cannot be resolved (storage or catalog unreachable);
+            nothing new must be planned until it is.
+    """
+    from airflow_provider_amoro.optimizing.cleanup import resolve_process
+
+    proc = state.current_process(live=True)
+    if proc is None or not proc.plan_id or proc.teardown is not None or not proc.task_count:
+        return None
+    if proc.status == ProcessStatus.RUNNING.value and proc.process_id != own_process_id:
+        log.info("process %s (run %s) is still running: left alone", proc.plan_id, proc.run_id)
+        return None
+    before = proc.status
+    outcome = resolve_process(
+        table, proc.plan_id, proc.output_folders, min_sequence_number=proc.base_sequence_number
+    )
+    if outcome.landed is None:
+        if before == ProcessStatus.UNKNOWN.value:
+            raise RuntimeError(
+                f"cannot resolve the UNKNOWN optimizing process {proc.plan_id} of {proc.table}: "
+                f"{outcome.cleanup.error}; nothing is planned until it is resolved"
+            )
+        log.warning("teardown of process %s postponed: %s", proc.plan_id, outcome.cleanup.error)
+        return None
+    unresolved = (ProcessStatus.UNKNOWN.value, ProcessStatus.CLOSED.value)
+    if before in unresolved and outcome.landed:
+        proc.status = ProcessStatus.SUCCESS.value
+        proc.target_snapshot_id = outcome.snapshot_id
+        state.record_optimized(kind=proc.kind, snapshot_id=outcome.snapshot_id)
+    elif before == ProcessStatus.UNKNOWN.value:
+        proc.status = ProcessStatus.FAILED.value
+        proc.failure = f"{proc.failure or 'outcome unknown'}; resolved: the commit did not land"
+    proc.end_time_ms = proc.end_time_ms or now_ms()
+    proc.teardown = {**outcome.to_dict(), "previous_status": before, "resolved_ms": now_ms()}
+    state.record_process(proc)
+    if proc.status != before:
+        state.append_history(proc)
+    log.info(
+        "teardown of process %s (%s -> %s): %d output files found, %d deleted, %d kept (referenced), "
+        "%d failed",
+        proc.plan_id,
+        before,
+        proc.status,
+        outcome.listed,
+        outcome.cleanup.deleted,
+        outcome.cleanup.kept_referenced,
+        outcome.cleanup.failed,
+    )
+    return proc.teardown
+
+
 # ---- split operators ------------------------------------------------------------------------------
+
+
+class ResolveOptimizingOperator(_OptimizingOperator):
+    """First task of a table's DAG: resolves the last process and removes its leftover files.
+
+    Runs :func:`resolve_previous_process`: an ``UNKNOWN`` commit is settled by the plan id in the
+    table's snapshots (landed → ``SUCCESS``; not landed → outputs deleted), and files of the last
+    process that no retained snapshot references (outputs of killed workers, retried tasks, dead
+    runs) are deleted. Returns the teardown record (None when there was nothing to do). Fails,
+    so that nothing new is planned, when an ``UNKNOWN`` process cannot be resolved.
+
+    Args:
+        table: ``namespace.table`` (templated).
+        amoro_conn_id: catalog connection id (templated).
+        **kwargs: ``BaseOperator`` arguments.
+    """
+
+    custom_operator_name = "ResolveOptimizingOperator"
+    ui_color = "#f3ecd8"
+
+    def execute(self, context: Any) -> dict[str, Any] | None:
+        """Resolve and tear down the previous process."""
+        return resolve_previous_process(self.state(context), self.load_table(), self.log)
 
 
 class EvaluateOptimizingOperator(_OptimizingOperator, SkipMixin):
@@ -428,7 +547,7 @@ class PlanOptimizingOperator(_OptimizingOperator):
         header = planned.to_dict()
         header["tasks"] = []
         context["ti"].xcom_push(key=PLAN_XCOM_KEY, value=header)
-        proc = _process(**self.process_args(context, planned, one_task=False))
+        proc = _process(**self.process_args(context, planned, one_task=False, table=table))
         state.record_process(proc)
         if planned.tasks:
             state.set_status(TableStatus.optimizing(planned.kind), planned.kind)
@@ -550,7 +669,7 @@ class CommitOptimizingOperator(_OptimizingOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         """Commit (or find the already landed commit), record state, emit the asset event."""
-        from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+        from airflow.sdk.exceptions import AirflowSkipException
 
         from airflow_provider_amoro.optimizing import commit
 
@@ -572,31 +691,28 @@ class CommitOptimizingOperator(_OptimizingOperator):
                 current.end_time_ms = now_ms()
                 state.record_process(current)
             raise AirflowSkipException("no plan or an empty plan: nothing to commit")
-        common = {**self.process_args(context, planned, one_task=False), "results": results}
         state.set_status(TableStatus.COMMITTING, planned.kind)
         table = self.load_table()
-        committed: CommitResult | None = None
-        landed = find_landed_commit(table, planned, results)
-        if landed is not None:
-            self.log.info("the results were already committed as snapshot %s (retried commit)", landed)
-            snapshot_id: int | None = landed
-        else:
-            missing = sorted({t.task_id for t in planned.tasks} - {r.task_id for r in results})
-            try:
-                committed = commit(table, planned, results)
-            except Exception as exc:
-                from pyiceberg.exceptions import CommitStateUnknownException
-
-                failure = f"{type(exc).__name__}: {exc}"
-                if missing:
-                    failure = f"tasks without results {missing}; {failure}"
-                _record_failure(state, _process(**common, status=ProcessStatus.FAILED, failure=failure))
-                if isinstance(exc, CommitStateUnknownException):
-                    raise  # outputs kept; a retry finds out whether the snapshot landed
-                raise AirflowFailException(f"optimizing commit of {self.table} failed: {failure}") from exc
-            snapshot_id = committed.snapshot_id
+        common = {**self.process_args(context, planned, one_task=False, table=table), "results": results}
+        missing = sorted({t.task_id for t in planned.tasks} - {r.task_id for r in results})
+        try:
+            # idempotent: a retried or cleared commit returns the landed commit (already_committed)
+            committed: CommitResult = commit(table, planned, results)
+        except BaseException as exc:
+            what = f"optimizing commit of {self.table}" + (
+                f" (tasks without results {missing})" if missing else ""
+            )
+            error = _commit_failed(state, common, exc, what, self.log)
+            if error is None:
+                raise
+            raise error from exc
+        if committed.already_committed:
+            self.log.info(
+                "plan %s was already committed as snapshot %s", planned.plan_id, committed.snapshot_id
+            )
+        snapshot_id = committed.snapshot_id
         proc = _process(**common, status=ProcessStatus.SUCCESS, snapshot_id=snapshot_id)
-        if committed is not None and committed.snapshot_id is None:
+        if committed.snapshot_id is None and not committed.already_committed:
             proc.status = ProcessStatus.CLOSED.value
         _record_success(state, proc)
         metrics = _metrics(proc, committed)
@@ -654,8 +770,9 @@ class SelfOptimizingOperator(_OptimizingOperator):
 
         started = time.monotonic()
         state = self.state(context)
-        times = state.last_times()
         table = self.load_table()
+        resolve_previous_process(state, table, self.log, own_process_id=self.one_task_process_id(context))
+        times = state.last_times()
         config = self.optimizing_config(table)
         forced = None if self.kind == "auto" else self.kind
         before = evaluate(table, config=config, **times)
@@ -676,7 +793,7 @@ class SelfOptimizingOperator(_OptimizingOperator):
             **times,
         )
         common = {
-            **self.process_args(context, planned, one_task=True),
+            **self.process_args(context, planned, one_task=True, table=table),
             "summary": {"health_before": before.health_score, "reasons": before.reasons[:20]},
         }
         if not planned.tasks:
@@ -691,15 +808,31 @@ class SelfOptimizingOperator(_OptimizingOperator):
         try:
             for task in planned.tasks:
                 results.append(run_task(table, task, config=config))
-            state.set_status(TableStatus.COMMITTING, planned.kind)
-            committed = commit(table, planned, results)
         except Exception as exc:
-            delete_task_outputs(table, results)
+            # nothing was committed: the outputs written so far go (reference-checked)
+            delete_task_outputs(table, results, min_sequence_number=planned.base_sequence_number)
             failure = f"{type(exc).__name__}: {exc}"
             _record_failure(
                 state, _process(**common, results=results, status=ProcessStatus.FAILED, failure=failure)
             )
             raise AirflowFailException(f"optimizing of {self.table} failed: {failure}") from exc
+        except BaseException as exc:
+            # a task timeout or a stop: outputs (even unreported ones) are torn down by the next run
+            _record_failure(
+                state,
+                _process(**common, results=results, status=ProcessStatus.UNKNOWN, failure=repr(exc)),
+            )
+            raise
+        state.set_status(TableStatus.COMMITTING, planned.kind)
+        try:
+            committed = commit(table, planned, results)
+        except BaseException as exc:
+            error = _commit_failed(
+                state, {**common, "results": results}, exc, f"optimizing of {self.table}", self.log
+            )
+            if error is None:
+                raise
+            raise error from exc
         proc = _process(
             **common, results=results, status=ProcessStatus.SUCCESS, snapshot_id=committed.snapshot_id
         )

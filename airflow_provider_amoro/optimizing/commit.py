@@ -20,10 +20,18 @@ pyiceberg's ``_SnapshotProducer`` because pyiceberg 0.12 has no REPLACE producer
   snapshot and applies to a rewritten data file must have been read by that file's task.
 - **Retried** on catalog commit conflicts (``CommitFailedException``): refresh, validate again,
   rebuild the manifests, with exponential backoff.
-- **Cleaned** on any failure: nothing is committed, the manifests written for the attempt and every
-  output file of the tasks are deleted, then the error is raised. The one exception is a commit whose
-  outcome is unknown (``CommitStateUnknownException``): files are kept because the catalog may
-  already reference them.
+- **Idempotent**: the snapshot summary carries the plan id (``amoro.process-id``). A second commit
+  of the same plan (a retried or cleared commit task) finds the landed snapshot among the retained
+  snapshots, or, when that snapshot was expired, finds the outputs live at the head, and returns
+  the landed result (``already_committed=True``) instead of committing or failing.
+- **Cleaned** on a failure known to have committed nothing (validation, conflicts after every
+  retry, an error before or rejected by the catalog call): the manifests written for the attempt
+  and the output files of the tasks are deleted, then the error is raised. Outputs are deleted
+  only after checking that no retained snapshot references them
+  (:func:`~.cleanup.delete_unreferenced`). A commit whose outcome is unknown
+  (``CommitStateUnknownException``, an interruption during the catalog call) or interrupted by a
+  ``BaseException`` (task timeout, kill) keeps every file: the caller resolves the process later
+  by its plan id.
 
 Format v1 tables have no sequence numbers and no delete files; the same code commits a v1 REPLACE.
 
@@ -38,7 +46,7 @@ import logging
 import random
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -65,6 +73,12 @@ from pyiceberg.table.snapshots import (
 )
 from pyiceberg.table.update.snapshot import _SnapshotProducer
 
+from airflow_provider_amoro.optimizing.cleanup import (
+    PROCESS_ID_KEY,
+    CleanupResult,
+    delete_unreferenced,
+    snapshot_of_process,
+)
 from airflow_provider_amoro.optimizing.delete_files import POS_FILE_PATH_FIELD_ID, DeleteManifestWriterV2
 from airflow_provider_amoro.optimizing.model import (
     FileRef,
@@ -113,6 +127,8 @@ class CommitResult:
         attempts: catalog commit attempts made (1 without conflicts).
         duration_s: wall time of the commit.
         summary: the snapshot summary as committed.
+        already_committed: the plan had already landed (a repeated commit); nothing new was
+            committed and ``snapshot_id`` is the snapshot that committed it.
     """
 
     snapshot_id: int | None
@@ -130,6 +146,7 @@ class CommitResult:
     attempts: int = 0
     duration_s: float = 0.0
     summary: dict[str, str] = field(default_factory=dict)
+    already_committed: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict."""
@@ -823,20 +840,87 @@ def _check_moved_rows(
                 )
 
 
-def delete_task_outputs(table: Table, results: Sequence[TaskResult]) -> None:
-    """Delete every output file of ``results`` (best effort; missing files are fine).
+def output_paths(results: Sequence[TaskResult]) -> list[str]:
+    """Every output file location of ``results``."""
+    return [str(o["file_path"]) for r in results for o in r.outputs]
 
-    Only for outputs that no snapshot references: after a failed or abandoned commit.
+
+def delete_task_outputs(
+    table: Table, results: Sequence[TaskResult], *, min_sequence_number: int | None = None
+) -> CleanupResult:
+    """Delete the output files of ``results`` that no retained snapshot references (never raises).
+
+    Missing files are fine; a file some snapshot references (the commit landed after all) is kept,
+    and when the references cannot be read every file is kept (see :func:`~.cleanup.delete_unreferenced`).
+
+    Args:
+        table: the table.
+        results: task results whose outputs are candidates.
+        min_sequence_number: the plan's base sequence number (limits the manifests read).
     """
-    for result in results:
-        for out in result.outputs:
-            path = out["file_path"]
-            try:
-                table.io.delete(path)
-            except FileNotFoundError:
-                pass
-            except Exception:  # cleanup must go on; orphan cleaning catches the rest
-                logger.warning("could not delete output %s", path, exc_info=True)
+    return delete_unreferenced(
+        table, output_paths(results), min_sequence_number=min_sequence_number, what="task outputs"
+    )
+
+
+class _Landed(Exception):
+    """The plan has already been committed (found by process id or by its outputs being live)."""
+
+    def __init__(self, snapshot_id: int | None) -> None:
+        super().__init__(snapshot_id)
+        self.snapshot_id = snapshot_id
+
+
+def _raise_if_landed(
+    metadata: TableMetadata,
+    live: Mapping[str, ManifestEntry] | None,
+    plan: OptimizingPlan,
+    outputs: Iterable[str],
+) -> None:
+    landed = snapshot_of_process(metadata, plan.plan_id)
+    if landed is not None:
+        raise _Landed(landed)
+    if live is None:
+        return
+    for path in outputs:
+        entry = live.get(path)
+        if entry is not None:
+            # the landed snapshot was expired, but the outputs are live: the plan committed
+            raise _Landed(int(entry.snapshot_id) if entry.snapshot_id is not None else None)
+
+
+_SUMMARY_COUNTS = {
+    "added_data_files": "added-data-files",
+    "removed_data_files": "deleted-data-files",
+    "added_delete_files": "added-delete-files",
+    "removed_delete_files": "removed-delete-files",
+    "added_records": "added-records",
+    "removed_records": "deleted-records",
+}
+
+
+def _landed_result(
+    table: Table, plan: OptimizingPlan, snapshot_id: int | None, started: float
+) -> CommitResult:
+    snap = table.metadata.snapshot_by_id(snapshot_id) if snapshot_id is not None else None
+    summary = dict(snap.summary.model_dump()) if snap is not None and snap.summary is not None else {}
+    res = CommitResult(
+        snapshot_id=snapshot_id,
+        sequence_number=plan.base_sequence_number if table.metadata.format_version >= 2 else None,
+        duration_s=time.monotonic() - started,
+        summary=summary,
+        already_committed=True,
+    )
+    for attr, key in _SUMMARY_COUNTS.items():
+        if summary.get(key, "").isdigit():
+            setattr(res, attr, int(summary[key]))
+    logger.warning(
+        "%s: plan %s was already committed as snapshot %s (repeated commit); nothing new committed",
+        plan.table,
+        plan.plan_id,
+        snapshot_id,
+    )
+    return res
 
 
 def _check_outputs(table: Table, files: Sequence[DataFile]) -> None:
@@ -870,6 +954,7 @@ def plan_summary(plan: OptimizingPlan, results: Sequence[TaskResult]) -> dict[st
         SNAPSHOT_PRODUCER: PRODUCER_OPTIMIZE,
         f"{SUMMARY_PREFIX}kind": str(plan.kind),
         f"{SUMMARY_PREFIX}base-snapshot-id": str(plan.base_snapshot_id),
+        PROCESS_ID_KEY: plan.plan_id,
     }
     for key, value in task_totals(results).items():
         out[SUMMARY_PREFIX + key.replace("_", "-")] = str(value)
@@ -895,33 +980,48 @@ def commit(
         max_retries: retries after catalog commit conflicts.
 
     Returns:
-        What was committed.
+        What was committed; when the plan had already landed (found by its ``amoro.process-id`` in a
+        retained snapshot, or by its outputs live at the head), that commit with
+        ``already_committed=True``, and outputs of ``results`` that nothing references are deleted.
 
     Raises:
         ValidationError: the table changed in a way that makes the rewrite unsafe, or the results
-            do not match the plan. Nothing was committed and every output file was deleted.
-        CommitFailedException: still conflicting after ``max_retries`` retries (outputs deleted).
+            do not match the plan. Nothing was committed; the outputs that no retained snapshot
+            references were deleted.
+        CommitFailedException: still conflicting after ``max_retries`` retries (outputs deleted
+            the same way).
+        CommitStateUnknownException: the catalog may or may not have applied the snapshot; every
+            output is kept (find out later with :func:`~.cleanup.snapshot_of_process`).
     """
     progress = _Progress()
+    started = time.monotonic()
     try:
         return _commit(table, plan, results, max_retries, progress)
+    except _Landed as landed:
+        delete_task_outputs(table, results, min_sequence_number=plan.base_sequence_number)
+        return _landed_result(table, plan, landed.snapshot_id, started)
     except CommitStateUnknownException:
         logger.error("commit outcome unknown for %s; keeping output files", plan.table)
         raise
-    except BaseException:
+    except Exception:
         if progress.uncertain:
-            # Interrupted (e.g. the worker was killed) while the catalog call was under way: the
-            # snapshot may reference the outputs, so they are kept (orphan cleaning removes them
-            # if it did not land).
-            logger.error("commit of %s interrupted during the catalog call; keeping output files", plan.table)
+            logger.error("commit of %s failed during the catalog call; keeping output files", plan.table)
         else:
-            delete_task_outputs(table, results)
+            delete_task_outputs(table, results, min_sequence_number=plan.base_sequence_number)
+        raise
+    except BaseException:
+        # Interrupted (task timeout, the worker being stopped): whether the catalog call ran is
+        # not known here, so every output is kept; the caller resolves the process by its plan id.
+        logger.error("commit of %s interrupted; keeping output files", plan.table)
         raise
 
 
 def _commit(
     table: Table, plan: OptimizingPlan, results: list[TaskResult], max_retries: int, progress: _Progress
 ) -> CommitResult:
+    outputs = output_paths(results)
+    table.refresh()
+    _raise_if_landed(table.metadata, None, plan, outputs)
     task_ids = {t.task_id for t in plan.tasks}
     seen: set[int] = set()
     for r in results:
@@ -962,6 +1062,7 @@ def _commit(
     pos_index = _PosDeleteIndex(table.io)
 
     def prepare(state: HeadState) -> set[str]:
+        _raise_if_landed(state.metadata, state.live, plan, outputs)
         return _validate_and_choose(state, plan, pf, pos_index)
 
     sequence_number = plan.base_sequence_number if fmt >= 2 else None

@@ -83,7 +83,13 @@ class _PartitionPath:
 
 
 def new_file_location(
-    table: Table, spec_id: int, partition: Record, *, suffix: str = "", extension: str = "parquet"
+    table: Table,
+    spec_id: int,
+    partition: Record,
+    *,
+    suffix: str = "",
+    extension: str = "parquet",
+    prefix: str = "",
 ) -> str:
     """A fresh file location in ``partition`` of spec ``spec_id``, from the table's location provider.
 
@@ -93,12 +99,14 @@ def new_file_location(
         partition: the partition values in that spec's field order.
         suffix: text appended to the random file name (e.g. ``-deletes``).
         extension: file extension without the dot.
+        prefix: start of the file name (an optimizing process's :func:`~.model.output_prefix`);
+            empty: Iceberg's usual ``00000-0-``.
 
     Returns:
         The full location, e.g. ``file:///…/data/day=2024-01-01/<uuid>-deletes.parquet``.
     """
     spec = table.metadata.specs()[spec_id]
-    name = f"00000-0-{uuid.uuid4()}{suffix}.{extension}"
+    name = f"{prefix or '00000-0-'}{uuid.uuid4()}{suffix}.{extension}"
     key: PartitionKey | None = None
     if spec.fields and len(partition) > 0:
         key = cast("PartitionKey", _PartitionPath(spec, partition, table.schema()))

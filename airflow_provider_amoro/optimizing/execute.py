@@ -62,6 +62,7 @@ from airflow_provider_amoro.optimizing.model import (
     TaskResult,
     datafile_to_dict,
     decode_partition,
+    output_prefix,
 )
 from airflow_provider_amoro.optimizing.read import (
     DEFAULT_BATCH_ROWS,
@@ -131,6 +132,7 @@ class RollingParquetWriter:
         sort_order_id: recorded on the files when their rows are sorted.
         written: list every new file location is appended to as soon as it is created (so a
             caller can delete partial outputs on failure).
+        name_prefix: start of every file name (the task's :func:`~.model.output_prefix`).
     """
 
     table: Table
@@ -142,6 +144,7 @@ class RollingParquetWriter:
     sort_order_id: int | None = None
     written: list[str] = field(default_factory=list)
     files: list[DataFile] = field(default_factory=list)
+    name_prefix: str = ""
 
     def __post_init__(self) -> None:
         props = self.table.metadata.properties
@@ -244,7 +247,7 @@ class RollingParquetWriter:
             self._close_file()
 
     def _open_file(self) -> None:
-        location = new_file_location(self.table, self.spec_id, self.partition)
+        location = new_file_location(self.table, self.spec_id, self.partition, prefix=self.name_prefix)
         self.written.append(location)
         stream = self.table.io.new_output(location).create(overwrite=False)
         try:
@@ -327,6 +330,7 @@ class _PartitionedOutput:
     written: list[str] = field(default_factory=list)
     writers: dict[Any, RollingParquetWriter] = field(default_factory=dict)
     pending_budget: int = PENDING_BUDGET_BYTES
+    name_prefix: str = ""
 
     def write(self, data: pa.Table | pa.RecordBatch) -> None:
         if data.num_rows == 0:
@@ -365,6 +369,7 @@ class _PartitionedOutput:
                 bytes_per_row=self.bytes_per_row,
                 sort_order_id=self.sort_order_id,
                 written=self.written,
+                name_prefix=self.name_prefix,
             )
             self.writers[key] = writer
         return writer
@@ -396,11 +401,21 @@ def _rewrite_pos_deletes(
     if not positions:
         return None
     rows = pa.table({"file_path": pa.concat_arrays(paths), "pos": pa.concat_arrays(positions)})
-    location = new_file_location(table, task.spec_id, decode_partition(task.partition), suffix="-pos-deletes")
+    location = new_file_location(
+        table,
+        task.spec_id,
+        decode_partition(task.partition),
+        suffix="-pos-deletes",
+        prefix=_name_prefix(task),
+    )
     written.append(location)
     return write_position_delete_file(
         table, rows, spec_id=task.spec_id, partition=decode_partition(task.partition), location=location
     )
+
+
+def _name_prefix(task: RewriteTask) -> str:
+    return output_prefix(task.plan_id, task.task_id) if task.plan_id else ""
 
 
 def _bytes_per_row_hint(task: RewriteTask) -> float:
@@ -465,6 +480,7 @@ def execute(
                 fixed_partition=fixed,
                 written=written,
                 pending_budget=PENDING_BUDGET_BYTES,
+                name_prefix=_name_prefix(task),
             )
             batches = _counted(
                 read_task_batches(

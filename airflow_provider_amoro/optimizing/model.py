@@ -205,6 +205,16 @@ class FileRef:
         return cls(**d)
 
 
+def output_prefix(plan_id: str, task_id: int | None = None) -> str:
+    """Start of the file name of every output of a plan (of one task when ``task_id`` is given).
+
+    ``amoro-<plan_id>-t<task_id>-<uuid>.parquet``: the files of a process whose worker died before
+    reporting them are found by listing the folders it wrote into.
+    """
+    head = f"amoro-{plan_id}-"
+    return head if task_id is None else f"{head}t{task_id}-"
+
+
 @dataclass
 class RewriteTask:
     """One unit of work for one worker: files of one partition (one spec) to rewrite.
@@ -220,6 +230,8 @@ class RewriteTask:
         rewrite_pos_data_files: data files kept as they are; the deletes that apply to them are merged
             into one new position-delete file (Amoro's "rewrite-pos").
         delete_files: every delete file that applies to at least one file above.
+        plan_id: id of the plan (process) the task belongs to; output file names start with
+            :func:`output_prefix` of it, so a dead process's outputs can be found and removed.
     """
 
     task_id: int
@@ -230,6 +242,7 @@ class RewriteTask:
     rewrite_data_files: list[FileRef] = field(default_factory=list)
     rewrite_pos_data_files: list[FileRef] = field(default_factory=list)
     delete_files: list[FileRef] = field(default_factory=list)
+    plan_id: str = ""
 
     @property
     def input_bytes(self) -> int:
@@ -248,6 +261,7 @@ class RewriteTask:
             "rewrite_data_files": [f.to_dict() for f in self.rewrite_data_files],
             "rewrite_pos_data_files": [f.to_dict() for f in self.rewrite_pos_data_files],
             "delete_files": [f.to_dict() for f in self.delete_files],
+            "plan_id": self.plan_id,
         }
 
     @classmethod
@@ -262,6 +276,7 @@ class RewriteTask:
             rewrite_data_files=[FileRef.from_dict(f) for f in d.get("rewrite_data_files", [])],
             rewrite_pos_data_files=[FileRef.from_dict(f) for f in d.get("rewrite_pos_data_files", [])],
             delete_files=[FileRef.from_dict(f) for f in d.get("delete_files", [])],
+            plan_id=str(d.get("plan_id") or ""),
         )
 
 
@@ -279,6 +294,9 @@ class OptimizingPlan:
         tasks: the rewrite tasks.
         partitions: per-partition summary (partition path, kind, cost, reasons) of what was chosen.
         properties: the effective optimizing properties the plan was made with.
+        plan_id: unique id of the plan, the optimizing process's identity in the table: the commit
+            writes it into the snapshot summary (``amoro.process-id``) and every output file name
+            starts with :func:`output_prefix` of it. Generated when the plan is made.
     """
 
     table: str
@@ -290,6 +308,12 @@ class OptimizingPlan:
     tasks: list[RewriteTask] = field(default_factory=list)
     partitions: list[dict[str, Any]] = field(default_factory=list)
     properties: dict[str, str] = field(default_factory=dict)
+    plan_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    def __post_init__(self) -> None:
+        for task in self.tasks:
+            if not task.plan_id:
+                task.plan_id = self.plan_id
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict."""
@@ -303,6 +327,7 @@ class OptimizingPlan:
             "tasks": [t.to_dict() for t in self.tasks],
             "partitions": [dict(p) for p in self.partitions],
             "properties": dict(self.properties),
+            "plan_id": self.plan_id,
         }
 
     def to_json(self) -> str:
@@ -322,6 +347,7 @@ class OptimizingPlan:
             tasks=[RewriteTask.from_dict(t) for t in d.get("tasks", [])],
             partitions=list(d.get("partitions", [])),
             properties=dict(d.get("properties", {})),
+            **({"plan_id": str(d["plan_id"])} if d.get("plan_id") else {}),
         )
 
     @classmethod

@@ -257,6 +257,7 @@ def plan_evaluation(
         total += input_bytes
         for t in tasks:
             t.task_id = len(result.tasks)
+            t.plan_id = result.plan_id
             result.tasks.append(t)
         if kind_rank(pkind) > kind_rank(plan_kind):
             plan_kind = pkind

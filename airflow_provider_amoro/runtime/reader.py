@@ -392,7 +392,7 @@ def _idle_or_pending(stored: _Stored) -> tuple[TableStatus, int | None]:
         if evaluated >= last_commit:
             return TableStatus.PENDING, evaluated or None
     proc = stored.process
-    unfinished = (ProcessStatus.RUNNING.value, ProcessStatus.FAILED.value)
+    unfinished = (ProcessStatus.RUNNING.value, ProcessStatus.FAILED.value, ProcessStatus.UNKNOWN.value)
     if (
         proc is not None
         and proc.status in unfinished
@@ -621,6 +621,7 @@ def get_optimizing_history(
         if recorded is not None and recorded.status in (
             ProcessStatus.SUCCESS.value,
             ProcessStatus.FAILED.value,
+            ProcessStatus.UNKNOWN.value,
         ):
             proc = _merge_recorded(recorded, proc)
         processes[pid] = proc

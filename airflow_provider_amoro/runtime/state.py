@@ -83,12 +83,19 @@ class TableStatus(str, Enum):
 
 
 class ProcessStatus(str, Enum):
-    """Status of one optimizing process (Amoro: RUNNING, SUCCESS, FAILED, CLOSED)."""
+    """Status of one optimizing process (Amoro: RUNNING, SUCCESS, FAILED, CLOSED; here also UNKNOWN).
+
+    ``UNKNOWN``: the commit may or may not have landed (``CommitStateUnknownException``, a task
+    timeout, an unexpected error during the commit). The outputs are kept; the next run of the
+    table's DAG resolves it by the plan id (landed: ``SUCCESS``; not landed: outputs deleted,
+    ``FAILED``) before planning anything new.
+    """
 
     RUNNING = "RUNNING"
     SUCCESS = "SUCCESS"
     FAILED = "FAILED"
     CLOSED = "CLOSED"
+    UNKNOWN = "UNKNOWN"
 
 
 def maintenance_key(action: str) -> str:
@@ -234,6 +241,13 @@ class OptimizingProcess:
         failure: failure message (None when not failed).
         summary: further metrics (partitions, health score before, …).
         tasks: per-task records.
+        plan_id: the plan's id: written into the committed snapshot's summary
+            (``amoro.process-id``) and at the start of every output file name.
+        base_sequence_number: sequence number of the base snapshot (bounds the reference check).
+        output_folders: where the process's tasks write their outputs, recorded before they write
+            (the teardown lists them for files of this process that no snapshot references).
+        teardown: what the teardown of the next run did (None until it ran): counts of files
+            listed, deleted and kept, and how an ``UNKNOWN`` commit was resolved.
     """
 
     process_id: str
@@ -257,6 +271,10 @@ class OptimizingProcess:
     failure: str | None = None
     summary: dict[str, Any] = field(default_factory=dict)
     tasks: list[OptimizingTask] = field(default_factory=list)
+    plan_id: str | None = None
+    base_sequence_number: int | None = None
+    output_folders: list[str] = field(default_factory=list)
+    teardown: dict[str, Any] | None = None
 
     @property
     def duration_ms(self) -> int | None:

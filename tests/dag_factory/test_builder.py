@@ -40,6 +40,7 @@ ALL_TASKS = [
     "expire_data",
     "expire_snapshots",
     "plan",
+    "resolve",
 ]
 
 
@@ -56,7 +57,8 @@ def test_table_dag_shape_pool_queue_quota_priority_and_trigger_rules(tmp_path: P
     assert dag.is_paused_upon_creation is False  # runs (and its watcher lives) from the first parse
     assert sorted(dag.task_dict) == ALL_TASKS  # every action, whatever the properties
     t = dag.task_dict
-    # evaluate -> plan -> execute -> commit -> maintenance chain, in this order
+    # resolve -> evaluate -> plan -> execute -> commit -> maintenance chain, in this order
+    assert t["evaluate"].upstream_task_ids == {"resolve"}
     assert t["plan"].upstream_task_ids == {"evaluate"}
     assert t["execute"].upstream_task_ids == {"plan"}
     assert t["commit"].upstream_task_ids == {"execute"}

@@ -88,6 +88,7 @@ def test_generated_dag_optimizes_records_state_and_emits_events(
         "expire_data",
         "expire_snapshots",
         "plan",
+        "resolve",
     ]
     assert dag.max_active_runs == 1
     execute = dag.task_dict["execute"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 from typing import Any
 
 import pyarrow as pa
@@ -251,3 +252,60 @@ def test_expiry_point_rules() -> None:
     assert ts.partition_expired(HourTransform(), hour - 1) and not ts.partition_expired(HourTransform(), hour)
     assert ts.partition_expired(YearTransform(), 53) and not ts.partition_expired(YearTransform(), 54)
     assert day.partition_expired(MonthTransform(), 647) and not day.partition_expired(MonthTransform(), 648)
+
+
+def _recent_table(catalog: Any) -> tuple[Any, set[int]]:
+    """An unpartitioned table with one 2020 file (ids 0, 1) and one file written just now whose
+    rows are 1 s old (ids 10, 11), retention 2 s from the last data commit, file level."""
+    catalog.create_namespace("ns")
+    table = catalog.create_table(
+        "ns.recent",
+        schema=SCHEMA,
+        properties={
+            "data-expire.enabled": "true",
+            "data-expire.field": "ts",
+            "data-expire.level": "file",
+            "data-expire.retention-time": "2s",
+            "data-expire.base-on-rule": "LAST_COMMIT_TIME",
+        },
+    )
+    table.append(_rows([dt.datetime(2020, 1, 1, h, tzinfo=UTC) for h in (0, 1)], 0))
+    written = dt.datetime.now(UTC) - dt.timedelta(seconds=1)
+    table.append(_rows([written, written], 10))
+    return table, {10, 11}
+
+
+def test_last_commit_time_ignores_an_optimize_commit_at_the_head(sqlite_catalog: Any) -> None:
+    """Optimizing alone never moves the expiry point (issue: rows inside the retention were dropped)."""
+    from airflow_fixtures import compact_all
+
+    table, recent = _recent_table(sqlite_catalog)
+    time.sleep(2.5)  # the optimize commit comes after the retention of the last write has passed
+    compact_all(table)
+    table.refresh()
+    assert table.current_snapshot().summary["snapshot-producer"] == "OPTIMIZE"
+    before = _ids(table)
+
+    result = expire_data(table)
+
+    assert result.expired_data_files == 0
+    assert _ids(table) == before == {0, 1, *recent}
+
+
+def test_last_commit_time_ignores_a_maintenance_commit_at_the_head(sqlite_catalog: Any) -> None:
+    table, recent = _recent_table(sqlite_catalog)
+    time.sleep(2.5)
+    first = expire_data(table)  # drops the 2020 file: the head is now a DATA_EXPIRATION commit
+    assert first.expired_data_files == 1 and _ids(table) == recent
+    table.refresh()
+    assert table.current_snapshot().summary["snapshot-producer"] == "DATA_EXPIRATION"
+
+    again = expire_data(table)
+
+    assert again.expired_data_files == 0
+    assert _ids(table) == recent
+    # A new data commit moves the base: then the old rows have expired.
+    time.sleep(2.5)
+    table.append(_rows([dt.datetime.now(UTC)], 20))
+    assert expire_data(table).expired_data_files == 1
+    assert _ids(table) == {20}
