@@ -361,6 +361,8 @@ def build_table_dag(
     """
     from airflow.sdk import TriggerRule
 
+    from airflow_provider_amoro.assets import table_asset
+
     ops = operators if operators is not None else _Operators()
     group = settings.group
     defaults = config.defaults
@@ -401,6 +403,9 @@ def build_table_dag(
             "retries": settings.execute_retries,
             "max_active_tis_per_dagrun": settings.max_active_tasks,
             "execution_timeout": defaults.execute_timeout,
+            # a mapped task's inlets come from partial(), not from the operator's __init__: declare
+            # the table asset here, so the execute tasks reach the table's state store
+            "inlets": [table_asset(settings.conn_id, settings.identifier)],
         }
         if group.queue:
             execute_kwargs["queue"] = group.queue
