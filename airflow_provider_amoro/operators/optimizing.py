@@ -500,6 +500,10 @@ PLAN_TASKS_DIR = "amoro-plans"
 TASKS_LOCATION_KEY = "tasks_location"
 """Key of the plan header naming the file that holds the plan's tasks."""
 
+PLAN_PROPERTIES_XCOM_KEY = "plan_properties"
+"""XCom key of what a mapped execute task needs from its plan: the planned properties and the task
+file (the full header also holds per-partition summaries, as many as the plan has tasks)."""
+
 
 def plan_tasks_location(table: Table, dag_id: str, run_id: str) -> str:
     """Where the task list of the plan made by run ``run_id`` of ``dag_id`` is stored."""
@@ -620,6 +624,13 @@ class PlanOptimizingOperator(_OptimizingOperator):
             refs = write_plan_tasks(table, location, [t.to_dict() for t in planned.tasks])
             header[TASKS_LOCATION_KEY] = location
         ti.xcom_push(key=PLAN_XCOM_KEY, value=header)
+        ti.xcom_push(
+            key=PLAN_PROPERTIES_XCOM_KEY,
+            value={
+                "properties": header.get("properties") or {},
+                TASKS_LOCATION_KEY: header.get(TASKS_LOCATION_KEY),
+            },
+        )
         self._forget_previous_plan(table, state, ti)
         proc = _process(**self.process_args(context, planned, one_task=False, table=table))
         state.record_process(proc)
@@ -677,9 +688,14 @@ class ExecuteOptimizingTaskOperator(_OptimizingOperator):
         self.plan_task_id = plan_task_id
 
     def _header(self, context: Any) -> dict[str, Any]:
+        """What this task needs of its plan: planned properties and task file (small, fixed size)."""
         ti = context.get("ti")
         try:
-            header = ti.xcom_pull(task_ids=self.plan_task_id, key=PLAN_XCOM_KEY) if ti is not None else None
+            header = None
+            if ti is not None:
+                header = ti.xcom_pull(task_ids=self.plan_task_id, key=PLAN_PROPERTIES_XCOM_KEY)
+                if not isinstance(header, dict):  # a plan made before this key existed
+                    header = ti.xcom_pull(task_ids=self.plan_task_id, key=PLAN_XCOM_KEY)
         except Exception as exc:  # noqa: BLE001 - used without a plan task: the table's properties
             self.log.info("no plan header from %r: %s", self.plan_task_id, exc)
             return {}

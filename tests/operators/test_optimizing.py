@@ -415,8 +415,11 @@ def test_mapped_execute_tasks_get_references_and_the_plan_lives_in_the_warehouse
     assert location == plan_tasks_location(table, dr.dag_id, dr.run_id) and f"/{PLAN_TASKS_DIR}/" in location
     stored = [json.loads(line) for line in Path(location.removeprefix("file://")).read_text().splitlines()]
     assert sorted(t["task_id"] for t in stored) == list(range(5))
-    # what one mapped execute pulls through the Execution API: the header and the reference list
-    per_task = len(json.dumps(header)) + len(json.dumps(refs))
+    # what one mapped execute pulls through the Execution API: the small plan_properties XCom and
+    # the reference list, not the header with its per-partition summaries nor the full tasks
+    small = xcom_value(dr, "plan", key="plan_properties")
+    assert small == {"properties": header["properties"], "tasks_location": location}
+    per_task = len(json.dumps(small)) + len(json.dumps(refs))
     full = len(json.dumps(header)) + len(json.dumps(stored))
     assert per_task * 3 < full, (per_task, full)
     after = read_table(amoro_conn.load_table("db.refs"))
