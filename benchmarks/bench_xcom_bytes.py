@@ -110,7 +110,8 @@ def summarize(result: dict[str, Any]) -> list[str]:
         "Reproduce: `python -m benchmarks.run --only xcom_bytes`.",
         "",
         "| plan tasks | before: bytes per mapped task | now: bytes per mapped task (header + refs) "
-        "| of which the reference list | own task read from the warehouse | before: all tasks | now: all tasks |",
+        "| of which the reference list | own task read from the warehouse | before: all tasks "
+        "| now: all tasks |",
         "|---|---|---|---|---|---|---|",
     ]
     for c in result["cases"]:

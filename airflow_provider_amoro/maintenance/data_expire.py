@@ -12,7 +12,9 @@ expired, as in Amoro), compared in the field's own type:
 - ``date``: a day expires when it ends at or before the expiry point;
 - ``long`` / ``int``: epoch milliseconds or seconds (``data-expire.datetime-number-format``);
 - ``string``: the expiry point formatted with ``data-expire.datetime-string-pattern`` (a Java
-  pattern such as ``yyyy-MM-dd``), compared as text, as Amoro does; the pattern must sort as text.
+  pattern such as ``yyyy-MM-dd``), compared as text, as Amoro does; a pattern whose values do not
+  sort as text in time order (``dd-MM-yyyy``, ``yy-MM-dd``, ``yyyy-M-d``) is refused with
+  :class:`InvalidPropertyError` (see :func:`.datefmt.check_sorts_as_text`).
   With a date-only pattern the day of the expiry point has expired (its text equals the point's).
 
 Levels:
@@ -41,7 +43,6 @@ from typing import TYPE_CHECKING, Any, cast
 from pyiceberg.conversions import from_bytes
 from pyiceberg.manifest import DataFile, DataFileContent, ManifestContent
 from pyiceberg.table.snapshots import Operation
-from pyiceberg.table.update.snapshot import _OverwriteFiles
 from pyiceberg.transforms import (
     DayTransform,
     HourTransform,
@@ -60,8 +61,9 @@ from pyiceberg.types import (
     TimestamptzType,
 )
 
+from airflow_provider_amoro.iceberg_compat import OverwriteFiles
 from airflow_provider_amoro.maintenance.config import InvalidPropertyError, MaintenanceConfig
-from airflow_provider_amoro.maintenance.datefmt import format_java
+from airflow_provider_amoro.maintenance.datefmt import check_sorts_as_text, format_java
 from airflow_provider_amoro.maintenance.results import DataExpireResult, to_epoch_ms
 from airflow_provider_amoro.properties import (
     AMORO_MAINTAIN_COMMITS,
@@ -118,6 +120,11 @@ class _Cutoff:
             else:
                 self.threshold = cutoff_ms
         elif isinstance(field_type, StringType):
+            # values are compared as text (file bounds, partition values): refuse a pattern whose
+            # values do not sort in time order (``dd-MM-yyyy`` would expire rows dated 2099)
+            check_sorts_as_text(
+                DATA_EXPIRE_DATETIME_STRING_PATTERN, config.data_expire_datetime_string_pattern
+            )
             when = dt.datetime.fromtimestamp(cutoff_ms / 1000, tz=dt.timezone.utc)
             self.threshold = format_java(
                 when,
@@ -303,7 +310,7 @@ def expire_data(
     )
     if drop and not dry_run:
         with table.transaction() as tx:
-            producer = _OverwriteFiles(
+            producer = OverwriteFiles(
                 Operation.DELETE,
                 tx,
                 table.io,

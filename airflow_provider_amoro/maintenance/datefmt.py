@@ -13,7 +13,7 @@ import datetime as dt
 
 from airflow_provider_amoro.optimizing.config import InvalidPropertyError
 
-__all__ = ["format_java", "parse_java_pattern"]
+__all__ = ["check_sorts_as_text", "format_java", "parse_java_pattern"]
 
 _LETTERS = set("yMdHmsS")
 Token = tuple[str, str | int]  # ("lit", text) or (letter, width)
@@ -75,6 +75,40 @@ def parse_java_pattern(name: str, pattern: str) -> list[Token]:
     if not any(kind != "lit" for kind, _ in tokens):
         raise InvalidPropertyError(name, pattern, "date pattern has no date or time field")
     return tokens
+
+
+_SIGNIFICANCE = "yMdHmsS"
+_FIXED_WIDTH = {"M": 2, "d": 2, "H": 2, "m": 2, "s": 2}
+
+
+def check_sorts_as_text(name: str, pattern: str) -> None:
+    """Refuse a pattern whose formatted values do not sort as text in time order.
+
+    Such values can only be compared as text (a file's upper bound is the text maximum), so the
+    fields must run from the most significant down without gaps (``y``, ``M``, ``d``, ``H``,
+    ``m``, ``s``, ``S``), each zero-padded to a fixed width (``yyyy``, ``MM``, ``dd``, ``HH``,
+    ``mm``, ``ss``); literal text may sit anywhere. ``yyyy-MM-dd``, ``yyyyMMddHH`` and
+    ``'p='yyyy-MM`` sort; ``dd-MM-yyyy``, ``yy-MM-dd`` and ``yyyy-M-d`` do not.
+
+    Raises:
+        InvalidPropertyError: naming the property, the pattern and what is wrong.
+    """
+    fields = [(str(kind), int(width)) for kind, width in parse_java_pattern(name, pattern) if kind != "lit"]
+    letters = "".join(kind for kind, _ in fields)
+    hint = "use fields from the year down, zero-padded, e.g. yyyy-MM-dd or yyyy-MM-dd HH:mm:ss"
+    if letters != _SIGNIFICANCE[: len(letters)]:
+        raise InvalidPropertyError(
+            name,
+            pattern,
+            f"values of this pattern do not sort as text in time order (fields {letters!r}); {hint}",
+        )
+    for kind, width in fields:
+        if (kind == "y" and width < 4) or width < _FIXED_WIDTH.get(kind, 0):
+            raise InvalidPropertyError(
+                name,
+                pattern,
+                f"{kind * width!r} is not fixed-width, so values do not sort as text; {hint}",
+            )
 
 
 def format_java(value: dt.datetime, name: str, pattern: str) -> str:

@@ -30,10 +30,14 @@ their operator class, wherever they sit downstream), and nothing else. Other dow
 
 **Commit and failures.** ``CommitOptimizingOperator`` runs with ``trigger_rule="all_done"``: it also
 runs after failed execute tasks, so it can record the failed process and remove the files the
-successful tasks wrote (the engine's ``commit`` deletes outputs on any failure). A failed process
-is not retried in the same run (the outputs are gone); the table stays *pending* and is planned
-again by the next run. A retried commit first checks whether its snapshot already landed (a worker
-killed right after the catalog commit), so a retry never commits twice nor deletes committed files.
+successful tasks wrote (the engine's ``commit`` deletes outputs, that no snapshot references, when
+the commit surely did not land). A failed process is not retried in the same run (the outputs are
+gone); the table stays *pending* and is planned again by the next run. The commit is idempotent: a
+retried or cleared commit finds the landed snapshot by the plan id in its summary, so it never
+commits twice nor deletes committed files. When the outcome is unknown (``CommitStateUnknownException``,
+a timeout, an unexpected error) the outputs are kept and the process is recorded ``UNKNOWN``; the
+next run's :class:`ResolveOptimizingOperator` (first task of a generated DAG; one-task optimizers
+do the same at their start) settles it and deletes the last process's unreferenced files.
 
 ``self-optimizing.execute.num-retries`` maps to the execute tasks' ``retries``
 (:func:`retries_for`); a worker killed mid-task is retried by Airflow, and the status readers
@@ -158,6 +162,11 @@ class _OptimizingOperator(AmoroTableOperator):
         props = {**self.property_defaults, **table.properties, **(planned or {}), **self.property_overrides}
         return OptimizingConfig.from_properties(props, schema=table.schema())
 
+    def run_process_id(self, context: Mapping[str, Any]) -> str:
+        """``<dag_id>/<run_id>``: the process id of the split operators (one process per run)."""
+        ti = context.get("ti")
+        return f"{getattr(ti, 'dag_id', '')}/{getattr(ti, 'run_id', '')}"
+
     def one_task_process_id(self, context: Mapping[str, Any]) -> str:
         """``<dag_id>/<run_id>/<task_id>``: the process id of a one-task optimizer."""
         ti = context.get("ti")
@@ -178,7 +187,7 @@ class _OptimizingOperator(AmoroTableOperator):
 
         ti = context.get("ti")
         dag_id, run_id = str(getattr(ti, "dag_id", "")), str(getattr(ti, "run_id", ""))
-        process_id = self.one_task_process_id(context) if one_task else f"{dag_id}/{run_id}"
+        process_id = self.one_task_process_id(context) if one_task else self.run_process_id(context)
         return {
             "process_id": process_id,
             "table": self.table,
@@ -439,7 +448,10 @@ class ResolveOptimizingOperator(_OptimizingOperator):
 
     def execute(self, context: Any) -> dict[str, Any] | None:
         """Resolve and tear down the previous process."""
-        return resolve_previous_process(self.state(context), self.load_table(), self.log)
+        # this task runs before plan: a RUNNING process of this very run is an earlier, cleared attempt
+        return resolve_previous_process(
+            self.state(context), self.load_table(), self.log, own_process_id=self.run_process_id(context)
+        )
 
 
 class EvaluateOptimizingOperator(_OptimizingOperator, SkipMixin):
@@ -607,6 +619,9 @@ class PlanOptimizingOperator(_OptimizingOperator):
         state = self.state(context)
         state.set_status(TableStatus.PLANNING, self.kind)
         table = self.load_table()
+        # in a DAG without a resolve task (generated DAGs have one: then this is a no-op), the
+        # last process is settled here, before its record is replaced by the new plan's
+        resolve_previous_process(state, table, self.log, own_process_id=self.run_process_id(context))
         planned = make_plan(
             table,
             self.kind,  # type: ignore[arg-type]

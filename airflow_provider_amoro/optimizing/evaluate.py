@@ -212,6 +212,8 @@ class Evaluation:
         evaluated_at_ms: the ``now`` of the evaluation.
         config: the configuration used.
         sort_order_id: the table's sort order when it has one (full optimizing sorts by it), else None.
+        unsupported: why the table cannot be optimized at all (e.g. Iceberg format v3), else None;
+            then ``kind`` is None, nothing is planned, and the reason is the first of ``reasons``.
     """
 
     kind: OptimizingKind | None
@@ -234,6 +236,7 @@ class Evaluation:
     config: OptimizingConfig = field(default_factory=OptimizingConfig)
     index: DeleteIndex | None = field(default=None, repr=False, compare=False)
     sort_order_id: int | None = None
+    unsupported: str | None = None
 
     @property
     def needs_optimizing(self) -> bool:
@@ -257,6 +260,7 @@ class Evaluation:
             **self._file_totals(),
             "evaluated_at_ms": self.evaluated_at_ms,
             "sort_order_id": self.sort_order_id,
+            "unsupported": self.unsupported,
             "properties": self.config.to_properties(),
             "totals": self.totals(),
             "partitions": [p.to_dict() for p in self.partitions],
@@ -596,6 +600,23 @@ def classify(
     )
 
 
+def unsupported_reason(table: Table) -> str | None:
+    """Why the engine cannot optimize ``table`` at all, or None.
+
+    Iceberg format v3 (deletion vectors, row lineage) is refused here, at evaluation, so that no
+    process is planned or executed every cycle only to fail at the commit.
+    """
+    from airflow_provider_amoro.formats.iceberg import SUPPORTED_FORMAT_VERSIONS
+
+    version = int(table.metadata.format_version)
+    if version not in SUPPORTED_FORMAT_VERSIONS:
+        return (
+            f"Iceberg format v{version} is not supported yet (deletion vectors): the table is not "
+            "optimized; only format v1 and v2 tables are"
+        )
+    return None
+
+
 def evaluate(
     table: Table,
     *,
@@ -627,6 +648,21 @@ def evaluate(
         config = OptimizingConfig.from_table(table)
     else:
         config.bound_filter(table.schema())  # a filter naming an unknown column: InvalidPropertyError
+    refused = unsupported_reason(table)
+    if refused is not None:
+        current = table.current_snapshot() if snapshot_id is None else table.snapshot_by_id(snapshot_id)
+        return Evaluation(
+            kind=None,
+            health_score=100,
+            cost=0,
+            reasons=[refused],
+            partitions=[],
+            snapshot_id=current.snapshot_id if current is not None else None,
+            sequence_number=current.sequence_number if current is not None else None,
+            evaluated_at_ms=int(time.time() * 1000) if now is None else int(now),
+            config=config,
+            unsupported=refused,
+        )
     files = live_files(table, snapshot_id, row_filter=config.filter_expression)
     extra = []
     if config.filter is not None:

@@ -175,6 +175,8 @@ class FileRef:
             (its ``referenced_data_file`` field, or equal lower/upper bounds of its ``file_path``
             column), that data file's path; else None.
         sort_order_id: the sort order the file's rows are sorted by (data files; None: unknown).
+        path_lower, path_upper: for a position delete file, the lower and upper bounds of its
+            ``file_path`` column (None: unknown); see :meth:`may_reference`.
     """
 
     path: str
@@ -189,6 +191,20 @@ class FileRef:
     file_format: str = "PARQUET"
     referenced_data_file: str | None = None
     sort_order_id: int | None = None
+    path_lower: str | None = None
+    path_upper: str | None = None
+
+    def may_reference(self, data_path: str) -> bool:
+        """For a position-delete file: whether its ``file_path`` bounds (when known) admit ``data_path``.
+
+        Iceberg's column bounds hold every value of the column (a truncated lower bound is a
+        prefix, a truncated upper bound is rounded up), so a path outside them is surely not
+        referenced. Without bounds, every path may be.
+        """
+        raw = data_path.encode("utf-8")
+        if self.path_lower is not None and raw < self.path_lower.encode("utf-8"):
+            return False
+        return not (self.path_upper is not None and raw > self.path_upper.encode("utf-8"))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict (built directly: ``dataclasses.asdict`` deep-copies and is ~3x slower,

@@ -23,18 +23,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pyiceberg.avro.file import AvroFile
 from pyiceberg.manifest import (
-    MANIFEST_ENTRY_SCHEMAS,
     DataFile,
     DataFileContent,
     FileFormat,
-    ManifestEntry,
     ManifestEntryStatus,
     ManifestFile,
 )
 
 from airflow_provider_amoro.optimizing.delete_files import POS_FILE_PATH_FIELD_ID
+from airflow_provider_amoro.optimizing.manifests import MANIFEST_CACHE, paused_gc
 from airflow_provider_amoro.optimizing.model import (
     FileContent,
     FileRef,
@@ -149,6 +147,10 @@ class DeleteIndex:
       the deletes that may apply to a data file are a suffix found by binary search (position
       deletes from an equal sequence number on, equality deletes from a greater one).
     - File-scoped position deletes (``referenced_data_file``) are indexed by that path.
+    - Position deletes with ``file_path`` bounds are kept apart: :meth:`summary` and
+      :meth:`for_data_file` count them only for data files whose path lies within the bounds
+      (as Iceberg's and Amoro's scans do), so one small delete file does not mark every file of
+      its partition for rewrite. The planner's :meth:`for_data_files` stays conservative.
 
     :meth:`for_data_file` and :meth:`for_data_files` confirm every candidate with
     :func:`model.delete_applies`, the one rule; :meth:`summary` counts the same suffixes with
@@ -162,6 +164,7 @@ class DeleteIndex:
             deletes: position and equality delete files.
         """
         pos: dict[PartitionKey | None, list[FileRef]] = {}
+        bounded: dict[PartitionKey | None, list[FileRef]] = {}
         eq: dict[PartitionKey | None, list[FileRef]] = {}
         self._referenced: dict[str, list[FileRef]] = {}
         self._count = 0
@@ -171,13 +174,14 @@ class DeleteIndex:
                 if d.referenced_data_file is not None:
                     self._referenced.setdefault(d.referenced_data_file, []).append(d)
                     continue
-                target = pos
+                target = pos if d.path_lower is None and d.path_upper is None else bounded
             elif d.content == "equality_deletes":
                 target = eq
             else:
                 raise ValueError(f"not a delete file: {d.path}")
             target.setdefault(partition_key(d) if d.partition else None, []).append(d)
         self._pos = {k: _Sorted(v) for k, v in pos.items()}
+        self._bounded = {k: _Sorted(v) for k, v in bounded.items()}
         self._eq = {k: _Sorted(v) for k, v in eq.items()}
         # (spec_id, id(partition list)) -> (that list, its key): FileRefs from one scan share their
         # partition lists, so most look-ups skip building the key; the identity check guards reuse
@@ -201,9 +205,9 @@ class DeleteIndex:
     def _candidates(self, key: PartitionKey, min_seq: int, paths: Iterable[str]) -> Iterator[FileRef]:
         """Deletes that may apply to a data file of ``key`` with data sequence number >= ``min_seq``."""
         for k in (key, None):
-            group = self._pos.get(k)
-            if group is not None:
-                yield from itertools.islice(group.files, bisect.bisect_left(group.seqs, min_seq), None)
+            for group in (self._pos.get(k), self._bounded.get(k)):
+                if group is not None:
+                    yield from itertools.islice(group.files, bisect.bisect_left(group.seqs, min_seq), None)
             group = self._eq.get(k)
             if group is not None:
                 yield from itertools.islice(group.files, bisect.bisect_right(group.seqs, min_seq), None)
@@ -215,7 +219,7 @@ class DeleteIndex:
         return [
             d
             for d in self._candidates(self.key_of(data), data.data_sequence_number, (data.path,))
-            if delete_applies(d, data)
+            if delete_applies(d, data) and (d.content != "position_deletes" or d.may_reference(data.path))
         ]
 
     def summary(self, data: FileRef, key: PartitionKey | None = None) -> tuple[int, int, int]:
@@ -234,6 +238,12 @@ class DeleteIndex:
                 i = bisect.bisect_left(group.seqs, seq)
                 pos_files += len(group.files) - i
                 pos_records += group.suffix_records[i]
+            group = self._bounded.get(k)
+            if group is not None:
+                for d in itertools.islice(group.files, bisect.bisect_left(group.seqs, seq), None):
+                    if d.may_reference(data.path):
+                        pos_files += 1
+                        pos_records += d.record_count
             group = self._eq.get(k)
             if group is not None:
                 eq_files += len(group.files) - bisect.bisect_right(group.seqs, seq)
@@ -288,7 +298,7 @@ class DeleteIndex:
                 by_path[f.path] = f
         oldest_all = min(oldest.values(), key=lambda o: o.data_sequence_number, default=None)
         out: list[FileRef] = []
-        for groups in (self._pos, self._eq):
+        for groups in (self._pos, self._bounded, self._eq):
             for group_key, group in groups.items():
                 for d in group.files:
                     # a delete applies to some file of its partition iff it applies to the one with
@@ -317,6 +327,18 @@ class _ScanContext:
     partitions: dict[tuple[int, tuple[Hashable, ...]], list[Any]] = field(default_factory=dict)
 
 
+def _path_bound(df: DataFile, upper: bool) -> str | None:
+    """The ``file_path`` lower or upper bound of a position-delete file, when readable as text."""
+    bounds = df.upper_bounds if upper else df.lower_bounds
+    raw = (bounds or {}).get(POS_FILE_PATH_FIELD_ID)
+    if raw is None:
+        return None
+    try:
+        return bytes(raw).decode("utf-8")
+    except UnicodeDecodeError:  # a truncated multi-byte bound: unknown, so never excludes a file
+        return None
+
+
 def _referenced_data_file(df: DataFile) -> str | None:
     ref = getattr(df, "referenced_data_file", None)
     if ref:
@@ -330,7 +352,7 @@ def _referenced_data_file(df: DataFile) -> str | None:
 
 
 def _read_manifest(ctx: _ScanContext, manifest: ManifestFile) -> tuple[list[FileRef], list[FileRef], bool]:
-    """Stream one manifest's live entries into FileRefs; returns (data, deletes, filtered_any)."""
+    """One manifest's live entries (read once per process) as FileRefs: (data, deletes, filtered_any)."""
     data: list[FileRef] = []
     deletes: list[FileRef] = []
     filtered = False
@@ -338,60 +360,52 @@ def _read_manifest(ctx: _ScanContext, manifest: ManifestFile) -> tuple[list[File
     manifest_seq = manifest.sequence_number or 0
     part_filter = ctx.partition_filters.get(spec_id) if ctx.partition_filters is not None else None
     shared = ctx.partitions
-    with AvroFile[ManifestEntry](
-        ctx.io.new_input(manifest.manifest_path),
-        MANIFEST_ENTRY_SCHEMAS[2],
-        read_types={-1: ManifestEntry, 2: DataFile},
-        read_enums={0: ManifestEntryStatus, 101: FileFormat, 134: DataFileContent},
-    ) as reader:
-        for entry in reader:
-            status = entry.status
-            if status == ManifestEntryStatus.DELETED:
-                continue
-            df = entry.data_file
-            content = df.content
-            if part_filter is not None and not part_filter(df.partition):
-                filtered = True
-                continue
-            if (
-                content == DataFileContent.DATA
-                and ctx.metrics_filter is not None
-                and not ctx.metrics_filter(df)
-            ):
-                filtered = True
-                continue
-            # sequence number inheritance (Iceberg spec): null means "inherit" for ADDED entries
-            seq = entry.sequence_number
-            if seq is None:
-                seq = manifest_seq
-            file_seq = entry.file_sequence_number
-            if file_seq is None and (manifest_seq == 0 or status == ManifestEntryStatus.ADDED):
-                file_seq = manifest_seq
-            raw = df.partition
-            values = tuple(raw[i] for i in range(len(raw))) if raw is not None else ()
-            pkey = (spec_id, values)  # Iceberg partition values are all hashable
-            part = shared.get(pkey)
-            if part is None:
-                part = shared.setdefault(pkey, [encode_value(v) for v in values])
-            name: FileContent = content_name(content)
-            fmt = df.file_format
-            ref = FileRef(
-                path=df.file_path,
-                content=name,
-                size_bytes=int(df.file_size_in_bytes),
-                record_count=int(df.record_count),
-                spec_id=spec_id,
-                partition=part,
-                data_sequence_number=int(seq),
-                file_sequence_number=None if file_seq is None else int(file_seq),
-                equality_ids=list(df.equality_ids) if df.equality_ids else None,
-                file_format=fmt.value if isinstance(fmt, FileFormat) else str(fmt),
-                referenced_data_file=_referenced_data_file(df)
-                if content == DataFileContent.POSITION_DELETES
-                else None,
-                sort_order_id=df.sort_order_id if content == DataFileContent.DATA else None,
-            )
-            (data if content == DataFileContent.DATA else deletes).append(ref)
+    for entry in MANIFEST_CACHE.entries(ctx.io, manifest):
+        status = entry.status
+        if status == ManifestEntryStatus.DELETED:
+            continue
+        df = entry.data_file
+        content = df.content
+        if part_filter is not None and not part_filter(df.partition):
+            filtered = True
+            continue
+        if content == DataFileContent.DATA and ctx.metrics_filter is not None and not ctx.metrics_filter(df):
+            filtered = True
+            continue
+        # sequence number inheritance (Iceberg spec): null means "inherit" for ADDED entries
+        seq = entry.sequence_number
+        if seq is None:
+            seq = manifest_seq
+        file_seq = entry.file_sequence_number
+        if file_seq is None and (manifest_seq == 0 or status == ManifestEntryStatus.ADDED):
+            file_seq = manifest_seq
+        raw = df.partition
+        values = tuple(raw[i] for i in range(len(raw))) if raw is not None else ()
+        pkey = (spec_id, values)  # Iceberg partition values are all hashable
+        part = shared.get(pkey)
+        if part is None:
+            part = shared.setdefault(pkey, [encode_value(v) for v in values])
+        name: FileContent = content_name(content)
+        fmt = df.file_format
+        ref = FileRef(
+            path=df.file_path,
+            content=name,
+            size_bytes=int(df.file_size_in_bytes),
+            record_count=int(df.record_count),
+            spec_id=spec_id,
+            partition=part,
+            data_sequence_number=int(seq),
+            file_sequence_number=None if file_seq is None else int(file_seq),
+            equality_ids=list(df.equality_ids) if df.equality_ids else None,
+            file_format=fmt.value if isinstance(fmt, FileFormat) else str(fmt),
+            referenced_data_file=_referenced_data_file(df)
+            if content == DataFileContent.POSITION_DELETES
+            else None,
+            path_lower=_path_bound(df, False) if content == DataFileContent.POSITION_DELETES else None,
+            path_upper=_path_bound(df, True) if content == DataFileContent.POSITION_DELETES else None,
+            sort_order_id=df.sort_order_id if content == DataFileContent.DATA else None,
+        )
+        (data if content == DataFileContent.DATA else deletes).append(ref)
     return data, deletes, filtered
 
 
@@ -459,10 +473,10 @@ def live_files(
     partition_filters = None
     metrics_filter = None
     if row_filter is not None:
-        from pyiceberg.expressions.visitors import _InclusiveMetricsEvaluator
+        from airflow_provider_amoro.iceberg_compat import InclusiveMetricsEvaluator
 
         partition_filters = _partition_filters(schema, specs, row_filter)
-        metrics_filter = _InclusiveMetricsEvaluator(
+        metrics_filter = InclusiveMetricsEvaluator(
             schema, row_filter, case_sensitive=False, include_empty_files=True
         ).eval
 
@@ -471,7 +485,7 @@ def live_files(
     if not manifests:
         return result
     workers = max(1, min(threads, len(manifests)))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="amoro-scan") as pool:
+    with paused_gc(), ThreadPoolExecutor(max_workers=workers, thread_name_prefix="amoro-scan") as pool:
         for data, deletes, filtered in pool.map(lambda m: _read_manifest(ctx, m), manifests):
             result.data_files.extend(data)
             result.delete_files.extend(deletes)

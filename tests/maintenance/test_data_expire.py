@@ -309,3 +309,25 @@ def test_last_commit_time_ignores_a_maintenance_commit_at_the_head(sqlite_catalo
     table.append(_rows([dt.datetime.now(UTC)], 20))
     assert expire_data(table).expired_data_files == 1
     assert _ids(table) == {20}
+
+
+@pytest.mark.parametrize("pattern", ["dd-MM-yyyy", "yy-MM-dd", "yyyy-M-d", "yyyy-dd", "MM/dd/yyyy"])
+def test_string_patterns_that_do_not_sort_as_text_are_refused(sqlite_catalog: Any, pattern: str) -> None:
+    """With dd-MM-yyyy, rows dated 2099 used to expire: the text 01-01-2099 sorts before 04-01-2024."""
+    table = _table(sqlite_catalog, "s", "file", **{"data-expire.datetime-string-pattern": pattern})
+    table.append(
+        pa.Table.from_pylist([{"id": 100, "s": "01-01-2099"}, {"id": 101, "s": "31-12-2099"}], schema=ARROW)
+    )
+    before = _ids(table)
+    with pytest.raises(InvalidPropertyError) as info:
+        expire_data(table, now=NOW)
+    assert "data-expire.datetime-string-pattern" in str(info.value) and pattern in str(info.value)
+    assert "sort as text" in str(info.value)
+    assert _ids(table) == before
+
+
+@pytest.mark.parametrize("pattern", ["yyyy-MM-dd", "yyyyMMdd", "'d='yyyy-MM-dd HH:mm:ss.SSS", "yyyy-MM"])
+def test_string_patterns_that_sort_as_text_are_accepted(pattern: str) -> None:
+    from airflow_provider_amoro.maintenance.datefmt import check_sorts_as_text
+
+    check_sorts_as_text("data-expire.datetime-string-pattern", pattern)

@@ -162,7 +162,9 @@ def test_max_tasks_keeps_the_costliest_tasks_first() -> None:
     assert len(full.tasks) > 10
     cut = _plan(files, [eq("e", 2)], cfg=cfg, max_tasks=4)
     assert [t.task_id for t in cut.tasks] == [0, 1, 2, 3]
-    assert [t.to_dict() for t in cut.tasks] == [t.to_dict() for t in full.tasks[:4]]
+    assert [{**t.to_dict(), "plan_id": ""} for t in cut.tasks] == [
+        {**t.to_dict(), "plan_id": ""} for t in full.tasks[:4]
+    ]
     _check_invariants(cut, [eq("e", 2)], cfg.max_task_size)
     many = fragments(20, "a") + fragments(30, "b") + fragments(13, "c")
     assert [x["path"] for x in _plan(many, [], max_tasks=1).partitions] == ["0=b"]

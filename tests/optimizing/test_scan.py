@@ -192,5 +192,7 @@ def test_partition_scoped_position_delete_may_apply_to_every_file(sqlite_catalog
     (d,) = files.delete_files
     assert d.referenced_data_file is None
     index = files.delete_index()
-    assert all(index.for_data_file(f) == [d] for f in files.data_files)  # "may apply" to all three
+    by_path = {f.path: f for f in files.data_files}
+    # "may apply" to the two files inside its file_path bounds, not to the third (issue #10)
+    assert [index.for_data_file(by_path[f.path]) for f in data] == [[d], [d], []]
     assert index.dangling(files.data_files) == []
