@@ -518,6 +518,8 @@ class TableSettings:
         property_defaults: ``defaults.properties``: applied at run time under the table's own
             properties (the table's value wins).
         paused_at_creation: whether the DAG starts paused (Airflow's ``is_paused_upon_creation``).
+        renamed_from: the table's former name when the catalog sync saw it renamed (its runtime
+            state is adopted by the evaluate task).
     """
 
     conn_id: str
@@ -535,6 +537,7 @@ class TableSettings:
     cost: int | None = None
     property_defaults: Mapping[str, str] = field(default_factory=dict)
     paused_at_creation: bool = False
+    renamed_from: str | None = None
 
     @property
     def namespace(self) -> str:

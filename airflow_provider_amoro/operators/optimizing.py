@@ -465,22 +465,41 @@ class EvaluateOptimizingOperator(_OptimizingOperator, SkipMixin):
         amoro_conn_id: catalog connection id (templated).
         property_overrides: ``self-optimizing.*`` properties overriding the table's own.
         skip_when_idle: skip the downstream pipeline when nothing is pending (default True).
+        renamed_from: the table's former ``namespace.table`` after a rename (the DAG factory passes
+            it from the catalog sync): its recorded state is adopted when the UUIDs match.
         **kwargs: ``BaseOperator`` arguments.
+
+    The runtime state is the table's by UUID (:meth:`TableStateRecorder.claim`): a table dropped and
+    re-created under the same name starts with a fresh state.
     """
 
     custom_operator_name = "EvaluateOptimizingOperator"
     ui_color = "#e8f4fa"
 
-    def __init__(self, *, skip_when_idle: bool = True, **kwargs: Any) -> None:
+    def __init__(
+        self, *, skip_when_idle: bool = True, renamed_from: str | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.skip_when_idle = skip_when_idle
+        self.renamed_from = renamed_from
+        if renamed_from:
+            from airflow_provider_amoro.assets import table_asset
+
+            # the state recorded under the former name is read through this task's own inlet
+            self.inlets = [*list(self.inlets or []), table_asset(self.amoro_conn_id, renamed_from)]
 
     def execute(self, context: Any) -> dict[str, Any]:
-        """Evaluate; record the pending state; skip the pipeline when idle."""
+        """Claim the state for this table's UUID; evaluate; record the pending state; skip when idle."""
+        from airflow_provider_amoro.assets import table_asset_uri
         from airflow_provider_amoro.optimizing import evaluate
 
         state = self.state(context)
         table = self.load_table()
+        previous = None
+        if self.renamed_from:
+            previous = TableStateRecorder(context, table_asset_uri(self.amoro_conn_id, self.renamed_from))
+        uuid = getattr(table.metadata, "table_uuid", None)
+        state.claim(str(uuid) if uuid else None, self.table, previous=previous)
         evaluation = evaluate(table, config=self.optimizing_config(table), **state.last_times())
         summary = evaluation_summary(evaluation.to_dict())
         summary["evaluated_ms"] = now_ms()
