@@ -424,7 +424,11 @@ def build_table_dag(
             **({"renamed_from": settings.renamed_from} if settings.renamed_from else {}),
         )
         plan = ops["plan"](
-            task_id="plan", on_failure_callback=record_failure, **common, **{OVERRIDES_KWARG: overrides}
+            task_id="plan",
+            on_failure_callback=record_failure,
+            **common,
+            **{OVERRIDES_KWARG: overrides},
+            **({"max_input_bytes": group.max_input_bytes} if group.max_input_bytes else {}),
         )
         execute_kwargs: dict[str, Any] = {
             **common,

@@ -641,6 +641,7 @@ class PlanOptimizingOperator(_OptimizingOperator):
         # in a DAG without a resolve task (generated DAGs have one: then this is a no-op), the
         # last process is settled here, before its record is replaced by the new plan's
         resolve_previous_process(state, table, self.log, own_process_id=self.run_process_id(context))
+        self._check_min_plan_interval(table, state)
         planned = make_plan(
             table,
             self.kind,  # type: ignore[arg-type]
@@ -681,6 +682,22 @@ class PlanOptimizingOperator(_OptimizingOperator):
             proc.input_bytes,
         )
         return refs
+
+    def _check_min_plan_interval(self, table: Table, state: TableStateRecorder) -> None:
+        """Skip when the last plan of the table is younger than ``self-optimizing.min-plan-interval``."""
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        interval = self.optimizing_config(table).min_plan_interval_ms
+        previous = state.current_process(live=False)
+        if interval <= 0 or previous is None or not previous.plan_time_ms:
+            return
+        age = now_ms() - int(previous.plan_time_ms)
+        if age < interval:
+            state.set_status(TableStatus.PENDING, self.kind)
+            raise AirflowSkipException(
+                f"the last plan of {self.table} is {age / 1000:.0f} s old; "
+                f"self-optimizing.min-plan-interval is {interval / 1000:.0f} s"
+            )
 
     def _forget_previous_plan(self, table: Table, state: TableStateRecorder, ti: Any) -> None:
         """Delete the task file of the previous process's plan (it is over: ``resolve`` ran first)."""
