@@ -10,6 +10,8 @@ Run it with ``python -m airflow_provider_amoro.demo`` (``make demo`` does, after
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import random
 import time
 import warnings
@@ -28,6 +30,8 @@ from airflow_provider_amoro.properties import (
 )
 
 DEMO_TABLE = "demo.orders"
+DEMO_CONNECTION = json.dumps({"conn_type": "amoro", "extra": {"catalog_type": "embedded"}})
+"""``amoro_default`` as the demo defines it: the embedded lakehouse, chosen explicitly."""
 DEMO_PROPERTIES = {
     # The demo's data is small, so it uses a small target size to show what optimizing does.
     TARGET_SIZE: str(1024 * 1024),
@@ -200,8 +204,10 @@ def main(argv: list[str] | None = None) -> int:
     # warns about its own httpx use: noise in a demo summary, not something a user can act on.
     warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient` is deprecated")
 
+    # The hook uses the embedded lakehouse only when a connection says so; the demo's does.
+    os.environ["AIRFLOW_CONN_AMORO_DEFAULT"] = DEMO_CONNECTION
     catalog = load_embedded_catalog()
-    print(f"Embedded lakehouse: {embedded_root()}")
+    print(f"Embedded lakehouse: {embedded_root()} (connection amoro_default, catalog_type embedded)")
     started = time.monotonic()
     table = build_demo_table(catalog, commits=args.commits, rows_per_commit=args.rows_per_commit)
     print(f"Wrote {DEMO_TABLE} in {args.commits} small commits ({time.monotonic() - started:.1f} s)\n")

@@ -79,12 +79,20 @@ def get_provider_info() -> dict[str, Any]:
                 "conn-fields": {
                     "catalog_type": {
                         "label": "Catalog type",
-                        "description": "pyiceberg catalog implementation",
+                        "description": "pyiceberg catalog implementation; 'embedded' is the local demo "
+                        "lakehouse (SQLite under $AIRFLOW_HOME/amoro)",
                         "schema": {
                             "type": "string",
-                            "enum": ["sql", "rest", "hive", "glue"],
+                            "enum": ["sql", "rest", "hive", "glue", "embedded"],
                             "default": "sql",
                         },
+                    },
+                    "catalog_name": {
+                        "label": "Catalog name",
+                        "description": "The catalog's name. A SQL catalog keeps its tables under this "
+                        "name (pyiceberg's own configuration usually calls it 'default'); "
+                        "empty: the connection id",
+                        "schema": {"type": ["string", "null"]},
                     },
                     "uri": {
                         "label": "Catalog URI",
@@ -102,6 +110,11 @@ def get_provider_info() -> dict[str, Any]:
                         '{"s3.endpoint": "http://minio:9000", "s3.region": "us-east-1"}',
                         "schema": {"type": ["string", "null"], "format": "json"},
                     },
+                    "timeout": {
+                        "label": "Timeout (seconds)",
+                        "description": "Connect and read timeout of catalog and storage calls (default 30)",
+                        "schema": {"type": ["number", "null"]},
+                    },
                 },
                 "ui-field-behaviour": {
                     "hidden-fields": ["schema", "port", "extra"],
@@ -112,6 +125,7 @@ def get_provider_info() -> dict[str, Any]:
                     },
                     "placeholders": {
                         "uri": "postgresql+psycopg2://user@host:5432/catalog",
+                        "catalog_name": "default",
                         "warehouse": "s3://bucket/warehouse",
                     },
                 },

@@ -83,6 +83,8 @@ _DURATION_UNITS = {
     "week": 604800,
     "weeks": 604800,
 }
+MAX_DURATION = timedelta(days=36500)
+"""The longest duration the configuration accepts (100 years); longer ones are a mistake."""
 _OFF = frozenset({"off", "never", "none", "false", "disabled"})
 _CRON_PRESETS = frozenset({"@hourly", "@daily", "@weekly", "@monthly", "@yearly", "@annually", "@midnight"})
 
@@ -159,6 +161,10 @@ def parse_duration(value: Any, path: KeyPath, *, allow_off: bool = False) -> tim
         raise ConfigError(
             path, f"expected a duration such as 30s, 15min, 1h, 1d (or seconds){extra}, got {describe(value)}"
         )
+    if seconds > MAX_DURATION.total_seconds():
+        raise ConfigError(
+            path, f"duration too long (at most {MAX_DURATION.days} days), got {describe(value)}"
+        )
     return timedelta(seconds=seconds)
 
 
@@ -201,7 +207,9 @@ def parse_schedule(value: Any, path: KeyPath) -> ScheduleSpec:
             return ScheduleSpec(cron=text)
     try:
         return ScheduleSpec(every=parse_duration(value, path))
-    except ConfigError:
+    except ConfigError as exc:
+        if "too long" in str(exc):
+            raise
         raise ConfigError(
             path,
             f"expected a cron expression, a preset such as @hourly, a duration such as 30min, or off; "
@@ -248,10 +256,12 @@ def parse_properties(value: Any, path: KeyPath) -> dict[str, str]:
             raise ConfigError(kpath, "unknown self-optimizing property")
         out[key] = _property_value(raw, kpath)
     validate_optimizing_properties(out, path)
+    validate_maintenance_properties(out, path)
     return out
 
 
 _ENGINE_CONFIG = "airflow_provider_amoro.optimizing.config"
+_MAINTENANCE_CONFIG = "airflow_provider_amoro.maintenance.config"
 
 
 def _engine_config() -> Any:
@@ -263,23 +273,33 @@ def _engine_config() -> Any:
     is not loaded yet, the module is loaded from its file and registered under its real name, so a
     later ``import airflow_provider_amoro.optimizing`` reuses this very module (same classes).
     """
-    module = sys.modules.get(_ENGINE_CONFIG)
+    return _light_module(_ENGINE_CONFIG, "optimizing")
+
+
+def _maintenance_config() -> Any:
+    """The maintenance property parser (``airflow_provider_amoro.maintenance.config``), loaded cheaply."""
+    _engine_config()  # it imports the optimizing parser: load that one cheaply first
+    return _light_module(_MAINTENANCE_CONFIG, "maintenance")
+
+
+def _light_module(name: str, package: str) -> Any:
+    module = sys.modules.get(name)
     if module is not None:
         return module
-    if "airflow_provider_amoro.optimizing" in sys.modules:
-        return importlib.import_module(_ENGINE_CONFIG)
+    if f"airflow_provider_amoro.{package}" in sys.modules:
+        return importlib.import_module(name)
     import airflow_provider_amoro
 
-    path = Path(airflow_provider_amoro.__file__).parent / "optimizing" / "config.py"
-    spec = importlib.util.spec_from_file_location(_ENGINE_CONFIG, path)
+    path = Path(airflow_provider_amoro.__file__).parent / package / "config.py"
+    spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:  # pragma: no cover - the file ships with the package
-        return importlib.import_module(_ENGINE_CONFIG)
+        return importlib.import_module(name)
     module = importlib.util.module_from_spec(spec)
-    sys.modules[_ENGINE_CONFIG] = module
+    sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
     except BaseException:
-        sys.modules.pop(_ENGINE_CONFIG, None)
+        sys.modules.pop(name, None)
         raise
     return module
 
@@ -293,6 +313,20 @@ def validate_optimizing_properties(props: Mapping[str, str], path: KeyPath) -> N
     try:
         engine.OptimizingConfig.from_properties(relevant)
     except engine.InvalidPropertyError as exc:
+        problem = str(exc).split(": ", 1)[-1]
+        raise ConfigError([*path, exc.name], f"{problem}, got {describe(exc.value)}") from None
+
+
+def validate_maintenance_properties(props: Mapping[str, str], path: KeyPath) -> None:
+    """Check maintenance property values (``snapshot.keep.*``, ``data-expire.*``, …) with the parser
+    the maintenance tasks use, so a bad value is an error when the YAML loads, not at run time."""
+    relevant = {k: v for k, v in props.items() if not k.startswith("self-optimizing.")}
+    if not relevant:
+        return
+    maintenance = _maintenance_config()
+    try:
+        maintenance.MaintenanceConfig.from_properties(relevant)
+    except maintenance.InvalidPropertyError as exc:
         problem = str(exc).split(": ", 1)[-1]
         raise ConfigError([*path, exc.name], f"{problem}, got {describe(exc.value)}") from None
 
@@ -427,6 +461,10 @@ class Defaults:
     retry_delay: timedelta = timedelta(seconds=30)
     task_retries: int = 1
     execute_timeout: timedelta | None = timedelta(hours=2)
+    task_timeout: timedelta | None = timedelta(hours=1)
+    run_timeout: timedelta | None = timedelta(hours=6)
+    failure_backoff: timedelta = timedelta(minutes=5)
+    failure_backoff_max: timedelta = timedelta(hours=6)
 
 
 @dataclass(frozen=True)
@@ -657,6 +695,10 @@ _DEFAULT_KEYS = (
     "retry_delay",
     "task_retries",
     "execute_timeout",
+    "task_timeout",
+    "run_timeout",
+    "failure_backoff",
+    "failure_backoff_max",
 )
 _RULE_KEYS = ("properties", "maintenance", "schedule", "watch_changes")
 _SYNC_KEYS = ("schedule", "evaluate")
@@ -788,9 +830,28 @@ def _parse_defaults(raw: Any) -> Defaults:
     base = Defaults()
     maintenance = dict(base.maintenance)
     maintenance.update(parse_maintenance(spec.get("maintenance"), [*path, "maintenance"]))
-    timeout = base.execute_timeout
-    if "execute_timeout" in spec:
-        timeout = parse_duration(spec["execute_timeout"], [*path, "execute_timeout"], allow_off=True)
+
+    def optional(key: str, default: timedelta | None) -> timedelta | None:
+        return parse_duration(spec[key], [*path, key], allow_off=True) if key in spec else default
+
+    def required(key: str, default: timedelta) -> timedelta:
+        return parse_duration(spec.get(key, default.total_seconds()), [*path, key]) or default
+
+    execute_timeout = optional("execute_timeout", base.execute_timeout)
+    run_timeout = optional("run_timeout", base.run_timeout)
+    if run_timeout is not None and execute_timeout is not None and run_timeout <= execute_timeout:
+        raise ConfigError(
+            [*path, "run_timeout"],
+            f"must be longer than execute_timeout ({execute_timeout}), "
+            f"got {describe(spec.get('run_timeout'))}",
+        )
+    backoff = required("failure_backoff", base.failure_backoff)
+    backoff_max = required("failure_backoff_max", base.failure_backoff_max)
+    if backoff_max < backoff:
+        raise ConfigError(
+            [*path, "failure_backoff_max"],
+            f"must be at least failure_backoff ({backoff}), got {describe(spec.get('failure_backoff_max'))}",
+        )
     return Defaults(
         properties=parse_properties(spec.get("properties"), [*path, "properties"]),
         maintenance=maintenance,
@@ -798,13 +859,14 @@ def _parse_defaults(raw: Any) -> Defaults:
         if "schedule" in spec
         else base.schedule,
         watch_changes=_bool(spec.get("watch_changes", True), [*path, "watch_changes"]),
-        change_poll_interval=parse_duration(
-            spec.get("change_poll_interval", 60), [*path, "change_poll_interval"]
-        )
-        or base.change_poll_interval,
-        retry_delay=parse_duration(spec.get("retry_delay", 30), [*path, "retry_delay"]) or base.retry_delay,
+        change_poll_interval=required("change_poll_interval", base.change_poll_interval),
+        retry_delay=required("retry_delay", base.retry_delay),
         task_retries=_non_negative_int(spec.get("task_retries", base.task_retries), [*path, "task_retries"]),
-        execute_timeout=timeout,
+        execute_timeout=execute_timeout,
+        task_timeout=optional("task_timeout", base.task_timeout),
+        run_timeout=run_timeout,
+        failure_backoff=backoff,
+        failure_backoff_max=backoff_max,
     )
 
 

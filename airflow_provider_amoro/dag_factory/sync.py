@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from airflow_provider_amoro.dag_factory.cache import CachedTable, amoro_properties, read_cache, write_cache
-from airflow_provider_amoro.dag_factory.config import FactoryConfig
+from airflow_provider_amoro.dag_factory.config import FactoryConfig, glob_match
 from airflow_provider_amoro.properties import (
     MIN_TARGET_SIZE_RATIO,
     MIN_TARGET_SIZE_RATIO_DEFAULT,
@@ -95,6 +95,20 @@ def _evaluate(table: Any, overrides: Mapping[str, str]) -> tuple[int, int, bool]
     return int(result.cost), int(result.health_score), bool(result.needs_optimizing)
 
 
+def unmatched_includes(include: Sequence[str], listed: Sequence[str]) -> list[str]:
+    """The ``include`` globs of a catalog that match none of the listed tables (a likely typo)."""
+    return [p for p in include if not any(glob_match(ident, p) for ident in listed)]
+
+
+def _empty_hint(hook: Any) -> str | None:
+    """For an empty catalog: the hook's hint naming the catalog names that do hold tables."""
+    hint_of = getattr(hook, "empty_catalog_hint", None)
+    try:
+        return hint_of() if hint_of is not None else None
+    except Exception:  # noqa: BLE001 - a hint only
+        return None
+
+
 def sync_catalog(config: FactoryConfig, conn_id: str, *, hook: Any = None) -> dict[str, Any]:
     """List, inspect and cache the managed tables of one catalog connection.
 
@@ -114,6 +128,16 @@ def sync_catalog(config: FactoryConfig, conn_id: str, *, hook: Any = None) -> di
     catalog = config.catalogs[conn_id]
     listed = hook.list_tables("*")
     selected = [ident for ident in listed if catalog.selects(ident)]
+    unmatched = unmatched_includes(catalog.include, listed)
+    hint = _empty_hint(hook) if not listed else None
+    for pattern in unmatched:
+        log.warning(
+            "catalog sync %s: include %r matches none of the %d table(s) listed%s",
+            conn_id,
+            pattern,
+            len(listed),
+            f"; {hint}" if hint else "",
+        )
     previous = read_cache(config.cache_dir, conn_id)
     tables: dict[str, CachedTable] = {}
     failed = 0
@@ -152,6 +176,8 @@ def sync_catalog(config: FactoryConfig, conn_id: str, *, hook: Any = None) -> di
         "listed": len(listed),
         "selected": len(selected),
         "failed": failed,
+        "unmatched_includes": unmatched,
+        "hint": hint,
         "added": added[:100],
         "removed": removed[:100],
         "cache": str(path),

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from airflow_provider_amoro.optimizing.config import (
+    MAX_DURATION_MS,
     InvalidPropertyError,
     _get,
     _parse_bool,
@@ -113,7 +114,19 @@ def parse_duration_ms(name: str, raw: str) -> int:
     unit = match.group(2).lower() or "ms"
     if unit not in _UNITS_MS:
         raise InvalidPropertyError(name, raw, f"unknown duration unit {match.group(2)!r} (ms, s, min, h, d)")
-    return int(match.group(1)) * _UNITS_MS[unit]
+    value = int(match.group(1)) * _UNITS_MS[unit]
+    if value > MAX_DURATION_MS:
+        raise InvalidPropertyError(name, raw, "too long: at most 36500d (100 years)")
+    return value
+
+
+def _minutes(name: str, raw: str) -> int:
+    value = _non_negative(name, raw)
+    if value * 60_000 > MAX_DURATION_MS:
+        raise InvalidPropertyError(
+            name, raw, f"too long: at most {MAX_DURATION_MS // 60_000} minutes (100 years)"
+        )
+    return value
 
 
 def _choice(*choices: str) -> Callable[[str, str], str]:
@@ -145,6 +158,8 @@ def _max_age(name: str, raw: str) -> int:
     value = _parse_int(name, raw)
     if value == 0 or value < -1:
         raise InvalidPropertyError(name, raw, "expected a positive number of milliseconds or -1 (no limit)")
+    if value > MAX_DURATION_MS:
+        raise InvalidPropertyError(name, raw, f"too long: at most {MAX_DURATION_MS} ms (100 years)")
     return value
 
 
@@ -231,7 +246,7 @@ class MaintenanceConfig:
             orphan_min_existing_time_minutes=_get(
                 props,
                 CLEAN_ORPHAN_FILE_MIN_EXISTING_TIME_MINUTES,
-                _non_negative,
+                _minutes,
                 CLEAN_ORPHAN_FILE_MIN_EXISTING_TIME_MINUTES_DEFAULT,
             ),
             clean_dangling_delete_files_enabled=_get(
@@ -278,13 +293,13 @@ class MaintenanceConfig:
             tag_trigger_offset_minutes=_get(
                 props,
                 TAG_AUTO_CREATE_TRIGGER_OFFSET_MINUTES,
-                _non_negative,
+                _minutes,
                 TAG_AUTO_CREATE_TRIGGER_OFFSET_MINUTES_DEFAULT,
             ),
             tag_trigger_max_delay_minutes=_get(
                 props,
                 TAG_AUTO_CREATE_TRIGGER_MAX_DELAY_MINUTES,
-                _non_negative,
+                _minutes,
                 TAG_AUTO_CREATE_TRIGGER_MAX_DELAY_MINUTES_DEFAULT,
             ),
             tag_max_age_ms=_get(

@@ -99,6 +99,18 @@ def _parse_int(name: str, raw: str) -> int:
         raise InvalidPropertyError(name, raw, "expected an integer") from None
 
 
+MAX_DURATION_MS = 36500 * 86_400_000
+"""The longest duration a property may give (100 years, in milliseconds); longer ones are a mistake
+that would overflow date arithmetic later."""
+
+
+def _parse_interval_ms(name: str, raw: str) -> int:
+    value = _parse_int(name, raw)
+    if abs(value) > MAX_DURATION_MS:
+        raise InvalidPropertyError(name, raw, f"too long: at most {MAX_DURATION_MS} ms (100 years)")
+    return value
+
+
 def _parse_float(name: str, raw: str) -> float:
     try:
         value = float(raw.strip())
@@ -208,20 +220,20 @@ class OptimizingConfig:
                 p, MINOR_TRIGGER_FILE_COUNT, _parse_int, MINOR_TRIGGER_FILE_COUNT_DEFAULT
             ),
             minor_trigger_interval_ms=_get(
-                p, MINOR_TRIGGER_INTERVAL, _parse_int, MINOR_TRIGGER_INTERVAL_DEFAULT
+                p, MINOR_TRIGGER_INTERVAL, _parse_interval_ms, MINOR_TRIGGER_INTERVAL_DEFAULT
             ),
             major_duplicate_ratio=_get(
                 p, MAJOR_TRIGGER_DUPLICATE_RATIO, _parse_float, MAJOR_TRIGGER_DUPLICATE_RATIO_DEFAULT
             ),
             full_trigger_interval_ms=_get(
-                p, FULL_TRIGGER_INTERVAL, _parse_int, FULL_TRIGGER_INTERVAL_DEFAULT
+                p, FULL_TRIGGER_INTERVAL, _parse_interval_ms, FULL_TRIGGER_INTERVAL_DEFAULT
             ),
             full_rewrite_all_files=_get(
                 p, FULL_REWRITE_ALL_FILES, _parse_bool, FULL_REWRITE_ALL_FILES_DEFAULT
             ),
             allow_partial_commit=_get(p, ALLOW_PARTIAL_COMMIT, _parse_bool, ALLOW_PARTIAL_COMMIT_DEFAULT),
             filter=raw_filter if raw_filter is not None and raw_filter.strip() else None,
-            min_plan_interval_ms=_get(p, MIN_PLAN_INTERVAL, _parse_int, MIN_PLAN_INTERVAL_DEFAULT),
+            min_plan_interval_ms=_get(p, MIN_PLAN_INTERVAL, _parse_interval_ms, MIN_PLAN_INTERVAL_DEFAULT),
         )
         if schema is not None:
             config.bound_filter(schema)

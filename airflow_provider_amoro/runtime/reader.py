@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_amoro.assets import ICEBERG_SCHEME, parse_table_asset_uri, table_asset_uri
 from airflow_provider_amoro.runtime.state import (
     KEY_EVALUATION,
+    KEY_FAILURE,
     KEY_HISTORY,
     KEY_MAINTENANCE_PREFIX,
     KEY_OPTIMIZED,
@@ -355,6 +356,7 @@ class _Stored:
     optimized: dict[str, Any]
     history: list[OptimizingProcess]
     maintenance: dict[str, MaintenanceRun]
+    failure: dict[str, Any] | None = None
 
 
 def _parse_stored(raw: dict[str, Any]) -> _Stored:
@@ -367,6 +369,7 @@ def _parse_stored(raw: dict[str, Any]) -> _Stored:
             maint[key[len(KEY_MAINTENANCE_PREFIX) :]] = MaintenanceRun.from_dict(value)
     evaluation = raw.get(KEY_EVALUATION)
     optimized = raw.get(KEY_OPTIMIZED)
+    failure = raw.get(KEY_FAILURE)
     return _Stored(
         hint=StatusHint.from_dict(hint) if isinstance(hint, dict) else None,
         evaluation=evaluation if isinstance(evaluation, dict) else None,
@@ -376,6 +379,7 @@ def _parse_stored(raw: dict[str, Any]) -> _Stored:
         if isinstance(hist, list)
         else [],
         maintenance=maint,
+        failure=failure if isinstance(failure, dict) and failure.get("count") else None,
     )
 
 
@@ -447,6 +451,7 @@ def _build_runtime(
         pending=stored.evaluation,
         maintenance=stored.maintenance,
         last_process=stored.history[0] if stored.history else None,
+        failure=stored.failure,
     )
     candidates: list[tuple[str, str]] = []
     for ref in (stored.hint, stored.process):

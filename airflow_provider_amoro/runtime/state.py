@@ -17,6 +17,7 @@ key                         value                                            wri
 ``amoro.optimized``         last optimized snapshot, last minor/major/full   commit / one-task ops
 ``amoro.history``           finished processes, newest first, bounded        commit / one-task ops
 ``amoro.maintenance.<a>``   last run of maintenance action ``<a>``           maintenance operators
+``amoro.failure``           failed optimizing: count, reason, next attempt   failure callbacks
 ==========================  ===============================================  ======================
 """
 
@@ -33,6 +34,7 @@ KEY_PROCESS = "amoro.process"
 KEY_OPTIMIZED = "amoro.optimized"
 KEY_HISTORY = "amoro.history"
 KEY_MAINTENANCE_PREFIX = "amoro.maintenance."
+KEY_FAILURE = "amoro.failure"
 
 STAGE_BY_OPERATOR: dict[str, str] = {
     "EvaluateOptimizingOperator": "evaluate",
@@ -305,6 +307,8 @@ class TableRuntime:
         pending: the last evaluation (kind, health score, cost, pending input, reasons, time).
         maintenance: last run of each maintenance action, by action name.
         last_process: the most recent finished process, if any.
+        failure: the optimizing failures in a row (``count``, ``task_id``, ``reason``,
+            ``failed_ms``, ``next_attempt_ms``), None when the last attempt did not fail.
     """
 
     conn_id: str
@@ -321,6 +325,7 @@ class TableRuntime:
     pending: dict[str, Any] | None = None
     maintenance: dict[str, MaintenanceRun] = field(default_factory=dict)
     last_process: OptimizingProcess | None = None
+    failure: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict."""
@@ -339,4 +344,5 @@ class TableRuntime:
             "pending": self.pending,
             "maintenance": {k: v.to_dict() for k, v in self.maintenance.items()},
             "last_process": self.last_process.to_dict() if self.last_process else None,
+            "failure": self.failure,
         }

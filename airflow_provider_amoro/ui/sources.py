@@ -130,23 +130,16 @@ _catalogs: dict[str, Any] = {}
 def get_catalog(conn_id: str) -> Any:
     """The pyiceberg catalog of connection ``conn_id`` (loaded once per process).
 
-    Uses :class:`~airflow_provider_amoro.hooks.catalog.AmoroCatalogHook`, which falls back to the
-    embedded SQLite lakehouse for ``amoro_default`` when no such connection exists.
+    Uses :class:`~airflow_provider_amoro.hooks.catalog.AmoroCatalogHook`: a connection that does
+    not exist raises :class:`~airflow_provider_amoro.hooks.catalog.AmoroCatalogError` naming it.
     """
     with _catalog_lock:
         cat = _catalogs.get(conn_id)
         if cat is not None:
             return cat
-    try:
-        from airflow_provider_amoro.hooks.catalog import AmoroCatalogHook
-    except ImportError:  # pragma: no cover - hooks always ship with the UI
-        if conn_id != DEFAULT_CONN_ID:
-            raise
-        from airflow_provider_amoro.embedded import load_embedded_catalog
+    from airflow_provider_amoro.hooks.catalog import AmoroCatalogHook
 
-        cat = load_embedded_catalog()
-    else:
-        cat = AmoroCatalogHook(amoro_conn_id=conn_id).get_catalog()
+    cat = AmoroCatalogHook(amoro_conn_id=conn_id).get_catalog()
     with _catalog_lock:
         _catalogs[conn_id] = cat
     return cat
@@ -166,7 +159,7 @@ def load_table(conn_id: str, identifier: str) -> Any:
 
 
 def catalog_name(conn_id: str) -> str:
-    """The catalog's own name (the embedded catalog is called ``default``)."""
+    """The catalog's own name (the embedded lakehouse's is ``default``)."""
     try:
         return str(get_catalog(conn_id).name)
     except Exception:  # noqa: BLE001 - a name is cosmetic; never fail a page for it

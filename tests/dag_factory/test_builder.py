@@ -47,10 +47,16 @@ def test_table_dag_shape_pool_queue_quota_priority_and_trigger_rules(tmp_path: P
         "evaluate",
         "execute",
         "expire_snapshots",
+        "optimizing_failed",
         "plan",
         "resolve",
     ]
     t = dag.task_dict
+    # a failed pipeline task fails the run through optimizing_failed; maintenance does not wait on it
+    pipeline = {"resolve", "evaluate", "plan", "execute", "commit"}
+    assert t["optimizing_failed"].upstream_task_ids == pipeline
+    assert t["optimizing_failed"].trigger_rule == "one_failed"
+    assert not t["optimizing_failed"].downstream_task_ids
     # resolve -> evaluate -> plan -> execute -> commit -> maintenance chain, in this order
     assert t["evaluate"].upstream_task_ids == {"resolve"}
     assert t["plan"].upstream_task_ids == {"evaluate"}

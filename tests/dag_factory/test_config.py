@@ -290,3 +290,42 @@ def test_a_yaml_mistake_is_the_dag_files_import_error_in_airflow(
     assert bag.dags == {}
     (message,) = bag.import_errors.values()
     assert f"{bad}: optimizer_groups.default.slots: expected a positive integer, got 'x'" in message
+
+
+BAD_INPUTS = [
+    # (YAML under defaults:, key path in the error, words of the error)
+    ("schedule: 9999999999999w", "defaults.schedule", "too long"),
+    ("retry_delay: 99999999999999999999d", "defaults.retry_delay", "too long"),
+    ("execute_timeout: 1.0e+300", "defaults.execute_timeout", "too long"),
+    ("maintenance: {expire_snapshots: 9999999999999w}", "defaults.maintenance.expire_snapshots", "too long"),
+    (
+        "properties: {data-expire.retention-time: 99999999999999999d}",
+        "data-expire.retention-time",
+        "too long",
+    ),
+    (
+        "properties: {tag.auto-create.trigger.offset.minutes: 99999999999999}",
+        "tag.auto-create.trigger.offset.minutes",
+        "too long",
+    ),
+    ("properties: {snapshot.keep.duration: 5 weeks}", "snapshot.keep.duration", "unknown duration unit"),
+    ("properties: {data-expire.retention-time: -1d}", "data-expire.retention-time", "expected a duration"),
+    (
+        "properties: {self-optimizing.full.trigger.interval: 99999999999999999}",
+        "full.trigger.interval",
+        "too long",
+    ),
+    ("run_timeout: 1h\n  execute_timeout: 2h", "defaults.run_timeout", "longer than execute_timeout"),
+    ("failure_backoff: 1h\n  failure_backoff_max: 5min", "defaults.failure_backoff_max", "at least"),
+]
+
+
+@pytest.mark.parametrize(("defaults", "where", "words"), BAD_INPUTS)
+def test_bad_values_are_clear_errors_at_parse_time(defaults: str, where: str, words: str) -> None:
+    """Every bad value of issue 14 point 9 fails when the YAML loads, naming the key and the value."""
+    text = f"optimizer_groups: {{default: {{slots: 1}}}}\ncatalogs:\n  c: {{}}\ndefaults:\n  {defaults}\n"
+    with pytest.raises(ConfigError) as err:
+        loads(text)
+    message = str(err.value)
+    assert where in message and words in message, message
+    assert "OverflowError" not in message

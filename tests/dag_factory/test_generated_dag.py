@@ -278,3 +278,57 @@ def test_maintenance_run_is_recorded_even_when_the_operator_does_not(
     run = get_table_runtime("amoro_default", "demo.events").maintenance["expire_snapshots"]
     assert run.success and run.result == {"expired": 0, "silent": True}
     assert (run.dag_id, run.run_id, run.task_id) == (DAG_ID, dr.run_id, "expire_snapshots")
+
+
+def test_failed_optimizing_fails_the_run_backs_off_and_recovers(
+    airflow_db: Any, amoro_conn: Any, tmp_path: Path
+) -> None:
+    """A bad table property: evaluate fails, maintenance still runs, the run ends FAILED with the
+    reason recorded; the next run backs off (optimizing skipped); once fixed, it optimizes again."""
+    from airflow_provider_amoro.runtime.reader import get_table_runtime
+
+    table = small_file_table(amoro_conn, "demo.events", files=6)
+    with table.transaction() as tx:
+        tx.set_properties({"self-optimizing.target-size": "lots"})
+    before = content_hash(read_table(amoro_conn.load_table("demo.events")))
+    yaml_text = factory_yaml(tmp_path / "cache").replace(
+        "  schedule: off\n", "  schedule: off\n  failure_backoff: 2s\n  failure_backoff_max: 1h\n"
+    )
+    dag = build_dags(loads(yaml_text))[DAG_ID]
+    assert dag.dagrun_timeout == timedelta(hours=6)
+    assert all(t.execution_timeout is not None for t in dag.tasks), {
+        t.task_id: t.execution_timeout for t in dag.tasks
+    }
+
+    dr = run_dag(dag)
+    states = task_states(dr)
+    assert dr.state == "failed", states
+    assert states[("evaluate", -1)] == "failed"
+    assert states[("optimizing_failed", -1)] == "failed"
+    assert states[("expire_snapshots", -1)] == "success"  # maintenance still ran
+    failure = get_table_runtime("amoro_default", "demo.events").failure
+    assert failure is not None and failure["count"] == 1 and failure["task_id"] == "evaluate"
+    assert "self-optimizing.target-size" in failure["reason"] and "lots" in failure["reason"]
+    assert failure["next_attempt_ms"] - failure["failed_ms"] == 2000
+
+    dr = run_dag(dag)  # inside the 2 s backoff: optimizing is not tried again
+    states = task_states(dr)
+    assert states[("evaluate", -1)] == "skipped", states
+    assert get_table_runtime("amoro_default", "demo.events").failure["count"] == 1  # type: ignore[index]
+
+    time.sleep(2.2)
+    dr = run_dag(dag)  # backoff over, still broken: a second failure, a longer backoff
+    assert dr.state == "failed"
+    failure = get_table_runtime("amoro_default", "demo.events").failure
+    assert failure is not None and failure["count"] == 2
+    assert failure["next_attempt_ms"] - failure["failed_ms"] == 4000
+
+    with amoro_conn.load_table("demo.events").transaction() as tx:
+        tx.remove_properties("self-optimizing.target-size")
+    time.sleep(4.2)
+    dr = run_dag(dag)
+    states = task_states(dr)
+    assert dr.state == "success", states
+    assert states[("commit", -1)] == "success" and states[("optimizing_failed", -1)] == "skipped"
+    assert get_table_runtime("amoro_default", "demo.events").failure is None
+    assert content_hash(read_table(amoro_conn.load_table("demo.events"))) == before

@@ -141,3 +141,32 @@ def test_cache_is_atomic_and_a_corrupt_cache_reads_as_empty(tmp_path: Path) -> N
     cache_file(tmp_path, "lake").write_text(json.dumps({"version": 99, "tables": {"a.b": {}}}))
     assert read_cache(tmp_path, "lake").tables == {}
     assert read_cache(tmp_path / "missing", "lake").synced_at is None
+
+
+def test_an_include_that_matches_nothing_is_reported(
+    sqlite_catalog: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    set_connection(monkeypatch, "lake", sqlite_catalog)
+    small_file_table(sqlite_catalog, "sales.orders", files=1)
+    config = config_for(tmp_path / "cache", evaluate=False)  # includes sales.* and ops.events
+    metrics = sync_catalog(config, "lake")
+    assert metrics["unmatched_includes"] == ["ops.events"]  # the sync task's result; also logged
+
+
+def test_an_empty_catalog_name_says_which_names_hold_tables(
+    sqlite_catalog: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The connection's catalog name holds nothing, another name does: the sync log names it."""
+    small_file_table(sqlite_catalog, "sales.orders", files=1)
+    conn = {
+        "conn_type": "amoro",
+        "extra": {
+            "catalog_type": "sql",
+            "uri": sqlite_catalog.properties["uri"],
+            "warehouse": sqlite_catalog.properties["warehouse"],
+        },
+    }
+    monkeypatch.setenv("AIRFLOW_CONN_LAKE", json.dumps(conn))  # no catalog_name: scoped to 'lake'
+    metrics = sync_catalog(config_for(tmp_path / "cache", evaluate=False), "lake")
+    assert metrics["listed"] == 0 and metrics["unmatched_includes"] == ["sales.*", "ops.events"]
+    assert f"'{sqlite_catalog.name}' do; set 'catalog_name' on connection 'lake'" in metrics["hint"]

@@ -170,6 +170,9 @@ def test_properties_mapping(monkeypatch: pytest.MonkeyPatch) -> None:
         "credential": "client:secret",
         "s3.endpoint": "http://minio:9000",
         "rest.sigv4-enabled": "true",
+        "s3.connect-timeout": "30",
+        "s3.request-timeout": "30",
+        "timeout": "30",
     }
 
     class Conn:  # the UI stores form fields with a prefix; both spellings are accepted
@@ -181,13 +184,32 @@ def test_properties_mapping(monkeypatch: pytest.MonkeyPatch) -> None:
 
     assert catalog_properties_from_connection(Conn()) == (
         "ui",
-        {"type": "rest", "uri": "http://h", "token": "tok"},
+        {
+            "type": "rest",
+            "uri": "http://h",
+            "token": "tok",
+            "s3.connect-timeout": "30",
+            "s3.request-timeout": "30",
+            "timeout": "30",
+        },
     )
 
 
-def test_embedded_default_without_connection(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_missing_default_connection_is_an_error_not_the_embedded_lakehouse(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Without ``amoro_default`` the hook fails naming it; it never silently writes a local SQLite."""
     monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path))
     monkeypatch.delenv("AIRFLOW_CONN_AMORO_DEFAULT", raising=False)
+    with pytest.raises(AmoroCatalogError, match="connection 'amoro_default' is not defined") as err:
+        AmoroCatalogHook().get_catalog()
+    assert "catalog_type" in str(err.value) and "embedded" in str(err.value)
+    assert not (tmp_path / "amoro").exists()
+
+
+def test_embedded_lakehouse_when_configured(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path))
+    _set_conn(monkeypatch, "amoro_default", catalog_type="embedded")
     hook = AmoroCatalogHook()
     catalog = hook.get_catalog()
     catalog.create_namespace("demo")
@@ -196,8 +218,113 @@ def test_embedded_default_without_connection(monkeypatch: pytest.MonkeyPatch, tm
     assert AmoroCatalogHook().list_tables("demo.*") == ["demo.t"]
 
 
+def test_pyiceberg_keys_are_accepted(catalog: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A connection written like a ``.pyiceberg.yaml`` entry (``type: sql``) works as is."""
+    catalog.create_namespace("sales")
+    catalog.create_table("sales.orders", schema=SCHEMA)
+    _set_conn(
+        monkeypatch,
+        "pyice",
+        type="sql",
+        uri=catalog.properties["uri"],
+        warehouse=catalog.properties["warehouse"],
+        catalog_name=catalog.name,
+        **{"pool_pre_ping": "true"},
+    )
+    hook = AmoroCatalogHook(amoro_conn_id="pyice")
+    assert hook.list_tables() == ["sales.orders"]
+    assert hook.catalog_config()[1]["pool_pre_ping"] == "true"
+
+
+def test_other_catalog_names_are_named(catalog: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tables written under another catalog name: the Test button fails and says which names exist."""
+    catalog.create_namespace("sales")
+    catalog.create_table("sales.orders", schema=SCHEMA)
+    _set_conn(monkeypatch, "lake2", **_conn_for(catalog))  # no catalog_name: scoped to 'lake2'
+    hook = AmoroCatalogHook(amoro_conn_id="lake2")
+    assert hook.list_tables() == []
+    ok, message = hook.test_connection()
+    assert not ok
+    assert "holds no namespace in this database while" in message and "catalog_name" in message, message
+    assert catalog.name in hook.other_catalog_names()  # PostgreSQL: other tests' names are there too
+    _set_conn(monkeypatch, "lake3", **_conn_for(catalog), catalog_name=catalog.name)
+    ok, message = AmoroCatalogHook(amoro_conn_id="lake3").test_connection()
+    assert ok and "1 namespace(s)" in message, message
+
+
+PASSWORDS = {
+    "at": "p@ssw0rd@host",
+    "percent": "50%off%2Fx",
+    "colon": "a:b:c:d",
+    "slash": "s/l/a/s/h",
+    "all": "x@y:z/w%2F%q",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(PASSWORDS))
+def test_odd_password_is_escaped_and_never_shown(
+    kind: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture, request: Any
+) -> None:
+    """Each password character class: it reaches PostgreSQL intact (trust auth: the URL must parse
+    to the right host and database) and it appears in no error, no log and no Test button result."""
+    password = PASSWORDS[kind]
+    pg_url = request.getfixturevalue("pg_database")
+    from sqlalchemy.engine import make_url
+
+    url = make_url(pg_url)
+    plain_uri = f"postgresql+psycopg2://{url.host}:{url.port}/{url.database}"
+    _set_conn(
+        monkeypatch,
+        "pw_ok",
+        catalog_type="sql",
+        uri=plain_uri,
+        warehouse=tmp_path.as_uri(),
+        login="postgres",
+        password=password,
+    )
+    hook = AmoroCatalogHook(amoro_conn_id="pw_ok")
+    merged = make_url(hook.catalog_config()[1]["uri"])
+    assert (merged.username, merged.password, merged.host, merged.database) == (
+        "postgres",
+        password,
+        url.host,
+        url.database,
+    )
+    ok, message = hook.test_connection()  # other tests' catalogs share the database: a hint, maybe
+    assert message.startswith("Connected to sql catalog 'pw_ok'"), message
+
+    port = _free_port()  # nothing listens there: the error names the place, never the password
+    _set_conn(
+        monkeypatch,
+        "pw_down",
+        catalog_type="sql",
+        uri=f"postgresql+psycopg2://127.0.0.1:{port}/cat",
+        warehouse=tmp_path.as_uri(),
+        login="alice",
+        password=password,
+    )
+    with caplog.at_level("DEBUG"):
+        with pytest.raises(AmoroCatalogError) as err:
+            AmoroCatalogHook(amoro_conn_id="pw_down").list_tables("*")
+        ok, message = AmoroCatalogHook(amoro_conn_id="pw_down").test_connection()
+    assert not ok
+    shown = [str(err.value), repr(err.value), message, caplog.text]
+    assert f"127.0.0.1:{port}" in str(err.value)
+    from urllib.parse import quote
+
+    for text in shown:
+        for form in {password, quote(password, safe="")}:
+            assert form not in text, (form, text)
+    assert err.value.__cause__ is None  # the driver's own exception (with its URL) is not chained
+
+
 def test_redact_uri() -> None:
     assert (
         redact_uri("postgresql://bob:pw@h:5432/db and s3://k:v@b")
         == "postgresql://bob:***@h:5432/db and s3://k:***@b"
     )
+    # unescaped '@', ':' and '/' in the password: the whole password is masked
+    assert redact_uri("see postgresql://bob:p@s:s/w@h:5432/db.") == "see postgresql://bob:***@h:5432/db."
+    assert redact_uri("mysql://u:a%40b@h/db?password=zz&x=1") == "mysql://u:***@h/db?password=***&x=1"
+    assert redact_uri("error near 'x' with tok3n", ["tok3n"]) == "error near 'x' with ***"
+    assert redact_uri("s3://bucket/path/file.parquet") == "s3://bucket/path/file.parquet"
