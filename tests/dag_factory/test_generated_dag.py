@@ -310,6 +310,7 @@ def test_failed_optimizing_fails_the_run_backs_off_and_recovers(
     assert failure is not None and failure["count"] == 1 and failure["task_id"] == "evaluate"
     assert "self-optimizing.target-size" in failure["reason"] and "lots" in failure["reason"]
     assert failure["next_attempt_ms"] - failure["failed_ms"] == 2000
+    _lakehouse_shows_the_failure(tmp_path, "self-optimizing.target-size")
 
     dr = run_dag(dag)  # inside the 2 s backoff: optimizing is not tried again
     states = task_states(dr)
@@ -332,3 +333,32 @@ def test_failed_optimizing_fails_the_run_backs_off_and_recovers(
     assert states[("commit", -1)] == "success" and states[("optimizing_failed", -1)] == "skipped"
     assert get_table_runtime("amoro_default", "demo.events").failure is None
     assert content_hash(read_table(amoro_conn.load_table("demo.events"))) == before
+
+
+def _lakehouse_shows_the_failure(tmp_path: Path, words: str) -> None:
+    """The Lakehouse list (its JSON model and its rendered page) says the table failed, and why."""
+    import pytest as _pytest
+
+    from airflow_provider_amoro.ui import app as ui_app
+    from airflow_provider_amoro.ui import data, sources
+
+    with _pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AMORO_CACHE_DIR", str(tmp_path / "no-cache"))  # the UI lists the catalog live
+        mp.delenv("AMORO_DAGS_CONFIG", raising=False)
+        sources.reset_catalogs()
+        result = data.list_tables()
+        row = next(t for t in result.tables if t.identifier == "demo.events")
+        assert row.failures == 1 and row.next_attempt is not None
+        assert row.last_failure is not None and words in row.last_failure
+        page = ui_app.render(
+            "tables.html",
+            links={"base": "/amoro", "airflow": ""},
+            result=result,
+            statuses=[],
+            filters={"q": "", "conn_id": "", "namespace": "", "status": ""},
+            sort="identifier",
+            order="asc",
+            user="",
+        ).body.decode()
+        sources.reset_catalogs()
+    assert "failed 1 time(s) in a row" in page and words in page
