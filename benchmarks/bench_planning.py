@@ -27,9 +27,12 @@ PARTITIONS = 100
 FILES_PER_COMMIT = 1000
 
 
-def sizes(quick: bool) -> list[int]:
-    """Table sizes in data files."""
-    return [2_000, 20_000] if quick else [10_000, 100_000]
+def sizes(quick: bool) -> list[tuple[int, int]]:
+    """Table sizes: (data files, data files per commit). The last case has one manifest per
+    10 files (10,000 manifests for 100,000 files), as a table written by a streaming job."""
+    if quick:
+        return [(2_000, FILES_PER_COMMIT), (20_000, FILES_PER_COMMIT), (20_000, 10)]
+    return [(10_000, FILES_PER_COMMIT), (100_000, FILES_PER_COMMIT), (100_000, 10)]
 
 
 def _file_size(rng: random.Random) -> int:
@@ -41,8 +44,13 @@ def _file_size(rng: random.Random) -> int:
     return rng.randint(100 * MB, 140 * MB)  # target-size segments
 
 
-def build(root: Path, n_files: int) -> dict[str, Any]:
-    """Create the table's metadata (not timed); return its identifier and build time."""
+def build(root: Path, n_files: int, per_commit: int = FILES_PER_COMMIT) -> dict[str, Any]:
+    """Create the table's metadata (not timed); return its identifier and build time.
+
+    With ``per_commit`` below :data:`FILES_PER_COMMIT` the metadata is written directly
+    (:func:`benchmarks.history.build_iceberg`: 10,000 pyiceberg appends would take hours); delete
+    files then come in their own manifest with the data commit every 100 data files.
+    """
     from pyiceberg.manifest import DataFile, DataFileContent, FileFormat
     from pyiceberg.partitioning import PartitionField, PartitionSpec
     from pyiceberg.schema import Schema
@@ -62,12 +70,15 @@ def build(root: Path, n_files: int) -> dict[str, Any]:
         NestedField(3, "note", StringType(), required=False),
     )
     spec = PartitionSpec(PartitionField(source_id=2, field_id=1000, transform=IdentityTransform(), name="p"))
-    ident = f"{NAMESPACE}.files_{n_files}"
+    ident = f"{NAMESPACE}.files_{n_files}" + ("" if per_commit == FILES_PER_COMMIT else f"_x{per_commit}")
     if catalog.table_exists(ident):
         catalog.drop_table(ident)
-    table = catalog.create_table(ident, schema=schema, partition_spec=spec)
     rng = random.Random(n_files)
-    loc = table.location()
+    if per_commit == FILES_PER_COMMIT:
+        table = catalog.create_table(ident, schema=schema, partition_spec=spec)
+        loc = table.location()
+    else:
+        loc = (root / "warehouse" / ident.replace(".", "/")).as_uri()
 
     def data_file(i: int) -> DataFile:
         size = _file_size(rng)
@@ -122,6 +133,28 @@ def build(root: Path, n_files: int) -> dict[str, Any]:
         df.spec_id = 0
         return df
 
+    if per_commit != FILES_PER_COMMIT:
+        from benchmarks.history import Commit, build_iceberg
+
+        done = [0]
+
+        def commit(i: int, md: Any) -> Commit:
+            start = i * per_commit
+            batch = [data_file(k) for k in range(start, min(n_files, start + per_commit))]
+            wanted = (start + len(batch)) // 100
+            dels = [delete_file(j, rng.randint(0, start + len(batch) - 1)) for j in range(done[0], wanted)]
+            done[0] = max(done[0], wanted)
+            return Commit(data=batch, deletes=dels)
+
+        n_commits = -(-n_files // per_commit)
+        build_iceberg(catalog, ident, loc, schema, spec, commit, n_commits, keep_snapshots=10)
+        return {
+            "ident": ident,
+            "build_s": time.perf_counter() - t0,
+            "delete_files": done[0],
+            "per_commit": per_commit,
+        }
+
     deletes_done = 0
     for start in range(0, n_files, FILES_PER_COMMIT):
         batch = [data_file(i) for i in range(start, min(n_files, start + FILES_PER_COMMIT))]
@@ -136,7 +169,12 @@ def build(root: Path, n_files: int) -> dict[str, Any]:
             ]
             commit_row_delta(table, delete_files=dels)
             deletes_done = wanted
-    return {"ident": ident, "build_s": time.perf_counter() - t0, "delete_files": deletes_done}
+    return {
+        "ident": ident,
+        "build_s": time.perf_counter() - t0,
+        "delete_files": deletes_done,
+        "per_commit": FILES_PER_COMMIT,
+    }
 
 
 def child_evaluate(meter: Any, root: str, ident: str) -> dict[str, Any]:
@@ -212,9 +250,9 @@ def run(quick: bool = False) -> dict[str, Any]:
     shutil.rmtree(root, ignore_errors=True)
     engine = _engine_available()
     cases = []
-    for n in sizes(quick):
-        print(f"  planning: building {n} files", flush=True)
-        built = build(root, n)
+    for n, per_commit in sizes(quick):
+        print(f"  planning: building {n} files, {per_commit} per commit", flush=True)
+        built = build(root, n, per_commit)
         case: dict[str, Any] = {"data_files": n, **built, "results": {}}
         params = {"root": str(root), "ident": built["ident"]}
         case["results"]["read manifests (floor)"] = run_child(
@@ -237,14 +275,18 @@ def summarize(result: dict[str, Any]) -> list[str]:
     out = [
         f"Reproduce: `{cmd}` (each step in its own process; peak RSS is the whole process, Python included).",
         "",
-        "| data files | delete files | step | seconds | peak RSS MB | RSS Δ MB | detail |",
-        "|---|---|---|---|---|---|---|",
+        "| data files | delete files | manifests | step | seconds | peak RSS MB | RSS Δ MB | detail |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for case in result["cases"]:
+        per_commit = case.get("per_commit", FILES_PER_COMMIT)
+        deletes_manifests = case["delete_files"] // 10 if per_commit != FILES_PER_COMMIT else 0
+        manifests = f"{-(-case['data_files'] // per_commit) + deletes_manifests:,}"
+        head = f"| {case['data_files']:,} | {case['delete_files']:,} | {manifests} | {{}}"
         for step, r in case["results"].items():
             if "error" in r:
                 err = r["error"] if r["error"] == "not available yet" else "error (see planning.json)"
-                out.append(f"| {case['data_files']:,} | {case['delete_files']:,} | {step} | {err} | | | |")
+                out.append(f"{head.format(step)} | {err} | | | |")
                 continue
             detail = ", ".join(
                 f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}"
@@ -253,12 +295,12 @@ def summarize(result: dict[str, Any]) -> list[str]:
                 in ("kind", "tasks", "files_in_plan", "plan_json_mb", "to_json_s", "entries", "health_score")
             )
             out.append(
-                f"| {case['data_files']:,} | {case['delete_files']:,} | {step} | {r['seconds']:.2f} | "
+                f"{head.format(step)} | {r['seconds']:.2f} | "
                 f"{r['peak_rss_mb']:.0f} | {r['peak_delta_mb']:.0f} | {detail} |"
             )
     cs = result["cases"]
-    if len(cs) == 2:
-        small, big = cs
+    if len(cs) >= 2:
+        small, big = cs[:2]
         factor = big["data_files"] / small["data_files"]
         out += ["", f"Scaling ({factor:.0f}x the files; linear = {factor:.0f}x):", ""]
         for step in big["results"]:
@@ -276,6 +318,17 @@ def summarize(result: dict[str, Any]) -> list[str]:
                         f"({'✅' if b['peak_rss_mb'] < 1024 else '❌'} < 1 GB)"
                     )
                 out.append(line)
+    for case in cs[2:]:
+        ev, pl = case["results"].get("evaluate", {}), case["results"].get("plan", {})
+        if "seconds" in ev and "seconds" in pl:
+            total = ev["seconds"] + pl["seconds"]
+            peak = max(ev["peak_rss_mb"], pl["peak_rss_mb"])
+            commits = -(-case["data_files"] // case["per_commit"])
+            out.append(
+                f"- {case['data_files']:,} files from {commits:,} commits (one manifest each): "
+                f"evaluate + plan {total:.1f} s ({'✅' if total < 30 else '❌'} < 30 s), "
+                f"peak RSS {peak:.0f} MB ({'✅' if peak < 1024 else '❌'} < 1 GB)"
+            )
     return out
 
 
@@ -288,11 +341,10 @@ def plot(result: dict[str, Any], folder: Path) -> list[str]:
 
     fig, ax = plt.subplots(figsize=(6, 4))
     steps = sorted({s for c in result["cases"] for s in c["results"]})
+    few = [c for c in result["cases"] if c.get("per_commit", FILES_PER_COMMIT) == FILES_PER_COMMIT]
     for step in steps:
-        xs = [c["data_files"] for c in result["cases"] if "seconds" in c["results"].get(step, {})]
-        ys = [
-            c["results"][step]["seconds"] for c in result["cases"] if "seconds" in c["results"].get(step, {})
-        ]
+        xs = [c["data_files"] for c in few if "seconds" in c["results"].get(step, {})]
+        ys = [c["results"][step]["seconds"] for c in few if "seconds" in c["results"].get(step, {})]
         if xs:
             ax.plot(xs, ys, marker="o", label=step)
     ax.set_xscale("log")

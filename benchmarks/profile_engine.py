@@ -4,6 +4,7 @@ Usage::
 
     python -m benchmarks.profile_engine compaction --dataset large --deletes   # plan+execute+commit
     python -m benchmarks.profile_engine planning --files 100000                # evaluate + plan
+    python -m benchmarks.profile_engine history --commits 1000                 # optimize() on a long history
     python -m benchmarks.profile_engine dag_parse --tables 1000                 # the DAG file's parse
 
 Writes a pyinstrument text report to ``benchmarks/results/profiles/<name>.txt`` and prints the
@@ -93,6 +94,26 @@ def profile_planning(files: int) -> None:
     _profile(f"plan-{files}", lambda: eng.plan(table))
 
 
+def profile_history(commits: int) -> None:
+    """``load_table`` + ``optimize(table, "minor")`` on the history benchmark table of ``commits`` commits."""
+    import uuid
+
+    from benchmarks.bench_history import NAMESPACE, prepare
+
+    root = WORK / "history"
+    info = prepare(root, commits, 200 if commits == 1 else 1)
+    shape = Path(info["delta_base"]).parent
+    catalog = make_catalog(shape)
+    ident = f"{NAMESPACE}.profile_{uuid.uuid4().hex[:8]}"
+    catalog.register_table(ident, info["metadata_location"])
+    from airflow_provider_amoro.optimizing import optimize
+
+    try:
+        _profile(f"history-{commits}-first", lambda: optimize(catalog.load_table(ident), "minor"))
+    finally:
+        catalog.drop_table(ident)
+
+
 def profile_dag_parse(tables: int) -> None:
     """Parse ``dags/amoro_dags.py`` with a synthetic cache of ``tables`` tables (Airflow pre-imported)."""
     import os
@@ -117,6 +138,8 @@ def main() -> None:
     c.add_argument("--deletes", action="store_true")
     p = sub.add_parser("planning")
     p.add_argument("--files", type=int, default=100_000)
+    h = sub.add_parser("history")
+    h.add_argument("--commits", type=int, default=1000)
     d = sub.add_parser("dag_parse")
     d.add_argument("--tables", type=int, default=1000)
     args = parser.parse_args()
@@ -124,6 +147,8 @@ def main() -> None:
         profile_compaction(args.dataset, args.deletes)
     elif args.what == "planning":
         profile_planning(args.files)
+    elif args.what == "history":
+        profile_history(args.commits)
     else:
         profile_dag_parse(args.tables)
 

@@ -28,6 +28,7 @@ BENCHMARKS = {
     "streaming": ("benchmarks.bench_streaming", "2. Streaming ingest: query time under upserts"),
     "planning": ("benchmarks.bench_planning", "3. Planning at scale"),
     "dag_parse": ("benchmarks.bench_dag_parse", "4. DAG factory parse time"),
+    "history": ("benchmarks.bench_history", "5. Compaction of tables with a long commit history"),
 }
 
 

@@ -43,7 +43,6 @@ from typing import TYPE_CHECKING, Any, cast
 from pyiceberg.conversions import from_bytes
 from pyiceberg.manifest import DataFile, DataFileContent, ManifestContent
 from pyiceberg.table.snapshots import Operation
-from pyiceberg.table.update.snapshot import _OverwriteFiles
 from pyiceberg.transforms import (
     DayTransform,
     HourTransform,
@@ -62,6 +61,7 @@ from pyiceberg.types import (
     TimestamptzType,
 )
 
+from airflow_provider_amoro.iceberg_compat import OverwriteFiles
 from airflow_provider_amoro.maintenance.config import InvalidPropertyError, MaintenanceConfig
 from airflow_provider_amoro.maintenance.datefmt import check_sorts_as_text, format_java
 from airflow_provider_amoro.maintenance.results import DataExpireResult, to_epoch_ms
@@ -310,7 +310,7 @@ def expire_data(
     )
     if drop and not dry_run:
         with table.transaction() as tx:
-            producer = _OverwriteFiles(
+            producer = OverwriteFiles(
                 Operation.DELETE,
                 tx,
                 table.io,

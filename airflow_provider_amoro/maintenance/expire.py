@@ -49,6 +49,7 @@ from pyiceberg.table.update import (
     TableUpdate,
 )
 
+from airflow_provider_amoro.iceberg_compat import apply_updates
 from airflow_provider_amoro.maintenance.config import MaintenanceConfig
 from airflow_provider_amoro.maintenance.reach import iter_entries, manifests_of
 from airflow_provider_amoro.maintenance.results import ExpireResult, to_epoch_ms
@@ -204,7 +205,7 @@ def _commit_expiry(table: Table, plan: ExpiryPlan) -> None:
     tx = table.transaction()
     # pyiceberg's public ExpireSnapshots builder cannot assert the refs; the updates are the same.
     try:
-        tx._apply(tuple(updates), requirements)
+        apply_updates(tx, tuple(updates), requirements)
         tx.commit_transaction()
     except ValueError as exc:
         # pyiceberg applies the removal to the catalog's current metadata; when another expiry

@@ -157,6 +157,11 @@ class _OptimizingOperator(AmoroTableOperator):
         props = {**table.properties, **(planned or {}), **self.property_overrides}
         return OptimizingConfig.from_properties(props, schema=table.schema())
 
+    def run_process_id(self, context: Mapping[str, Any]) -> str:
+        """``<dag_id>/<run_id>``: the process id of the split operators (one process per run)."""
+        ti = context.get("ti")
+        return f"{getattr(ti, 'dag_id', '')}/{getattr(ti, 'run_id', '')}"
+
     def one_task_process_id(self, context: Mapping[str, Any]) -> str:
         """``<dag_id>/<run_id>/<task_id>``: the process id of a one-task optimizer."""
         ti = context.get("ti")
@@ -177,7 +182,7 @@ class _OptimizingOperator(AmoroTableOperator):
 
         ti = context.get("ti")
         dag_id, run_id = str(getattr(ti, "dag_id", "")), str(getattr(ti, "run_id", ""))
-        process_id = self.one_task_process_id(context) if one_task else f"{dag_id}/{run_id}"
+        process_id = self.one_task_process_id(context) if one_task else self.run_process_id(context)
         return {
             "process_id": process_id,
             "table": self.table,
@@ -438,10 +443,10 @@ class ResolveOptimizingOperator(_OptimizingOperator):
 
     def execute(self, context: Any) -> dict[str, Any] | None:
         """Resolve and tear down the previous process."""
-        ti = context.get("ti")
         # this task runs before plan: a RUNNING process of this very run is an earlier, cleared attempt
-        own = f"{getattr(ti, 'dag_id', '')}/{getattr(ti, 'run_id', '')}"
-        return resolve_previous_process(self.state(context), self.load_table(), self.log, own_process_id=own)
+        return resolve_previous_process(
+            self.state(context), self.load_table(), self.log, own_process_id=self.run_process_id(context)
+        )
 
 
 class EvaluateOptimizingOperator(_OptimizingOperator, SkipMixin):
@@ -544,6 +549,9 @@ class PlanOptimizingOperator(_OptimizingOperator):
         state = self.state(context)
         state.set_status(TableStatus.PLANNING, self.kind)
         table = self.load_table()
+        # in a DAG without a resolve task (generated DAGs have one: then this is a no-op), the
+        # last process is settled here, before its record is replaced by the new plan's
+        resolve_previous_process(state, table, self.log, own_process_id=self.run_process_id(context))
         planned = make_plan(
             table,
             self.kind,  # type: ignore[arg-type]

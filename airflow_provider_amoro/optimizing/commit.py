@@ -3,7 +3,9 @@
 :func:`commit` turns a plan and its task results into ONE Iceberg snapshot with operation
 ``replace`` and summary ``snapshot-producer=OPTIMIZE``. It follows the semantics of Iceberg's
 ``RewriteFiles`` (Java ``BaseRewriteFiles`` on ``MergingSnapshotProducer``), re-implemented on
-pyiceberg's ``_SnapshotProducer`` because pyiceberg 0.12 has no REPLACE producer:
+its own snapshot producer (pyiceberg 0.12 has no REPLACE producer), committed through the catalog
+with requirements and updates built once (no pyiceberg ``Transaction``, whose deep copies of the
+table metadata grow with the table's history):
 
 - **Removed**: the rewritten data files, and every delete file of the plan that after the commit
   applies to no live data file (a delete file still applying to a data file that is not rewritten
@@ -43,13 +45,14 @@ delete files.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import random
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -63,9 +66,8 @@ from pyiceberg.manifest import (
     ManifestFile,
     ManifestWriter,
     write_manifest,
+    write_manifest_list,
 )
-from pyiceberg.partitioning import PartitionSpec
-from pyiceberg.schema import Schema
 from pyiceberg.table.snapshots import (
     Operation,
     Snapshot,
@@ -73,15 +75,17 @@ from pyiceberg.table.snapshots import (
     Summary,
     update_snapshot_summaries,
 )
-from pyiceberg.table.update.snapshot import _SnapshotProducer
 
+from airflow_provider_amoro.iceberg_compat import commit_updates
 from airflow_provider_amoro.optimizing.cleanup import (
     PROCESS_ID_KEY,
     CleanupResult,
     delete_unreferenced,
     snapshot_of_process,
 )
+from airflow_provider_amoro.optimizing.config import InvalidPropertyError
 from airflow_provider_amoro.optimizing.delete_files import POS_FILE_PATH_FIELD_ID, DeleteManifestWriterV2
+from airflow_provider_amoro.optimizing.manifests import MANIFEST_CACHE, ManifestCache
 from airflow_provider_amoro.optimizing.model import (
     FileRef,
     OptimizingPlan,
@@ -95,9 +99,9 @@ from airflow_provider_amoro.properties import ALLOW_PARTIAL_COMMIT, PRODUCER_OPT
 
 if TYPE_CHECKING:
     from pyiceberg.io import FileIO, OutputFile
-    from pyiceberg.table import Table, Transaction
+    from pyiceberg.table import Table
     from pyiceberg.table.metadata import TableMetadata
-    from pyiceberg.table.update import UpdatesAndRequirements
+    from pyiceberg.table.update import TableRequirement, TableUpdate
 
 logger = logging.getLogger(__name__)
 
@@ -196,31 +200,24 @@ class HeadState:
     live: dict[str, ManifestEntry]
 
     @classmethod
-    def load(
-        cls, metadata: TableMetadata, io: FileIO, cache: dict[str, list[ManifestEntry]] | None = None
-    ) -> HeadState:
+    def load(cls, metadata: TableMetadata, io: FileIO, cache: ManifestCache | None = None) -> HeadState:
         """Read the manifests of the head snapshot of ``main``.
 
         Args:
-            metadata: the table metadata.
+            metadata: the table metadata (not copied: it must not change while the state is used).
             io: the table's FileIO.
-            cache: live entries by manifest path, reused across commit attempts (manifests are
-                immutable, so a retry only reads the manifests committed meanwhile).
+            cache: live entries by manifest path (default: the process-wide
+                :data:`~.manifests.MANIFEST_CACHE`); manifests are immutable, so only the manifests
+                committed since the last read (by ``evaluate``, ``plan`` or an earlier attempt) are
+                read, in parallel.
         """
         snapshot = metadata.current_snapshot()
         manifests: list[tuple[ManifestFile, list[ManifestEntry]]] = []
         live: dict[str, ManifestEntry] = {}
         if snapshot is not None:
             all_manifests = list(snapshot.manifests(io))
-            known = cache if cache is not None else {}
-            missing = [m for m in all_manifests if m.manifest_path not in known]
-            # Manifests are read in parallel: on object stores the time is mostly request latency.
-            with ThreadPoolExecutor(max_workers=min(8, max(1, len(missing)))) as pool:
-                fetched = pool.map(lambda m: m.fetch_manifest_entry(io, discard_deleted=True), missing)
-                for manifest, read in zip(missing, fetched, strict=True):
-                    known[manifest.manifest_path] = read
-            for manifest in all_manifests:
-                entries = known[manifest.manifest_path]
+            known = cache if cache is not None else MANIFEST_CACHE
+            for manifest, entries in zip(all_manifests, known.read_all(io, all_manifests), strict=True):
                 manifests.append((manifest, entries))
                 for entry in entries:
                     live[entry.data_file.file_path] = entry
@@ -315,88 +312,95 @@ class _PosDeleteIndex:
 # --------------------------------------------------------------------------------------------------
 
 
-class _ReplaceFiles(_SnapshotProducer["_ReplaceFiles"]):
+class _ReplaceFiles:
     """A REPLACE snapshot: removes files by path and adds files with an explicit data sequence number.
 
-    Validation happens before the producer is built (see :func:`_commit_with_retries`), so the
-    producer's own concurrency validation is a no-op; retries build a fresh producer.
+    Built once per commit attempt from the head state, without pyiceberg's ``Transaction`` (which
+    deep-copies the whole table metadata, every snapshot included, on each access): the manifests
+    and the manifest list are written here, and :meth:`build` returns the catalog updates
+    (``AddSnapshot``, ``SetSnapshotRef main``) and requirements (table UUID, ``main`` still at the
+    head the attempt read). Validation happens before the producer is built (see
+    :func:`_commit_with_retries`); retries build a fresh producer.
 
     Manifests: one new manifest per (content, spec) for the added files; one per (content, spec)
     holding the removed files as DELETED entries; a manifest that loses only some of its files is
-    rewritten with the others as EXISTING entries (sequence numbers kept); untouched manifests are
-    reused as they are.
+    rewritten with the others as EXISTING entries (sequence numbers kept); a manifest left without
+    live entries (e.g. the DELETED entries of an earlier commit) is dropped; the other manifests are
+    reused, except that small ones are merged (see :func:`_merge_plan`).
     """
 
     def __init__(
         self,
-        transaction: Transaction,
-        io: FileIO,
+        table: Table,
         state: HeadState,
         remove_paths: set[str],
         add_files: Sequence[DataFile],
         sequence_number: int | None,
         snapshot_properties: dict[str, str],
     ) -> None:
-        super().__init__(Operation.REPLACE, transaction, io, snapshot_properties=snapshot_properties)
-        # Transaction.table_metadata deep-copies the metadata on every access: read it once.
+        from pyiceberg.table import TableProperties
+
+        self._io = table.io
         self._metadata = state.metadata
         self._specs = state.metadata.specs()
         self._schema = state.metadata.schema()
-        self._location_provider = transaction._table.location_provider()
+        self._location_provider = table.location_provider()
         self._state = state
         self._remove_paths = remove_paths
+        self._snapshot_properties = snapshot_properties
         self._sequence_number = sequence_number if self._format_version >= 2 else None
         self._added_data_files = list(add_files)
         self._removed: list[ManifestEntry] = [
             e for e in (state.live.get(p) for p in sorted(remove_paths)) if e is not None
         ]
+        self.commit_uuid = uuid.uuid4()
+        self.snapshot_id = state.metadata.new_snapshot_id()
+        self._parent_snapshot_id = state.snapshot.snapshot_id if state.snapshot is not None else None
+        self._compression: Any = state.metadata.properties.get(
+            TableProperties.WRITE_AVRO_COMPRESSION, TableProperties.WRITE_AVRO_COMPRESSION_DEFAULT
+        )
+        self._manifest_counter = itertools.count(0)
+        self._written: list[str] = []
+        self.merged_manifests = 0
+        """Small manifests merged into others by this snapshot."""
+        self.dropped_manifests = 0
+        """Manifests left without live entries, not carried into this snapshot."""
 
     @property
     def _format_version(self) -> int:
         return int(self._metadata.format_version)
 
     @property
+    def added_files(self) -> list[DataFile]:
+        """Files this snapshot adds."""
+        return self._added_data_files
+
+    @property
     def removed_entries(self) -> list[ManifestEntry]:
         """Live entries this snapshot removes."""
         return self._removed
 
-    def schema(self) -> Schema:
-        return self._schema
-
-    def spec(self, spec_id: int) -> PartitionSpec:
-        return self._specs[spec_id]
-
-    def new_manifest_output(self) -> OutputFile:
-        name = f"{self.commit_uuid}-m{next(self._manifest_num_counter)}.avro"
+    def _new_output(self, name: str) -> OutputFile:
         path = self._location_provider.new_metadata_location(name)
-        self._written_manifests.append(path)
+        self._written.append(path)
         return self._io.new_output(path)
-
-    def _validate_concurrency(self) -> None:
-        """Validation is done by the caller before building the producer."""
-
-    def _deleted_entries(self) -> list[ManifestEntry]:
-        return list(self._removed)
-
-    def _existing_manifests(self) -> list[ManifestFile]:
-        return [m for m, entries in self._state.manifests if entries and not self._touches(entries)]
 
     def _touches(self, entries: list[ManifestEntry]) -> bool:
         return any(e.data_file.file_path in self._remove_paths for e in entries)
 
-    def _writer(self, spec: PartitionSpec, content: ManifestContent) -> ManifestWriter:
+    def _writer(self, spec_id: int, content: ManifestContent) -> ManifestWriter:
+        output = self._new_output(f"{self.commit_uuid}-m{next(self._manifest_counter)}.avro")
+        spec = self._specs[spec_id]
         if content == ManifestContent.DELETES:
             if self._format_version < 2:
                 raise ValueError("delete files need a format v2 table")
-            return DeleteManifestWriterV2(
-                spec, self._schema, self.new_manifest_output(), self._snapshot_id, self._compression
-            )
+            return DeleteManifestWriterV2(spec, self._schema, output, self.snapshot_id, self._compression)
         return write_manifest(
             format_version=self._metadata.format_version,
             spec=spec,
             schema=self._schema,
-            output_file=self.new_manifest_output(),
-            snapshot_id=self._snapshot_id,
+            output_file=output,
+            snapshot_id=self.snapshot_id,
             avro_compression=self._compression,
         )
 
@@ -413,12 +417,12 @@ class _ReplaceFiles(_SnapshotProducer["_ReplaceFiles"]):
         # 1. Added files with the explicit data sequence number; the file sequence number is left
         #    unset, so readers inherit this snapshot's.
         for (kind, spec_id), files in self._group(self._added_data_files).items():
-            with self._writer(self.spec(spec_id), kind) as writer:
+            with self._writer(spec_id, kind) as writer:
                 for df in files:
                     writer.add_entry(
                         ManifestEntry.from_args(
                             status=ManifestEntryStatus.ADDED,
-                            snapshot_id=self._snapshot_id,
+                            snapshot_id=self.snapshot_id,
                             sequence_number=self._sequence_number,
                             file_sequence_number=None,
                             data_file=df,
@@ -428,33 +432,47 @@ class _ReplaceFiles(_SnapshotProducer["_ReplaceFiles"]):
         # 2. Removed files as DELETED entries (their sequence numbers kept).
         removed = {e.data_file.file_path: e for e in self._removed}
         for (kind, spec_id), files in self._group(e.data_file for e in self._removed).items():
-            with self._writer(self.spec(spec_id), kind) as writer:
+            with self._writer(spec_id, kind) as writer:
                 for df in files:
                     writer.delete(removed[df.file_path])
             out.append(writer.to_manifest_file())
-        # 3. Other manifests: reused, or rewritten without the removed files. A manifest without
-        #    live entries (only DELETED ones, written by an earlier snapshot) is dropped, as Iceberg
-        #    does: it would otherwise be carried forward by every later commit.
+        # 3. Other manifests: rewritten without the removed files, reused as they are, or merged
+        #    when small and many. A manifest without live entries (only DELETED ones, written by an
+        #    earlier snapshot) is dropped, as Iceberg does: every later commit would carry it.
+        reused: list[tuple[ManifestFile, list[ManifestEntry]]] = []
         for manifest, entries in self._state.manifests:
             if not entries:
+                self.dropped_manifests += 1
                 continue
             if not self._touches(entries):
-                out.append(manifest)
+                reused.append((manifest, entries))
                 continue
             kept = [e for e in entries if e.data_file.file_path not in self._remove_paths]
-            if not kept:
+            if kept:
+                out.append(self._write_existing(manifest.partition_spec_id, manifest.content, kept))
+        for group in _merge_plan(reused, self._metadata.properties):
+            if len(group) == 1:
+                out.append(group[0][0])
                 continue
-            with self._writer(self.spec(manifest.partition_spec_id), manifest.content) as writer:
-                for e in kept:
-                    writer.existing(e)
-            out.append(writer.to_manifest_file())
+            first = group[0][0]
+            merged = [e for _, entries in group for e in entries]
+            out.append(self._write_existing(first.partition_spec_id, first.content, merged))
+            self.merged_manifests += len(group)
         return out
 
-    def _summary(self, snapshot_properties: dict[str, str] | None = None) -> Summary:
-        schema = self._schema
-        specs = self._specs
+    def _write_existing(
+        self, spec_id: int, content: ManifestContent, entries: list[ManifestEntry]
+    ) -> ManifestFile:
+        with self._writer(spec_id, content) as writer:
+            for e in entries:
+                writer.existing(e)
+        return writer.to_manifest_file()
+
+    def _summary(self) -> Summary:
         from pyiceberg.table import TableProperties
 
+        schema = self._schema
+        specs = self._specs
         limit = self._metadata.properties.get(
             TableProperties.WRITE_PARTITION_SUMMARY_LIMIT,
             TableProperties.WRITE_PARTITION_SUMMARY_LIMIT_DEFAULT,
@@ -467,19 +485,128 @@ class _ReplaceFiles(_SnapshotProducer["_ReplaceFiles"]):
         previous = self._state.snapshot.summary if self._state.snapshot is not None else None
         # update_snapshot_summaries only knows append/overwrite/delete; the totals rule is the same.
         totals = update_snapshot_summaries(
-            Summary(operation=Operation.OVERWRITE, **ssc.build(), **(snapshot_properties or {})),
+            Summary(operation=Operation.OVERWRITE, **ssc.build(), **self._snapshot_properties),
             previous_summary=previous,
         )
         props = {k: v for k, v in totals.model_dump().items() if k != "operation"}
         return Summary(operation=Operation.REPLACE, **props)
 
-    def build(self) -> UpdatesAndRequirements:
+    def build(self) -> tuple[tuple[TableUpdate, ...], tuple[TableRequirement, ...]]:
         """Write manifests and the manifest list; return the catalog updates and requirements."""
-        return self._commit()
+        from pyiceberg.table.refs import MAIN_BRANCH, SnapshotRefType
+        from pyiceberg.table.update import (
+            AddSnapshotUpdate,
+            AssertRefSnapshotId,
+            AssertTableUUID,
+            SetSnapshotRefUpdate,
+        )
+
+        manifests = self._manifests()
+        sequence_number = self._metadata.next_sequence_number()
+        summary = self._summary()
+        output = self._new_output(f"snap-{self.snapshot_id}-0-{self.commit_uuid}.avro")
+        with write_manifest_list(
+            format_version=self._metadata.format_version,
+            output_file=output,
+            snapshot_id=self.snapshot_id,
+            parent_snapshot_id=self._parent_snapshot_id,
+            sequence_number=sequence_number,
+            avro_compression=self._compression,
+        ) as writer:
+            writer.add_manifests(manifests)
+        snapshot = Snapshot.model_validate(
+            {
+                "snapshot-id": self.snapshot_id,
+                "parent-snapshot-id": self._parent_snapshot_id,
+                "manifest-list": output.location,
+                "sequence-number": sequence_number,
+                "summary": summary,
+                "schema-id": self._metadata.current_schema_id,
+            }
+        )
+        updates: tuple[TableUpdate, ...] = (
+            AddSnapshotUpdate(snapshot=snapshot),
+            SetSnapshotRefUpdate.model_validate(
+                {"snapshot-id": self.snapshot_id, "ref-name": MAIN_BRANCH, "type": SnapshotRefType.BRANCH}
+            ),
+        )
+        requirements: tuple[TableRequirement, ...] = (
+            AssertTableUUID(uuid=self._metadata.table_uuid),
+            AssertRefSnapshotId.model_validate({"ref": MAIN_BRANCH, "snapshot-id": self._parent_snapshot_id}),
+        )
+        return updates, requirements
 
     def clean_uncommitted(self) -> None:
-        """Delete the manifests and manifest lists this producer wrote."""
-        self._clean_all_uncommitted()
+        """Delete the manifests and the manifest list this producer wrote (best effort)."""
+        for path in self._written:
+            try:
+                self._io.delete(path)
+            except FileNotFoundError:
+                pass
+            except Exception:  # orphan cleaning catches the rest
+                logger.warning("could not delete uncommitted metadata file %s", path, exc_info=True)
+        self._written.clear()
+
+
+#: Iceberg's manifest merge properties and defaults (``TableProperties.MANIFEST_*`` in Java).
+MANIFEST_TARGET_SIZE_BYTES = "commit.manifest.target-size-bytes"
+MANIFEST_TARGET_SIZE_BYTES_DEFAULT = 8 * 1024 * 1024
+MANIFEST_MIN_MERGE_COUNT = "commit.manifest.min-count-to-merge"
+MANIFEST_MIN_MERGE_COUNT_DEFAULT = 100
+MANIFEST_MERGE_ENABLED = "commit.manifest-merge.enabled"
+
+
+def _int_property(properties: dict[str, str], key: str, default: int, minimum: int) -> int:
+    raw = properties.get(key)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidPropertyError(key, raw, "not an integer") from None
+    if value < minimum:
+        raise InvalidPropertyError(key, raw, f"must be >= {minimum}")
+    return value
+
+
+def _merge_plan(
+    manifests: list[tuple[ManifestFile, list[ManifestEntry]]], properties: dict[str, str]
+) -> list[list[tuple[ManifestFile, list[ManifestEntry]]]]:
+    """Group reused manifests for merging, as Iceberg's ``MergingSnapshotProducer`` does.
+
+    Per (content, partition spec), when at least ``commit.manifest.min-count-to-merge`` manifests
+    are smaller than ``commit.manifest.target-size-bytes``, the small ones are packed in order into
+    bins of up to the target size; each bin of two or more manifests becomes one manifest of
+    EXISTING entries. ``commit.manifest-merge.enabled=false`` turns merging off. Returns the
+    groups in order; a group of one manifest is reused as it is.
+    """
+    enabled = str(properties.get(MANIFEST_MERGE_ENABLED, "true")).strip().lower() != "false"
+    target = _int_property(properties, MANIFEST_TARGET_SIZE_BYTES, MANIFEST_TARGET_SIZE_BYTES_DEFAULT, 1)
+    min_count = _int_property(properties, MANIFEST_MIN_MERGE_COUNT, MANIFEST_MIN_MERGE_COUNT_DEFAULT, 0)
+    if not enabled:
+        return [[m] for m in manifests]
+    by_kind: dict[tuple[int, int], list[tuple[ManifestFile, list[ManifestEntry]]]] = defaultdict(list)
+    for item in manifests:
+        by_kind[(int(item[0].content), int(item[0].partition_spec_id))].append(item)
+    out: list[list[tuple[ManifestFile, list[ManifestEntry]]]] = []
+    for items in by_kind.values():
+        small = [m for m in items if int(m[0].manifest_length) < target]
+        if len(small) < max(2, min_count):
+            out.extend([m] for m in items)
+            continue
+        out.extend([m] for m in items if int(m[0].manifest_length) >= target)
+        bin_: list[tuple[ManifestFile, list[ManifestEntry]]] = []
+        size = 0
+        for m in small:
+            length = int(m[0].manifest_length)
+            if bin_ and size + length > target:
+                out.append(bin_)
+                bin_, size = [], 0
+            bin_.append(m)
+            size += length
+        if bin_:
+            out.append(bin_)
+    return out
 
 
 # --------------------------------------------------------------------------------------------------
@@ -505,28 +632,26 @@ def _commit_with_retries(
     max_retries: int,
     progress: _Progress | None = None,
 ) -> CommitResult:
-    from pyiceberg.table import Transaction
-
     progress = progress if progress is not None else _Progress()
     started = time.monotonic()
     attempt = 0
-    cache: dict[str, list[ManifestEntry]] = {}
+    _merge_plan([], table.metadata.properties)  # a bad merge property fails before any write
     while True:
         table.refresh()
-        tx = Transaction(table)
-        state = HeadState.load(tx.table_metadata, table.io, cache)
+        # Only the head is read again on a retry: the manifests come from the process-wide cache.
+        state = HeadState.load(table.metadata, table.io)
         remove = prepare(state)
         if not remove and not add_files:
             return CommitResult(snapshot_id=None, attempts=attempt, duration_s=time.monotonic() - started)
-        producer = _ReplaceFiles(tx, table.io, state, remove, add_files, sequence_number, summary)
+        producer = _ReplaceFiles(table, state, remove, add_files, sequence_number, summary)
         try:
-            tx._apply(*producer.build())
+            updates, requirements = producer.build()
         except BaseException:
             producer.clean_uncommitted()
             raise
         progress.uncertain = True  # from here until the catalog answers, the outcome is unknown
         try:
-            tx.commit_transaction()
+            commit_updates(table, updates, requirements)
         except CommitFailedException as exc:
             progress.uncertain = False
             producer.clean_uncommitted()
@@ -578,7 +703,7 @@ def _result(
         duration_s=duration,
         summary=dict(snap.summary.model_dump()) if snap is not None and snap.summary is not None else {},
     )
-    for df in producer._added_data_files:
+    for df in producer.added_files:
         if df.content == DataFileContent.DATA:
             res.added_data_files += 1
             res.added_data_bytes += int(df.file_size_in_bytes)

@@ -23,8 +23,6 @@ from typing import IO, TYPE_CHECKING, Any, cast
 import pyarrow as pa
 import pyarrow.parquet as pq
 from pyiceberg.io.pyarrow import (
-    _get_parquet_writer_kwargs,
-    _pyarrow_schema_ensure_small_types,
     compute_statistics_plan,
     data_file_statistics_from_parquet_metadata,
     parquet_path_to_id_mapping,
@@ -35,6 +33,8 @@ from pyiceberg.partitioning import PartitionSpec
 from pyiceberg.schema import Schema
 from pyiceberg.typedef import Record
 from pyiceberg.types import LongType, NestedField, StringType
+
+from airflow_provider_amoro.iceberg_compat import get_parquet_writer_kwargs, pyarrow_schema_ensure_small_types
 
 if TYPE_CHECKING:
     from pyiceberg.io import FileIO
@@ -142,7 +142,7 @@ def write_parquet(
             cast(IO[Any], fos),
             schema=data.schema,
             store_decimal_as_integer=True,
-            **_get_parquet_writer_kwargs(props),
+            **get_parquet_writer_kwargs(props),
         )
         with writer:
             writer.write_table(data)
@@ -156,7 +156,7 @@ def write_parquet(
 
 def _delete_arrow_schema(schema: Schema) -> pa.Schema:
     # Small Arrow types: iceberg-rust (and Java) expect ``string``, not ``large_string``, in delete files.
-    return _pyarrow_schema_ensure_small_types(schema_to_pyarrow(schema))
+    return pyarrow_schema_ensure_small_types(schema_to_pyarrow(schema))
 
 
 def _position_rows(deletes: pa.Table | Iterable[tuple[str, int]]) -> pa.Table:

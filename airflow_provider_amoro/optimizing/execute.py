@@ -36,6 +36,7 @@ import contextlib
 import logging
 import math
 import time
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any, cast
 
@@ -43,8 +44,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pyiceberg.io.pyarrow import (
-    _determine_partitions,
-    _get_parquet_writer_kwargs,
     compute_statistics_plan,
     data_file_statistics_from_parquet_metadata,
     parquet_path_to_id_mapping,
@@ -55,6 +54,7 @@ from pyiceberg.table.sorting import NullOrder, SortDirection
 from pyiceberg.transforms import IdentityTransform
 from pyiceberg.typedef import Record
 
+from airflow_provider_amoro.iceberg_compat import determine_partitions, get_parquet_writer_kwargs
 from airflow_provider_amoro.optimizing.config import OptimizingConfig
 from airflow_provider_amoro.optimizing.delete_files import new_file_location, write_position_delete_file
 from airflow_provider_amoro.optimizing.model import (
@@ -89,6 +89,9 @@ ROW_GROUP_ARROW_BYTES = 64 * 1024 * 1024
 """At most this many in-memory (Arrow) bytes are buffered for one row group."""
 _ROW_GROUPS_PER_FILE = 4
 _CLOSE_SLACK = 0.02
+ENCODE_THREADS = 2
+"""Row groups of one task encoded at the same time (one per output file): reading and applying
+deletes go on while a row group encodes, and several output files encode at once. 0: encode inline."""
 PENDING_BUDGET_BYTES = 256 * 1024 * 1024
 """Arrow bytes buffered across the partition writers of one task before buffers are written early."""
 
@@ -132,6 +135,10 @@ class RollingParquetWriter:
         sort_order_id: recorded on the files when their rows are sorted.
         written: list every new file location is appended to as soon as it is created (so a
             caller can delete partial outputs on failure).
+        executor: when given, row groups are encoded on it, at most one at a time per writer,
+            while the caller goes on reading (and applying deletes to) the next rows. Every size
+            decision is still taken on the finished file's bytes, so the files and row groups are
+            the ones inline encoding writes. None: encode inline.
         name_prefix: start of every file name (the task's :func:`~.model.output_prefix`).
     """
 
@@ -144,12 +151,13 @@ class RollingParquetWriter:
     sort_order_id: int | None = None
     written: list[str] = field(default_factory=list)
     files: list[DataFile] = field(default_factory=list)
+    executor: Executor | None = None
     name_prefix: str = ""
 
     def __post_init__(self) -> None:
         props = self.table.metadata.properties
         self._arrow_schema = schema_to_pyarrow(self.schema, include_field_ids=True)
-        self._writer_kwargs = _get_parquet_writer_kwargs(props)
+        self._writer_kwargs = get_parquet_writer_kwargs(props)
         self._stats_plan = compute_statistics_plan(self.schema, props)
         self._id_mapping = parquet_path_to_id_mapping(self.schema)
         row_group_bytes = min(
@@ -163,6 +171,9 @@ class RollingParquetWriter:
         self._arrow_bytes_per_row = 1.0
         self._open: _OpenFile | None = None
         self.bytes_per_row = max(self.bytes_per_row, 1e-3)
+        self._known_bytes = 0  # bytes of the open file after its last finished row group
+        self._inflight: Future[None] | None = None
+        self._inflight_rows = 0
 
     @property
     def output_records(self) -> int:
@@ -175,9 +186,12 @@ class RollingParquetWriter:
         return sum(b.nbytes for b in self._pending)
 
     def flush(self) -> None:
-        """Write everything buffered as row groups now (to bound memory), keeping the file open."""
+        """Write everything buffered as row groups now (to bound memory), keeping the file open.
+
+        With an executor the last group may still be encoding on return (see :meth:`settle`).
+        """
         while self._pending_rows:
-            self._write_group(min(self._pending_rows, self._next_group_rows()))
+            self._write_group(flushing=True)
 
     def write(self, data: pa.RecordBatch | pa.Table) -> None:
         """Buffer ``data``; write row groups (and roll files) as soon as enough rows are buffered."""
@@ -186,17 +200,33 @@ class RollingParquetWriter:
                 self._pending.append(batch)
                 self._pending_rows += batch.num_rows
                 self._arrow_bytes_per_row = max(batch.nbytes / batch.num_rows, 1e-3)
+        # While a group is encoding, the row count is an estimate from the bytes predicted for it;
+        # _write_group waits for it and writes only when the exact count is buffered.
         while self._pending_rows and self._pending_rows >= self._next_group_rows():
-            self._write_group(self._next_group_rows())
+            if not self._write_group(flushing=False):
+                break
 
     def close(self) -> list[DataFile]:
         """Write what is buffered, close the last file, return every file written."""
         self.flush()
+        self.settle()
         self._close_file()
         return self.files
 
+    def settle(self) -> None:
+        """Wait for the row group being encoded (raising its error), then roll the file if full."""
+        if self._inflight is None:
+            return
+        inflight, self._inflight = self._inflight, None
+        inflight.result()
+        self._after_group()
+
     def abort(self) -> None:
         """Close the open file without describing it (the caller deletes ``written``)."""
+        if self._inflight is not None:
+            with contextlib.suppress(BaseException):
+                self._inflight.result()
+            self._inflight = None
         if self._open is not None:
             with contextlib.suppress(Exception):
                 self._open.writer.close()
@@ -205,7 +235,10 @@ class RollingParquetWriter:
             self._open = None
 
     def _file_bytes(self) -> int:
-        return 0 if self._open is None else int(self._open.stream.tell())
+        """Bytes of the open file (finished groups; plus the predicted size of one being encoded)."""
+        if self._open is None:
+            return 0
+        return self._known_bytes + math.ceil(self._inflight_rows * self.bytes_per_row)
 
     def _next_group_rows(self) -> int:
         remaining = max(self.target_size - self._file_bytes(), 1)
@@ -231,15 +264,37 @@ class RollingParquetWriter:
         self._pending_rows -= rows
         return pa.Table.from_batches(taken)
 
-    def _write_group(self, rows: int) -> None:
+    def _write_group(self, *, flushing: bool) -> bool:
+        """Write the next row group (on the executor when there is one); False: not enough rows yet."""
+        self.settle()
+        rows = self._next_group_rows()
+        if self._pending_rows < rows and not flushing:
+            return False
+        rows = min(rows, self._pending_rows)
         data = self._take(rows)
         if self._open is None:
             self._open_file()
         assert self._open is not None
-        before = self._file_bytes()
-        self._open.writer.write_table(data, row_group_size=rows)
-        self._open.rows += rows
-        after = self._file_bytes()
+        current = self._open
+        if self.executor is None:
+            self._encode(current, data, rows)
+            self._after_group()
+        else:
+            self._inflight_rows = rows
+            self._inflight = self.executor.submit(self._encode, current, data, rows)
+        return True
+
+    @staticmethod
+    def _encode(current: _OpenFile, data: pa.Table, rows: int) -> None:
+        current.writer.write_table(data, row_group_size=rows)
+        current.rows += rows
+
+    def _after_group(self) -> None:
+        """Book the finished group: bytes per row of the file so far; close the file when full."""
+        assert self._open is not None
+        self._inflight_rows = 0
+        before = self._known_bytes
+        after = self._known_bytes = int(self._open.stream.tell())
         if after > before:
             # compressed bytes per row of this file so far: the best predictor of the next rows
             self.bytes_per_row = max(after / self._open.rows, 1e-3)
@@ -261,6 +316,7 @@ class RollingParquetWriter:
             stream.close()
             raise
         self._open = _OpenFile(location=location, stream=stream, writer=writer)
+        self._known_bytes = int(stream.tell())
 
     def _close_file(self) -> None:
         if self._open is None:
@@ -330,6 +386,7 @@ class _PartitionedOutput:
     written: list[str] = field(default_factory=list)
     writers: dict[Any, RollingParquetWriter] = field(default_factory=dict)
     pending_budget: int = PENDING_BUDGET_BYTES
+    executor: Executor | None = None
     name_prefix: str = ""
 
     def write(self, data: pa.Table | pa.RecordBatch) -> None:
@@ -340,7 +397,7 @@ class _PartitionedOutput:
             return
         spec = self.table.spec()
         table = data if isinstance(data, pa.Table) else pa.Table.from_batches([data])
-        for part in _determine_partitions(spec, self.schema, table):
+        for part in determine_partitions(spec, self.schema, table):
             self._writer(part.partition_key.partition).write(part.arrow_table_partition)
         self._bound_memory()
 
@@ -369,12 +426,16 @@ class _PartitionedOutput:
                 bytes_per_row=self.bytes_per_row,
                 sort_order_id=self.sort_order_id,
                 written=self.written,
+                executor=self.executor,
                 name_prefix=self.name_prefix,
             )
             self.writers[key] = writer
         return writer
 
     def close(self) -> list[DataFile]:
+        # every writer's last groups are submitted first, so several files encode at once
+        for writer in self.writers.values():
+            writer.flush()
         files: list[DataFile] = []
         for writer in self.writers.values():
             files.extend(writer.close())
@@ -463,6 +524,11 @@ def execute(
     outputs: list[DataFile] = []
     live_rows = [0]
     sink: _PartitionedOutput | None = None
+    encoder = (
+        ThreadPoolExecutor(max_workers=ENCODE_THREADS, thread_name_prefix="amoro-encode")
+        if ENCODE_THREADS > 0
+        else None
+    )
     try:
         deletes = DeleteIndex.load(table, all_data, task.delete_files, schema=schema)
         if task.rewrite_data_files:
@@ -480,6 +546,7 @@ def execute(
                 fixed_partition=fixed,
                 written=written,
                 pending_budget=PENDING_BUDGET_BYTES,
+                executor=encoder,
                 name_prefix=_name_prefix(task),
             )
             batches = _counted(
@@ -514,6 +581,9 @@ def execute(
             with contextlib.suppress(Exception):
                 table.io.delete(location)
         raise
+    finally:
+        if encoder is not None:
+            encoder.shutdown(wait=True)
     data_outputs = [f for f in outputs if f.content == DataFileContent.DATA]
     return TaskResult(
         task_id=task.task_id,

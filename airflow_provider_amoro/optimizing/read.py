@@ -56,10 +56,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
-from pyiceberg.io.pyarrow import PyArrowFileIO, _to_requested_schema, pyarrow_to_schema, schema_to_pyarrow
+from pyiceberg.io.pyarrow import PyArrowFileIO, pyarrow_to_schema, schema_to_pyarrow
 from pyiceberg.schema import Schema, prune_columns
 from pyiceberg.transforms import IdentityTransform
 
+from airflow_provider_amoro.iceberg_compat import to_requested_schema
 from airflow_provider_amoro.optimizing.model import FileRef, decode_partition, delete_applies
 
 if TYPE_CHECKING:
@@ -439,7 +440,7 @@ def _read_equality_deletes(table: Table, ref: FileRef, schema: Schema) -> _Equal
             raise InputFileError(ref.path, f"cannot read equality keys ({exc})") from exc
     target = output_arrow_schema(key_schema)
     batches = [
-        _to_requested_schema(key_schema, file_project, b, allow_timestamp_tz_mismatch=True)
+        to_requested_schema(key_schema, file_project, b, allow_timestamp_tz_mismatch=True)
         for b in data.to_batches()
     ]
     keys = pa.Table.from_batches([b.cast(target) for b in batches], schema=target)
@@ -551,7 +552,7 @@ class _Projection:
                 for col, field in zip(batch.columns, self.target, strict=True)
             ]
             return pa.RecordBatch.from_arrays(arrays, schema=self.target)
-        projected = _to_requested_schema(
+        projected = to_requested_schema(
             self.requested,
             self.file_project,
             batch,

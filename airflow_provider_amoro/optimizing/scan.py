@@ -23,18 +23,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pyiceberg.avro.file import AvroFile
 from pyiceberg.manifest import (
-    MANIFEST_ENTRY_SCHEMAS,
     DataFile,
     DataFileContent,
     FileFormat,
-    ManifestEntry,
     ManifestEntryStatus,
     ManifestFile,
 )
 
 from airflow_provider_amoro.optimizing.delete_files import POS_FILE_PATH_FIELD_ID
+from airflow_provider_amoro.optimizing.manifests import MANIFEST_CACHE, paused_gc
 from airflow_provider_amoro.optimizing.model import (
     FileContent,
     FileRef,
@@ -354,7 +352,7 @@ def _referenced_data_file(df: DataFile) -> str | None:
 
 
 def _read_manifest(ctx: _ScanContext, manifest: ManifestFile) -> tuple[list[FileRef], list[FileRef], bool]:
-    """Stream one manifest's live entries into FileRefs; returns (data, deletes, filtered_any)."""
+    """One manifest's live entries (read once per process) as FileRefs: (data, deletes, filtered_any)."""
     data: list[FileRef] = []
     deletes: list[FileRef] = []
     filtered = False
@@ -362,62 +360,52 @@ def _read_manifest(ctx: _ScanContext, manifest: ManifestFile) -> tuple[list[File
     manifest_seq = manifest.sequence_number or 0
     part_filter = ctx.partition_filters.get(spec_id) if ctx.partition_filters is not None else None
     shared = ctx.partitions
-    with AvroFile[ManifestEntry](
-        ctx.io.new_input(manifest.manifest_path),
-        MANIFEST_ENTRY_SCHEMAS[2],
-        read_types={-1: ManifestEntry, 2: DataFile},
-        read_enums={0: ManifestEntryStatus, 101: FileFormat, 134: DataFileContent},
-    ) as reader:
-        for entry in reader:
-            status = entry.status
-            if status == ManifestEntryStatus.DELETED:
-                continue
-            df = entry.data_file
-            content = df.content
-            if part_filter is not None and not part_filter(df.partition):
-                filtered = True
-                continue
-            if (
-                content == DataFileContent.DATA
-                and ctx.metrics_filter is not None
-                and not ctx.metrics_filter(df)
-            ):
-                filtered = True
-                continue
-            # sequence number inheritance (Iceberg spec): null means "inherit" for ADDED entries
-            seq = entry.sequence_number
-            if seq is None:
-                seq = manifest_seq
-            file_seq = entry.file_sequence_number
-            if file_seq is None and (manifest_seq == 0 or status == ManifestEntryStatus.ADDED):
-                file_seq = manifest_seq
-            raw = df.partition
-            values = tuple(raw[i] for i in range(len(raw))) if raw is not None else ()
-            pkey = (spec_id, values)  # Iceberg partition values are all hashable
-            part = shared.get(pkey)
-            if part is None:
-                part = shared.setdefault(pkey, [encode_value(v) for v in values])
-            name: FileContent = content_name(content)
-            fmt = df.file_format
-            ref = FileRef(
-                path=df.file_path,
-                content=name,
-                size_bytes=int(df.file_size_in_bytes),
-                record_count=int(df.record_count),
-                spec_id=spec_id,
-                partition=part,
-                data_sequence_number=int(seq),
-                file_sequence_number=None if file_seq is None else int(file_seq),
-                equality_ids=list(df.equality_ids) if df.equality_ids else None,
-                file_format=fmt.value if isinstance(fmt, FileFormat) else str(fmt),
-                referenced_data_file=_referenced_data_file(df)
-                if content == DataFileContent.POSITION_DELETES
-                else None,
-                path_lower=_path_bound(df, False) if content == DataFileContent.POSITION_DELETES else None,
-                path_upper=_path_bound(df, True) if content == DataFileContent.POSITION_DELETES else None,
-                sort_order_id=df.sort_order_id if content == DataFileContent.DATA else None,
-            )
-            (data if content == DataFileContent.DATA else deletes).append(ref)
+    for entry in MANIFEST_CACHE.entries(ctx.io, manifest):
+        status = entry.status
+        if status == ManifestEntryStatus.DELETED:
+            continue
+        df = entry.data_file
+        content = df.content
+        if part_filter is not None and not part_filter(df.partition):
+            filtered = True
+            continue
+        if content == DataFileContent.DATA and ctx.metrics_filter is not None and not ctx.metrics_filter(df):
+            filtered = True
+            continue
+        # sequence number inheritance (Iceberg spec): null means "inherit" for ADDED entries
+        seq = entry.sequence_number
+        if seq is None:
+            seq = manifest_seq
+        file_seq = entry.file_sequence_number
+        if file_seq is None and (manifest_seq == 0 or status == ManifestEntryStatus.ADDED):
+            file_seq = manifest_seq
+        raw = df.partition
+        values = tuple(raw[i] for i in range(len(raw))) if raw is not None else ()
+        pkey = (spec_id, values)  # Iceberg partition values are all hashable
+        part = shared.get(pkey)
+        if part is None:
+            part = shared.setdefault(pkey, [encode_value(v) for v in values])
+        name: FileContent = content_name(content)
+        fmt = df.file_format
+        ref = FileRef(
+            path=df.file_path,
+            content=name,
+            size_bytes=int(df.file_size_in_bytes),
+            record_count=int(df.record_count),
+            spec_id=spec_id,
+            partition=part,
+            data_sequence_number=int(seq),
+            file_sequence_number=None if file_seq is None else int(file_seq),
+            equality_ids=list(df.equality_ids) if df.equality_ids else None,
+            file_format=fmt.value if isinstance(fmt, FileFormat) else str(fmt),
+            referenced_data_file=_referenced_data_file(df)
+            if content == DataFileContent.POSITION_DELETES
+            else None,
+            path_lower=_path_bound(df, False) if content == DataFileContent.POSITION_DELETES else None,
+            path_upper=_path_bound(df, True) if content == DataFileContent.POSITION_DELETES else None,
+            sort_order_id=df.sort_order_id if content == DataFileContent.DATA else None,
+        )
+        (data if content == DataFileContent.DATA else deletes).append(ref)
     return data, deletes, filtered
 
 
@@ -485,10 +473,10 @@ def live_files(
     partition_filters = None
     metrics_filter = None
     if row_filter is not None:
-        from pyiceberg.expressions.visitors import _InclusiveMetricsEvaluator
+        from airflow_provider_amoro.iceberg_compat import InclusiveMetricsEvaluator
 
         partition_filters = _partition_filters(schema, specs, row_filter)
-        metrics_filter = _InclusiveMetricsEvaluator(
+        metrics_filter = InclusiveMetricsEvaluator(
             schema, row_filter, case_sensitive=False, include_empty_files=True
         ).eval
 
@@ -497,7 +485,7 @@ def live_files(
     if not manifests:
         return result
     workers = max(1, min(threads, len(manifests)))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="amoro-scan") as pool:
+    with paused_gc(), ThreadPoolExecutor(max_workers=workers, thread_name_prefix="amoro-scan") as pool:
         for data, deletes, filtered in pool.map(lambda m: _read_manifest(ctx, m), manifests):
             result.data_files.extend(data)
             result.delete_files.extend(deletes)

@@ -27,11 +27,6 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.compute as pc
 from pyiceberg.exceptions import ValidationException
-from pyiceberg.io.pyarrow import (
-    _check_pyarrow_schema_compatible,
-    _dataframe_to_data_files,
-    _determine_partitions,
-)
 from pyiceberg.manifest import (
     DataFile,
     DataFileContent,
@@ -41,9 +36,15 @@ from pyiceberg.manifest import (
     ManifestFile,
 )
 from pyiceberg.table.snapshots import Operation, SnapshotSummaryCollector, Summary, update_snapshot_summaries
-from pyiceberg.table.update.snapshot import _FastAppendFiles
 from pyiceberg.typedef import EMPTY_DICT, Record
 
+from airflow_provider_amoro.iceberg_compat import (
+    FastAppendFiles,
+    check_pyarrow_schema_compatible,
+    dataframe_to_data_files,
+    determine_partitions,
+    table_of,
+)
 from airflow_provider_amoro.optimizing.delete_files import (
     POS_FILE_PATH_FIELD_ID,
     POSITION_DELETE_SCHEMA,
@@ -70,7 +71,7 @@ __all__ = [
 ]
 
 
-class _RowDelta(_FastAppendFiles):
+class _RowDelta(FastAppendFiles):
     """A snapshot that keeps every existing manifest and adds data files and delete files."""
 
     def __init__(
@@ -84,7 +85,7 @@ class _RowDelta(_FastAppendFiles):
         snapshot_properties: dict[str, str] = EMPTY_DICT,
     ) -> None:
         super().__init__(
-            operation, transaction, transaction._table.io, snapshot_properties=snapshot_properties
+            operation, transaction, table_of(transaction).io, snapshot_properties=snapshot_properties
         )
         for data_file in data_files:
             self.append_data_file(data_file)
@@ -96,7 +97,9 @@ class _RowDelta(_FastAppendFiles):
         if not self._referenced_data_files or self._commit_window is None or self._commit_window.is_empty():
             return
         head = self._commit_window.head
-        live = set() if head is None else set(live_data_files_of(self._transaction._table, head.snapshot_id))
+        live = (
+            set() if head is None else set(live_data_files_of(table_of(self._transaction), head.snapshot_id))
+        )
         gone = self._referenced_data_files - live
         if gone:
             raise ValidationException(f"Data files were concurrently removed: {sorted(gone)}")
@@ -317,7 +320,7 @@ def _equality_delete_files(table: Table, rows: pa.Table, equality_ids: list[int]
         absent = [n for n in needed if n not in rows.column_names]
         if absent:
             raise ValueError(f"rows lack columns {absent} (equality and partition source columns are needed)")
-        for part in _determine_partitions(spec, schema, rows.select(needed)):
+        for part in determine_partitions(spec, schema, rows.select(needed)):
             written.append(
                 write_equality_delete_file(
                     table,
@@ -399,10 +402,10 @@ def upsert_with_equality_deletes(
     counts = rows.group_by(names).aggregate([([], "count_all")])
     if pc.max(counts.column("count_all")).as_py() > 1:
         raise ValueError(f"duplicate keys {names} in upsert rows")
-    _check_pyarrow_schema_compatible(schema, provided_schema=rows.schema, format_version=table.format_version)
+    check_pyarrow_schema_compatible(schema, provided_schema=rows.schema, format_version=table.format_version)
     written: list[DataFile] = []
     try:
-        written.extend(_dataframe_to_data_files(table.metadata, rows, table.io))
+        written.extend(dataframe_to_data_files(table.metadata, rows, table.io))
         data_files = list(written)
         delete_files = _equality_delete_files(table, rows, equality_ids)
         written.extend(delete_files)

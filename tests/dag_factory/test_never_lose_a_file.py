@@ -149,24 +149,26 @@ def test_rerunning_the_commit_after_the_landed_snapshot_expired(
     assert xcom_value(first, "commit")["snapshot_id"] == landed.snapshot_id
 
 
-class _AppliesThenRaises:
-    """Wraps a SQL catalog class: the next commit is applied, then CommitStateUnknownException is raised."""
+def _unknown_once(base: Any, *, applied: bool) -> Any:
+    """A catalog like ``base`` whose next commit raises CommitStateUnknownException.
 
-    armed = 0
+    ``applied``: the commit is applied first (the connection dropped after the catalog answered);
+    else it is not applied at all (no answer).
+    """
+    from pyiceberg.catalog.sql import SqlCatalog
 
-    @classmethod
-    def make(cls, base: Any) -> Any:
-        from pyiceberg.catalog.sql import SqlCatalog
+    armed = [1]
 
-        class Faulty(SqlCatalog):
-            def commit_table(self, table: Any, requirements: Any, updates: Any) -> Any:
-                response = super().commit_table(table, requirements, updates)
-                if cls.armed:
-                    cls.armed -= 1
-                    raise CommitStateUnknownException("injected: applied, then the connection dropped")
-                return response
+    class UnknownOnce(SqlCatalog):
+        def commit_table(self, table: Any, requirements: Any, updates: Any) -> Any:
+            if not armed[0]:
+                return super().commit_table(table, requirements, updates)
+            armed[0] = 0
+            if applied:
+                super().commit_table(table, requirements, updates)
+            raise CommitStateUnknownException(f"injected (commit applied: {applied})")
 
-        return Faulty(base.name, **base.properties)
+    return UnknownOnce(base.name, **base.properties)
 
 
 def test_commit_state_unknown_is_kept_then_resolved_by_the_next_run(
@@ -177,10 +179,9 @@ def test_commit_state_unknown_is_kept_then_resolved_by_the_next_run(
     ident = "safety.unknown"
     table = small_file_table(amoro_conn, ident, files=6)
     expected = canonical_rows(read_table(table))
-    faulty = _AppliesThenRaises.make(amoro_conn)
+    faulty = _unknown_once(amoro_conn, applied=True)
     monkeypatch.setattr(AmoroCatalogHook, "get_catalog", lambda self: faulty)
     dag = _dag(tmp_path, ident)
-    _AppliesThenRaises.armed = 1
 
     first = run_dag(dag, logical_date=datetime(2025, 1, 3, tzinfo=timezone.utc))
 
@@ -216,23 +217,12 @@ def test_unknown_commit_that_did_not_land_is_cleaned_by_the_next_run(
     airflow_db: Any, amoro_conn: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The catalog raises CommitStateUnknownException without applying: outputs kept, then deleted."""
-    from pyiceberg.catalog.sql import SqlCatalog
-
     from airflow_provider_amoro.hooks.catalog import AmoroCatalogHook
-
-    class Unreachable(SqlCatalog):
-        armed = 1
-
-        def commit_table(self, table: Any, requirements: Any, updates: Any) -> Any:
-            if Unreachable.armed:
-                Unreachable.armed -= 1
-                raise CommitStateUnknownException("injected: no answer from the catalog")
-            return super().commit_table(table, requirements, updates)
 
     ident = "safety.notlanded"
     table = small_file_table(amoro_conn, ident, files=6)
     expected = canonical_rows(read_table(table))
-    faulty = Unreachable(amoro_conn.name, **amoro_conn.properties)
+    faulty = _unknown_once(amoro_conn, applied=False)
     monkeypatch.setattr(AmoroCatalogHook, "get_catalog", lambda self: faulty)
     dag = _one_task_dag("safety_not_landed", ident)
 
@@ -296,3 +286,48 @@ def _history(identifier: str) -> list[Any]:
     from airflow_provider_amoro.runtime.reader import get_optimizing_history
 
     return get_optimizing_history("amoro_default", identifier)
+
+
+def test_a_split_dag_without_resolve_task_settles_the_last_process_at_plan(
+    airflow_db: Any, amoro_conn: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hand-written evaluate/plan/execute/commit DAG: its plan task resolves an UNKNOWN process first."""
+    from airflow.sdk import DAG
+
+    from airflow_provider_amoro.hooks.catalog import AmoroCatalogHook
+    from airflow_provider_amoro.operators.optimizing import (
+        CommitOptimizingOperator,
+        EvaluateOptimizingOperator,
+        ExecuteOptimizingTaskOperator,
+        PlanOptimizingOperator,
+    )
+
+    ident = "safety.split"
+    table = small_file_table(amoro_conn, ident, files=6)
+    expected = canonical_rows(read_table(table))
+    faulty = _unknown_once(amoro_conn, applied=False)
+    monkeypatch.setattr(AmoroCatalogHook, "get_catalog", lambda self: faulty)
+    with DAG("safety_split", schedule=None, start_date=datetime(2024, 1, 1), catchup=False) as dag:
+        evaluate = EvaluateOptimizingOperator(task_id="evaluate", table=ident)
+        plan = PlanOptimizingOperator(task_id="plan", table=ident)
+        execute = ExecuteOptimizingTaskOperator.partial(task_id="execute", table=ident).expand(
+            task=plan.output
+        )
+        commit = CommitOptimizingOperator(task_id="commit", table=ident, retries=0)
+        evaluate >> plan
+        execute >> commit
+
+    first = run_dag(dag)
+    assert task_states(first)[("commit", -1)] == "failed"
+    assert get_table_runtime("amoro_default", ident).last_process.status == "UNKNOWN"
+    leftovers = unreferenced_data_files(table)
+    assert leftovers
+
+    second = run_dag(dag)
+
+    assert second.state == "success", task_states(second)
+    table = _proof(amoro_conn, ident, expected)
+    assert len(_optimizer_snapshots(table)) == 1
+    assert unreferenced_data_files(table) == []
+    resolved = [p for p in _history(ident) if p.teardown]
+    assert resolved and resolved[0].status == "FAILED" and resolved[0].teardown["deleted"] == len(leftovers)

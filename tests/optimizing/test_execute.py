@@ -468,3 +468,59 @@ def test_full_sort_with_transform_and_unusable_order(sqlite_catalog: Any) -> Non
     result = execute(nested, _task(data, deletes, kind="full"))
     assert content_hash(_outputs_table(result)) == expected
     assert {o["sort_order_id"] for o in result.outputs} == {None}
+
+
+def _layout(result: TaskResult) -> list[tuple[int, list[int]]]:
+    out = []
+    for o in result.outputs:
+        meta = pq.ParquetFile(_local(o["file_path"])).metadata
+        out.append((o["record_count"], [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]))
+    return out
+
+
+def test_encoding_beside_reading_writes_the_same_files_as_inline(
+    sqlite_catalog: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = 512 * 1024  # row groups of target / 4: several per file, several files
+    table = _table(sqlite_catalog, target=target)
+    for k in range(8):
+        table.append(_rows(k * 8000, 8000))
+    data, _ = file_refs(table)
+    add_position_deletes(table, {data[0].path: list(range(0, 8000, 3))})
+    data, deletes = file_refs(table)
+    expected = content_hash(read_table(table))
+
+    monkeypatch.setattr(execute_module, "ENCODE_THREADS", 0)
+    inline = execute(table, _task(data, deletes))
+    monkeypatch.setattr(execute_module, "ENCODE_THREADS", 2)
+    pipelined = execute(table, _task(data, deletes))
+
+    assert content_hash(_outputs_table(pipelined)) == content_hash(_outputs_table(inline)) == expected
+    layout = _layout(pipelined)
+    assert len(layout) >= 3 and all(len(groups) >= 2 for _, groups in layout[:-1])
+    assert layout == _layout(inline)
+    assert [o["file_size_in_bytes"] for o in pipelined.outputs] == [
+        o["file_size_in_bytes"] for o in inline.outputs
+    ]
+
+
+def test_a_failed_encode_leaves_no_outputs(sqlite_catalog: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    table = _table(sqlite_catalog, target=512 * 1024)
+    for k in range(4):
+        table.append(_rows(k * 8000, 8000))
+    data, _ = file_refs(table)
+    root = Path(_local(table.location()))
+    before = _parquet_files(root)
+    calls = [0]
+    encode = execute_module.RollingParquetWriter._encode
+
+    def failing(current: Any, rows_table: pa.Table, rows: int) -> None:
+        calls[0] += 1
+        if calls[0] == 3:
+            raise OSError("disk full")
+        encode(current, rows_table, rows)
+
+    monkeypatch.setattr(execute_module.RollingParquetWriter, "_encode", staticmethod(failing))
+    with pytest.raises(OSError, match="disk full"):
+        execute(table, _task(data, []))
+    assert _parquet_files(root) == before

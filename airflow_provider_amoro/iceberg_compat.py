@@ -1,0 +1,157 @@
+"""The one place that touches pyiceberg's private API.
+
+pyiceberg is pinned exactly (0.12); what the provider needs beyond its public API is named here, so
+an upgrade has one module to check. ``tests/test_iceberg_compat.py`` fails when another module of the
+package imports a private pyiceberg name or calls a private pyiceberg method.
+
+What is used, and why:
+
+- :func:`commit_updates`: ``Table._do_commit``, the catalog commit of ready-made updates and
+  requirements (``catalog.commit_table``, then the table object takes the new metadata, checks the
+  table UUID and honours ``write.metadata.delete-after-commit.enabled``). Committing this way skips
+  pyiceberg's ``Transaction``, which deep-copies the whole table metadata (every snapshot) on each
+  access and each update; the optimizer builds its snapshot once instead.
+- :func:`apply_updates`: ``Transaction._apply``, to stage updates built by hand in a transaction.
+- :data:`InclusiveMetricsEvaluator`: file pruning by column metrics (``self-optimizing.filter``).
+- :func:`to_requested_schema`: projects a Parquet batch onto the table schema by field id
+  (schema evolution, type promotion, missing columns).
+- :func:`determine_partitions`: splits an Arrow table by partition values.
+- :func:`get_parquet_writer_kwargs`: the Parquet writer options of the table properties
+  (``write.parquet.*``), so outputs are encoded as pyiceberg writes them.
+- :func:`pyarrow_schema_ensure_small_types`: position-delete schemas with 32-bit offsets.
+- :func:`check_pyarrow_schema_compatible`, :func:`dataframe_to_data_files`: appends in test helpers.
+- :data:`OverwriteFiles`, :data:`FastAppendFiles`, :data:`SnapshotProducer`: pyiceberg's snapshot
+  producers, for the few writers that reuse them (data expiration, test helpers).
+- :func:`read_manifest_entries`: ``ManifestFile.fetch_manifest_entry`` with the Avro reader tree
+  cached by the file's writer schema. pyiceberg converts each file's Avro schema to an Iceberg
+  schema and resolves a reader tree for every file it opens, which is about 90 % of reading a
+  small manifest; a streaming table's manifests all share a handful of schemas. Uses pyiceberg's
+  ``AvroFile`` internals (``_read_header``, its decoder and slots) and ``_inherit_from_manifest``.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
+
+from pyiceberg.avro.decoder import new_decoder
+from pyiceberg.avro.file import META_SCHEMA, AvroFile, AvroFileHeader
+from pyiceberg.avro.reader import Reader
+from pyiceberg.avro.resolver import construct_reader, resolve_reader
+from pyiceberg.expressions.visitors import _InclusiveMetricsEvaluator as InclusiveMetricsEvaluator
+from pyiceberg.io.pyarrow import _check_pyarrow_schema_compatible as check_pyarrow_schema_compatible
+from pyiceberg.io.pyarrow import _dataframe_to_data_files as dataframe_to_data_files
+from pyiceberg.io.pyarrow import _determine_partitions as determine_partitions
+from pyiceberg.io.pyarrow import _get_parquet_writer_kwargs as get_parquet_writer_kwargs
+from pyiceberg.io.pyarrow import _pyarrow_schema_ensure_small_types as pyarrow_schema_ensure_small_types
+from pyiceberg.io.pyarrow import _to_requested_schema as to_requested_schema
+from pyiceberg.manifest import (
+    DEFAULT_READ_VERSION,
+    MANIFEST_ENTRY_SCHEMAS,
+    DataFile,
+    DataFileContent,
+    FileFormat,
+    ManifestEntry,
+    ManifestEntryStatus,
+    ManifestFile,
+)
+from pyiceberg.manifest import _inherit_from_manifest as inherit_from_manifest
+from pyiceberg.schema import Schema
+from pyiceberg.table.update.snapshot import _FastAppendFiles as FastAppendFiles
+from pyiceberg.table.update.snapshot import _OverwriteFiles as OverwriteFiles
+from pyiceberg.table.update.snapshot import _SnapshotProducer as SnapshotProducer
+
+if TYPE_CHECKING:
+    from pyiceberg.io import FileIO
+    from pyiceberg.table import Table, Transaction
+    from pyiceberg.table.update import TableRequirement, TableUpdate
+
+__all__ = [
+    "FastAppendFiles",
+    "InclusiveMetricsEvaluator",
+    "OverwriteFiles",
+    "SnapshotProducer",
+    "apply_updates",
+    "check_pyarrow_schema_compatible",
+    "commit_updates",
+    "dataframe_to_data_files",
+    "determine_partitions",
+    "get_parquet_writer_kwargs",
+    "pyarrow_schema_ensure_small_types",
+    "read_manifest_entries",
+    "table_of",
+    "to_requested_schema",
+]
+
+
+def commit_updates(
+    table: Table, updates: tuple[TableUpdate, ...], requirements: tuple[TableRequirement, ...]
+) -> None:
+    """Commit ``updates`` under ``requirements`` through the catalog; ``table`` takes the new metadata.
+
+    Raises what the catalog raises: ``CommitFailedException`` when a requirement does not hold (a
+    concurrent commit), ``CommitStateUnknownException`` when the outcome is unknown.
+    """
+    table._do_commit(updates=updates, requirements=requirements)
+
+
+def apply_updates(
+    tx: Transaction, updates: tuple[TableUpdate, ...], requirements: tuple[TableRequirement, ...]
+) -> None:
+    """Stage ``updates`` and ``requirements`` in the transaction ``tx`` (committed with it)."""
+    tx._apply(updates, requirements)
+
+
+def table_of(tx: Transaction) -> Table:
+    """The table a transaction was opened on."""
+    return tx._table
+
+
+_SCHEMA_KEY = "avro.schema"
+_MAX_CACHED_READERS = 256
+_readers: dict[tuple[str, int], tuple[Schema, Reader]] = {}
+_readers_lock = threading.Lock()
+_header_reader = construct_reader(META_SCHEMA, {-1: AvroFileHeader})
+
+
+class _CachedReaderAvroFile(AvroFile[Any]):
+    """``AvroFile`` whose reader tree is resolved once per distinct writer schema (then shared)."""
+
+    def __enter__(self) -> _CachedReaderAvroFile:
+        with self.input_file.open() as f:
+            self.decoder = new_decoder(f.read())
+        self.header = _header_reader.read(self.decoder)
+        raw = self.header.meta.get(_SCHEMA_KEY)
+        if raw is None:
+            raise ValueError(f"no schema in the Avro header of {self.input_file.location}")
+        key = (raw, id(self.read_schema))
+        hit = _readers.get(key)
+        if hit is None:
+            schema = self.header.get_schema()
+            read_schema = self.read_schema or schema
+            hit = (schema, resolve_reader(schema, read_schema, self.read_types, self.read_enums))
+            with _readers_lock:
+                if len(_readers) >= _MAX_CACHED_READERS:
+                    _readers.clear()
+                _readers[key] = hit
+        self.schema, self.reader = hit
+        if not self.read_schema:
+            self.read_schema = self.schema
+        return self
+
+
+def read_manifest_entries(
+    io: FileIO, manifest: ManifestFile, discard_deleted: bool = True
+) -> list[ManifestEntry]:
+    """The entries of a manifest, sequence numbers inherited, as ``ManifestFile.fetch_manifest_entry``."""
+    with _CachedReaderAvroFile(
+        io.new_input(manifest.manifest_path),
+        MANIFEST_ENTRY_SCHEMAS[DEFAULT_READ_VERSION],
+        read_types={-1: ManifestEntry, 2: DataFile},
+        read_enums={0: ManifestEntryStatus, 101: FileFormat, 134: DataFileContent},
+    ) as reader:
+        return [
+            inherit_from_manifest(entry, manifest)
+            for entry in reader
+            if not discard_deleted or entry.status != ManifestEntryStatus.DELETED
+        ]

@@ -1,0 +1,196 @@
+"""Per-process metadata cost on tables with a long commit history (issue #12).
+
+A streaming writer commits one file per batch: one manifest per commit, never merged (pyiceberg's fast
+append). The optimizer must read each manifest at most once per process (evaluate, plan, commit
+validation and the post-commit evaluation share the parsed entries), and its REPLACE commit merges
+small manifests (``commit.manifest.min-count-to-merge``, ``commit.manifest.target-size-bytes``) and
+drops manifests left without live entries, so that the next process reads little. Rows are checked
+against the table before with the independent reader.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from airflow_provider_amoro.optimizing.config import InvalidPropertyError
+from airflow_provider_amoro.optimizing.manifests import MANIFEST_CACHE, ManifestCache
+from airflow_provider_amoro.optimizing.optimize import optimize
+from airflow_provider_amoro.optimizing.scan import live_files
+from airflow_provider_amoro.testing.reader import content_hash, read_table
+
+from .commit_support import WIDE_SCHEMA, rows
+
+COMMITS = 24
+
+
+def _history_table(catalog: Any, commits: int = COMMITS, **props: str) -> Any:
+    """One data file per commit (``id`` 100*i .. 100*i+99), so one manifest per commit."""
+    catalog.create_namespace_if_not_exists("db")
+    table = catalog.create_table("db.t", schema=WIDE_SCHEMA, properties=props)
+    for i in range(commits):
+        table.append(rows(range(100 * i, 100 * (i + 1))))
+    return catalog.load_table("db.t")
+
+
+def _manifests(table: Any) -> list[Any]:
+    return list(table.current_snapshot().manifests(table.io))
+
+
+def _seqs(table: Any) -> dict[str, tuple[int, int | None]]:
+    files = live_files(table)
+    return {f.path: (f.data_sequence_number, f.file_sequence_number) for f in files.data_files}
+
+
+def test_one_process_reads_each_manifest_once_and_the_next_reads_few(catalog: Any) -> None:
+    table = _history_table(catalog)
+    before = content_hash(read_table(table))
+    head = _manifests(table)
+    assert len(head) == COMMITS
+    MANIFEST_CACHE.clear()
+
+    result = optimize(table, "minor")
+
+    assert result.kind == "minor" and result.input_files == COMMITS
+    assert content_hash(read_table(table)) == before
+    written = {m.manifest_path for m in _manifests(table)} - {m.manifest_path for m in head}
+    # evaluate, plan, commit validation and the evaluation after the commit: every manifest of the
+    # history once, plus the few the commit itself wrote (before: 3 reads of the whole history)
+    assert MANIFEST_CACHE.reads <= len(head) + len(written)
+    assert len(written) <= 2  # the added files, the removed files as DELETED entries
+
+    # The next process on a cold cache reads only the manifests of the new head.
+    MANIFEST_CACHE.clear()
+    assert optimize(table).kind is None
+    assert MANIFEST_CACHE.reads == len(_manifests(table)) <= 2
+
+
+def test_replace_commit_merges_small_manifests_and_keeps_sequence_numbers(catalog: Any) -> None:
+    # the filter limits the rewrite to the first 6 files: 18 single-file manifests stay untouched
+    table = _history_table(
+        catalog, **{"self-optimizing.filter": "id < 600", "commit.manifest.min-count-to-merge": "10"}
+    )
+    before = content_hash(read_table(table))
+    seqs_before = _seqs(table)
+
+    result = optimize(table, "minor")
+
+    assert result.input_files == 6
+    assert content_hash(read_table(table)) == before
+    manifests = _manifests(table)
+    # added files + DELETED entries + the 18 untouched manifests merged into one
+    assert len(manifests) == 3
+    assert sorted(m.existing_files_count for m in manifests) == [0, 0, COMMITS - 6]
+    seqs_after = _seqs(table)
+    untouched = {p: s for p, s in seqs_before.items() if p in seqs_after}
+    assert len(untouched) == COMMITS - 6
+    assert all(seqs_after[p] == s for p, s in untouched.items())  # sequence numbers kept exactly
+    # the same answer when the manifests are read again from storage
+    cached = live_files(table).data_files
+    MANIFEST_CACHE.clear()  # a fresh process's view
+    assert live_files(table).data_files == cached
+
+
+def test_few_small_manifests_are_not_merged(catalog: Any) -> None:
+    table = _history_table(catalog, **{"self-optimizing.filter": "id < 600"})  # default min count 100
+    optimize(table, "minor")
+    assert len(_manifests(table)) == 2 + COMMITS - 6
+
+
+def test_a_manifest_left_without_live_entries_is_dropped(catalog: Any) -> None:
+    table = _history_table(catalog, commits=14)
+    optimize(table, "minor")
+    deleted_only = [m for m in _manifests(table) if not m.has_added_files() and not m.has_existing_files()]
+    assert len(deleted_only) == 1
+    for i in range(14, 28):
+        table.append(rows(range(100 * i, 100 * (i + 1))))
+    before = content_hash(read_table(table))
+
+    optimize(table, "minor")
+
+    paths = {m.manifest_path for m in _manifests(table)}
+    assert deleted_only[0].manifest_path not in paths
+    assert content_hash(read_table(table)) == before
+
+
+def test_a_bad_manifest_merge_property_names_the_key_and_commits_nothing(catalog: Any) -> None:
+    table = _history_table(catalog, commits=13, **{"commit.manifest.min-count-to-merge": "many"})
+    snapshot = table.current_snapshot().snapshot_id
+    with pytest.raises(InvalidPropertyError, match=r"commit\.manifest\.min-count-to-merge='many'"):
+        optimize(table, "minor")
+    table.refresh()
+    assert table.current_snapshot().snapshot_id == snapshot
+
+
+def test_cache_is_bounded_and_evicts_the_least_recently_used() -> None:
+    cache = ManifestCache(max_entries=3)
+    cache.put("a", [1, 2])  # type: ignore[list-item]
+    cache.put("b", [3])  # type: ignore[list-item]
+    assert cache.get("a") is not None  # a is now the most recently used
+    cache.put("c", [4])  # type: ignore[list-item]
+    assert cache.get("b") is None and cache.get("a") is not None and cache.get("c") is not None
+    assert cache.size == 3
+    cache.put("huge", [5, 6, 7, 8])  # type: ignore[list-item]
+    assert cache.get("huge") is None and cache.size == 3
+
+
+def _entry_tuple(e: Any) -> tuple[Any, ...]:
+    df = e.data_file
+    return (
+        e.status,
+        e.snapshot_id,
+        e.sequence_number,
+        e.file_sequence_number,
+        df.file_path,
+        df.content,
+        df.spec_id,
+        tuple(df.partition),
+        df.record_count,
+        df.file_size_in_bytes,
+        df.lower_bounds,
+        df.upper_bounds,
+        df.null_value_counts,
+        df.equality_ids,
+    )
+
+
+@pytest.mark.parametrize("fmt", ["1", "2"])
+def test_cached_reader_reads_the_same_entries_as_pyiceberg(catalog: Any, fmt: str) -> None:
+    from airflow_provider_amoro.iceberg_compat import read_manifest_entries
+    from airflow_provider_amoro.testing.deletes import add_position_deletes, live_data_files
+
+    table = _history_table(catalog, commits=14, **{"format-version": fmt})
+    if fmt == "2":
+        first = sorted(live_data_files(table), key=lambda f: f.file_path)[0]
+        add_position_deletes(table, {first.file_path: [1, 2]})
+    optimize(table, "minor")  # DELETED, EXISTING and ADDED entries, data and delete manifests
+    table = catalog.load_table("db.t")
+    snapshots = table.metadata.snapshots
+    manifests = {m.manifest_path: m for s in snapshots for m in s.manifests(table.io)}
+    assert len(manifests) >= 15
+    for manifest in manifests.values():
+        for discard in (True, False):
+            ours = [_entry_tuple(e) for e in read_manifest_entries(table.io, manifest, discard)]
+            theirs = [_entry_tuple(e) for e in manifest.fetch_manifest_entry(table.io, discard)]
+            assert ours == theirs
+
+
+def test_paused_gc_nests_and_restores_the_collector() -> None:
+    import gc
+
+    from airflow_provider_amoro.optimizing.manifests import paused_gc
+
+    assert gc.isenabled()
+    with paused_gc():
+        with paused_gc():
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with paused_gc():
+            pass
+        assert not gc.isenabled()  # a collector that was off stays off
+    finally:
+        gc.enable()
