@@ -108,6 +108,15 @@ def factory_overrides(conn_id: str, identifier: str, table_properties: Mapping[s
     return {str(k): str(v) for k, v in dict(settings.property_overrides).items()}
 
 
+def is_managed(conn_id: str, identifier: str) -> bool | None:
+    """Whether the DAG factory configuration selects the table (so it has a DAG); None when unknown."""
+    config = factory_config()
+    if config is None:
+        return None
+    catalog = getattr(config, "catalogs", {}).get(conn_id)
+    return bool(catalog is not None and catalog.selects(identifier))
+
+
 def table_dag_id(conn_id: str, identifier: str) -> str:
     """The generated DAG id of a table (``amoro__<conn>__<namespace>__<table>``)."""
     try:
@@ -473,13 +482,14 @@ def list_runtimes_light() -> dict[tuple[str, str], dict[str, Any]]:
     from airflow_provider_amoro.runtime.reader import get_table_runtime, status_without_active_run
     from airflow_provider_amoro.runtime.state import (
         KEY_EVALUATION,
+        KEY_FAILURE,
         KEY_OPTIMIZED,
         KEY_PROCESS,
         KEY_STATUS,
         table_dag_id,
     )
 
-    keys = (KEY_STATUS, KEY_EVALUATION, KEY_OPTIMIZED, KEY_PROCESS)
+    keys = (KEY_STATUS, KEY_EVALUATION, KEY_OPTIMIZED, KEY_PROCESS, KEY_FAILURE)
     with create_session() as session:
         uris = set(
             session.scalars(
@@ -531,6 +541,7 @@ def list_runtimes_light() -> dict[tuple[str, str], dict[str, Any]]:
         evaluation: dict[str, Any] | None = raw_eval if isinstance(raw_eval, dict) else None
         optimized: dict[str, Any] = raw_opt if isinstance(raw_opt, dict) else {}
         status = status_without_active_run(raw)
+        failure = raw.get(KEY_FAILURE)
         out[(conn_id, identifier)] = {
             "conn_id": conn_id,
             "table": identifier,
@@ -541,6 +552,7 @@ def list_runtimes_light() -> dict[tuple[str, str], dict[str, Any]]:
             "last_optimized_snapshot_id": optimized.get("last_optimized_snapshot_id"),
             "last_commit_ms": optimized.get("last_commit_ms"),
             "pending": evaluation,
+            "failure": failure if isinstance(failure, dict) and failure.get("count") else None,
         }
     return out
 

@@ -328,6 +328,7 @@ def test_failed_optimizing_fails_the_run_backs_off_and_recovers(
     assert failure is not None and failure["count"] == 1 and failure["task_id"] == "evaluate"
     assert "self-optimizing.target-size" in failure["reason"] and "lots" in failure["reason"]
     assert failure["next_attempt_ms"] - failure["failed_ms"] == 2000
+    _lakehouse_shows_the_failure(tmp_path, "self-optimizing.target-size")
 
     dr = run_dag(dag)  # inside the 2 s backoff: optimizing is not tried again
     states = task_states(dr)
@@ -418,3 +419,73 @@ def test_a_renamed_table_keeps_its_history_and_a_recreated_one_starts_fresh(
     assert dr.state == "success", task_states(dr)
     history = get_optimizing_history("amoro_default", "demo.again")
     assert len(history) == 1 and history[0].run_id == dr.run_id
+
+
+def _lakehouse_shows_the_failure(tmp_path: Path, words: str) -> None:
+    """The Lakehouse list (its JSON model and its rendered page) says the table failed, and why."""
+    import pytest as _pytest
+
+    from airflow_provider_amoro.ui import app as ui_app
+    from airflow_provider_amoro.ui import data, sources
+
+    with _pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AMORO_CACHE_DIR", str(tmp_path / "no-cache"))  # the UI lists the catalog live
+        mp.delenv("AMORO_DAGS_CONFIG", raising=False)
+        sources.reset_catalogs()
+        result = data.list_tables()
+        row = next(t for t in result.tables if t.identifier == "demo.events")
+        assert row.failures == 1 and row.next_attempt is not None
+        assert row.last_failure is not None and words in row.last_failure
+        page = ui_app.render(
+            "tables.html",
+            links={"base": "/amoro", "airflow": ""},
+            result=result,
+            statuses=[],
+            filters={"q": "", "conn_id": "", "namespace": "", "status": ""},
+            sort="identifier",
+            order="asc",
+            user="",
+        ).body.decode()
+        sources.reset_catalogs()
+    assert "failed 1 time(s) in a row" in page and words in page
+
+
+@pytest.mark.timeout(600)
+def test_a_stalled_catalog_fails_the_run_within_its_timeout_and_the_next_run_succeeds(
+    airflow_db: Any, amoro_conn: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The catalog accepts connections and never answers: the run fails within the hook's timeout
+    (nothing hangs); once the catalog is back, the next run optimizes the table."""
+    import json
+
+    from catalog_servers import black_hole
+
+    table = small_file_table(amoro_conn, "demo.events", files=6)
+    before = content_hash(read_table(table))
+    yaml_text = factory_yaml(tmp_path / "cache", maintenance="expire_snapshots: off").replace(
+        "  schedule: off\n", "  schedule: off\n  failure_backoff: 1s\n  failure_backoff_max: 1s\n"
+    )
+    dag = build_dags(loads(yaml_text))[DAG_ID]
+    good = os.environ["AIRFLOW_CONN_AMORO_DEFAULT"]
+    with black_hole() as port:
+        stalled = {
+            "conn_type": "amoro",
+            "extra": {"catalog_type": "rest", "uri": f"http://127.0.0.1:{port}", "timeout": 2},
+        }
+        monkeypatch.setenv("AIRFLOW_CONN_AMORO_DEFAULT", json.dumps(stalled))
+        started = time.monotonic()
+        dr = run_dag(dag)
+        took = time.monotonic() - started
+    states = task_states(dr)
+    assert dr.state == "failed", states
+    assert states[("optimizing_failed", -1)] == "failed"
+    assert took < 120, took  # retries included (task_retries=1, retry_delay 30 s is not waited by dag.test)
+
+    monkeypatch.setenv("AIRFLOW_CONN_AMORO_DEFAULT", good)
+    time.sleep(1.5)  # the 1 s backoff
+    dr = run_dag(dag)
+    states = task_states(dr)
+    assert dr.state == "success", states
+    assert states[("commit", -1)] == "success"
+    assert live_files(amoro_conn.load_table("demo.events")) == 1
+    assert content_hash(read_table(amoro_conn.load_table("demo.events"))) == before
