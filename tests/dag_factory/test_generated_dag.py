@@ -78,7 +78,15 @@ def test_generated_dag_optimizes_records_state_and_emits_events(
     dags = build_dags(config)
     assert set(dags) == {"amoro__catalog_sync", DAG_ID}
     dag = dags[DAG_ID]
-    assert sorted(dag.task_dict) == ["commit", "evaluate", "execute", "expire_snapshots", "plan", "resolve"]
+    assert sorted(dag.task_dict) == [
+        "commit",
+        "evaluate",
+        "execute",
+        "expire_snapshots",
+        "optimizing_failed",
+        "plan",
+        "resolve",
+    ]
     assert dag.max_active_runs == 1
     execute = dag.task_dict["execute"]
     assert execute.partial_kwargs["pool"] == "amoro_optimizer_default"
@@ -291,7 +299,8 @@ def test_failed_optimizing_fails_the_run_backs_off_and_recovers(
     with table.transaction() as tx:
         tx.set_properties({"self-optimizing.target-size": "lots"})
     before = content_hash(read_table(amoro_conn.load_table("demo.events")))
-    yaml_text = factory_yaml(tmp_path / "cache").replace(
+    # expire_snapshots every 1 s: due in every run, whatever earlier tests recorded for this table
+    yaml_text = factory_yaml(tmp_path / "cache", maintenance="expire_snapshots: 1s").replace(
         "  schedule: off\n", "  schedule: off\n  failure_backoff: 2s\n  failure_backoff_max: 1h\n"
     )
     dag = build_dags(loads(yaml_text))[DAG_ID]
