@@ -64,8 +64,9 @@ class TableStateRecorder:
 
     Args:
         context: the task's Airflow context.
-        asset_uri: the table's asset URI (the asset must be an inlet or outlet of the task, or at
-            least registered in Airflow; operators built on ``AmoroTableOperator`` ensure this).
+        asset_uri: the table's asset URI; the asset must be an inlet or outlet of the task
+            (operators built on ``AmoroTableOperator`` declare it), otherwise reads give the
+            default and writes are logged and dropped.
         strict: raise instead of logging when a write fails (tests use this).
     """
 
@@ -89,10 +90,12 @@ class TableStateRecorder:
                 except (KeyError, TypeError):
                     accessor = None
             if accessor is None:
-                # Not declared on the task (e.g. a templated table): address the asset by URI.
-                from airflow.sdk.execution_time.context import AssetStateStoreAccessor
-
-                accessor = AssetStateStoreAccessor(uri=self.asset_uri)
+                # Only the task's own inlets and outlets: Airflow checks (or will check) that a task
+                # writes the state of its own assets only, so no back door by URI.
+                raise LookupError(
+                    f"the table asset {self.asset_uri} is neither an inlet nor an outlet of this task "
+                    "(a templated table?): its runtime state cannot be read or written"
+                )
             self._accessor = accessor
         return self._accessor
 

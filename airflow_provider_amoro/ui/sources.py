@@ -37,8 +37,8 @@ log = logging.getLogger(__name__)
 LIVE_LISTING_TTL_S = 30.0
 
 
-def cache_dir() -> Path:
-    """Directory of the catalog-sync cache, as the DAG factory configures it.
+def cache_dir() -> Path | str:
+    """Location of the catalog-sync table list, as the DAG factory configures it (a path or URL).
 
     The factory's configuration file (``$AMORO_DAGS_CONFIG``) may name a ``cache_dir``; else
     ``$AMORO_CACHE_DIR``; else ``$AIRFLOW_HOME/amoro/cache``.
@@ -57,7 +57,7 @@ def cache_dir() -> Path:
         cached = _config_cache_dir.get(key)
         if cached is None:
             try:
-                cached = Path(load_config(config_path).cache_dir)
+                cached = load_config(config_path).cache_dir
             except Exception as exc:  # noqa: BLE001 - a broken config must not break the page
                 log.warning("cannot read the DAG factory configuration %s: %s", config_path, exc)
                 cached = default_cache_dir()
@@ -67,7 +67,7 @@ def cache_dir() -> Path:
     return default_cache_dir()
 
 
-_config_cache_dir: dict[tuple[str, float | None], Path] = {}
+_config_cache_dir: dict[tuple[str, float | None], Path | str] = {}
 _factory_config: dict[tuple[str, float | None], Any] = {}
 
 
@@ -278,13 +278,48 @@ def _to_ms(value: Any) -> int | None:
     return None
 
 
-def read_cache(directory: Path | None = None) -> CachedTables | None:
+def _read_remote_cache(url: str) -> CachedTables | None:
+    """Read the table lists under a URL (object storage) with fsspec; None when there is none."""
+    try:
+        from fsspec.core import url_to_fs
+
+        fs, root = url_to_fs(url)
+        names = sorted(str(p) for p in fs.glob(f"{root.rstrip('/')}/catalog__*.json"))
+    except Exception as exc:  # noqa: BLE001 - an unreachable store must not break the page
+        log.warning("cannot list the catalog-sync table lists at %s: %s", url, exc)
+        return None
+    entries: list[dict[str, Any]] = []
+    newest: int | None = None
+    for name in names:
+        try:
+            doc = json.loads(fs.cat_file(name))
+        except Exception as exc:  # noqa: BLE001 - one unreadable file is skipped
+            log.warning("cannot read catalog-sync table list %s: %s", name, exc)
+            continue
+        file_entries, updated = _entries_from_document(doc, None)
+        entries.extend(file_entries)
+        newest = updated if newest is None else max(newest, updated or 0)
+    if not entries and not names:
+        return None
+    dedup = {(e["conn_id"], e["identifier"]): e for e in entries}
+    return CachedTables(entries=list(dedup.values()), updated_ms=newest, files=names)
+
+
+def read_cache(directory: Path | str | None = None) -> CachedTables | None:
     """Read every ``*.json`` file of the catalog-sync cache; None when there is none.
 
     Files are parsed again only when their mtime or size changes. A file that is not valid JSON
-    (e.g. caught mid-write by a non-atomic writer) keeps its previous parse.
+    (e.g. caught mid-write by a non-atomic writer) keeps its previous parse. A URL location
+    (``s3://…``) is read with fsspec.
     """
-    base = directory or cache_dir()
+    location = directory or cache_dir()
+    if isinstance(location, str) and "://" in location and not location.startswith("file://"):
+        return _read_remote_cache(location)
+    base = Path(
+        location[len("file://") :]
+        if isinstance(location, str) and location.startswith("file://")
+        else location
+    )
     try:
         paths = sorted(p for p in base.glob("*.json") if p.is_file())
     except OSError:

@@ -78,10 +78,14 @@ def test_generated_dag_optimizes_records_state_and_emits_events(
     dags = build_dags(config)
     assert set(dags) == {"amoro__catalog_sync", DAG_ID}
     dag = dags[DAG_ID]
+    # every action not switched off in the YAML has its task; the table's properties decide at run time
     assert sorted(dag.task_dict) == [
+        "clean_orphan_files",
         "commit",
+        "create_tags",
         "evaluate",
         "execute",
+        "expire_data",
         "expire_snapshots",
         "optimizing_failed",
         "plan",
@@ -113,6 +117,9 @@ def test_generated_dag_optimizes_records_state_and_emits_events(
     tasks = xcom_value(dr, "plan")
     assert {k for k in states if k[0] == "execute"} == {("execute", i) for i in range(len(tasks))}
     assert states[("commit", -1)] == "success" and states[("expire_snapshots", -1)] == "success"
+    # off by the table's (default) properties: skipped, not failed, nothing recorded
+    for action in ("clean_orphan_files", "expire_data", "create_tags"):
+        assert states[(action, -1)] == "skipped", (action, states)
 
     # asset events on the table asset: the commit's (optimizer) and the maintenance action's
     uri = table_asset_uri("amoro_default", "demo.events")
@@ -299,10 +306,12 @@ def test_failed_optimizing_fails_the_run_backs_off_and_recovers(
     with table.transaction() as tx:
         tx.set_properties({"self-optimizing.target-size": "lots"})
     before = content_hash(read_table(amoro_conn.load_table("demo.events")))
-    # expire_snapshots every 1 s: due in every run, whatever earlier tests recorded for this table
-    yaml_text = factory_yaml(tmp_path / "cache", maintenance="expire_snapshots: 1s").replace(
-        "  schedule: off\n", "  schedule: off\n  failure_backoff: 2s\n  failure_backoff_max: 1h\n"
-    )
+    # a 1 s interval: an earlier test of this session may have recorded expire_snapshots already
+    yaml_text = factory_yaml(
+        tmp_path / "cache",
+        maintenance="expire_snapshots: 1s, clean_orphan_files: off, expire_data: off, create_tags: off",
+    ).replace("  schedule: off\n", "  schedule: off\n  failure_backoff: 2s\n  failure_backoff_max: 1h\n")
+    time.sleep(1.2)
     dag = build_dags(loads(yaml_text))[DAG_ID]
     assert dag.dagrun_timeout == timedelta(hours=6)
     assert all(t.execution_timeout is not None for t in dag.tasks), {
