@@ -100,8 +100,16 @@ def catalog_connection(catalog: Any) -> dict[str, Any]:
 
 
 def set_connection(monkeypatch: pytest.MonkeyPatch, conn_id: str, catalog: Any) -> None:
-    """Expose ``catalog`` as Airflow connection ``conn_id`` through an env var."""
+    """Expose ``catalog`` as Airflow connection ``conn_id`` through an env var.
+
+    Triggers share one catalog client per connection per process and rebuild it only after a
+    while; tests change what a connection id points at from one test to the next, so the shared
+    client of ``conn_id`` is dropped here.
+    """
+    from airflow_provider_amoro.triggers.table_change import drop_shared_hook
+
     monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(catalog_connection(catalog)))
+    drop_shared_hook(conn_id)
 
 
 @pytest.fixture
@@ -210,6 +218,8 @@ def small_file_table(catalog: Any, identifier: str, *, files: int = 6, rows_per_
             "self-optimizing.target-size": str(1024 * 1024),
             "self-optimizing.max-task-size-bytes": str(1024 * 1024),
             "self-optimizing.minor.trigger.file-count": "3",
+            # tests plan one table again within seconds (Amoro's default waits 60 s between plans)
+            "self-optimizing.min-plan-interval": "0",
         },
     )
     for i in range(files):

@@ -66,11 +66,15 @@ def build_dags(config: FactoryConfig, **kwargs: Any) -> dict[str, DAG]:
     return _build(config, **kwargs)
 
 
-def generate_dags(default_config: str | os.PathLike[str] | None = None) -> dict[str, DAG]:
+def generate_dags(
+    default_config: str | os.PathLike[str] | None = None, *, shard: int | None = None
+) -> dict[str, DAG]:
     """Load the configuration and build all DAGs; the entry point of ``dags/amoro_dags.py``.
 
     Args:
         default_config: the file used when ``$AMORO_DAGS_CONFIG`` is not set.
+        shard: with ``shards: N`` in the configuration, this DAG file's index (0 to N-1); each of the
+            N files builds its share of the tables (see ``docs/dag_factory.md``, "Many tables").
 
     Returns:
         DAGs by dag id; put them into the DAG file's globals.
@@ -78,4 +82,4 @@ def generate_dags(default_config: str | os.PathLike[str] | None = None) -> dict[
     Raises:
         ConfigError: the configuration is invalid (Airflow shows it as the file's import error).
     """
-    return build_dags(load_config(config_path(default_config)))
+    return build_dags(load_config(config_path(default_config)), shard=shard)

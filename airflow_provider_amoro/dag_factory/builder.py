@@ -22,8 +22,17 @@ The per-table DAG (``amoro__<conn>__<namespace>__<table>``)::
   ``defaults.execute_timeout``) and every run a ``dagrun_timeout`` (``defaults.run_timeout``): a
   hung call fails its task and the next run proceeds.
 - ``max_active_runs=1``: one optimizing process per table, as in Amoro.
-- ``priority_weight`` (absolute) follows the table's cached cost, so the most needed table's tasks
-  leave the pool queue first.
+- The task set is the same for every table whatever its properties: every maintenance action
+  whose interval is not ``off`` in the configuration gets its task, and a task whose action the
+  table switches off (or that is not due) skips itself at run time. Nothing that changes with the
+  data (cost, pending work) enters the DAG, so a catalog sync does not create DAG versions.
+- Table DAGs are unpaused at creation (``paused_at_creation: false``, configurable), so their
+  asset watchers run from the first parse.
+- A worker parsing the file to run one task builds only that task's DAG
+  (``get_parsing_context()``).
+- A table whose DAG cannot be built (a bad per-table setting) gets a one-task placeholder DAG that
+  fails with the message and keeps the table's assets (and so its runtime state) alive; the other
+  tables are not affected.
 
 Schedule, and why the optimizer's own commits never trigger the DAG again: every operator that
 changes the table emits an event for the **table asset** ``iceberg://<conn>/<ns>/<table>``; if the
@@ -61,6 +70,7 @@ from airflow_provider_amoro.dag_factory.failures import (
     OptimizingFailureRecorder,
     OptimizingOutcome,
 )
+from airflow_provider_amoro.runtime.state import table_dag_id
 
 if TYPE_CHECKING:
     from airflow.sdk import DAG, Asset
@@ -83,7 +93,7 @@ def change_feed_asset(settings: TableSettings, poll_interval: timedelta) -> Asse
     """
     from airflow.sdk import AssetWatcher
 
-    from airflow_provider_amoro.assets import table_change_asset
+    from airflow_provider_amoro.assets import table_change_asset, table_change_asset_uri
     from airflow_provider_amoro.triggers.table_change import TableChangeTrigger
 
     trigger = TableChangeTrigger(
@@ -91,6 +101,7 @@ def change_feed_asset(settings: TableSettings, poll_interval: timedelta) -> Asse
         amoro_conn_id=settings.conn_id,
         ignore_optimizer=True,
         poll_interval=poll_interval.total_seconds(),
+        watched_asset=table_change_asset_uri(settings.conn_id, settings.identifier),
     )
     watcher = AssetWatcher(name=f"{settings.dag_id}__changes", trigger=trigger)
     return table_change_asset(settings.conn_id, settings.identifier, watchers=[watcher])
@@ -120,10 +131,12 @@ def table_schedule(settings: TableSettings, poll_interval: timedelta) -> Any:
 
 
 class MaintenanceDueCheck:
-    """``pre_execute`` hook of a maintenance task: skip it unless its interval has passed.
+    """``pre_execute`` hook of a maintenance task: skip it unless it is on and its interval has passed.
 
     The last run is read from the table's runtime state (asset state store, through the Task SDK).
-    A table never maintained, or state that cannot be read, counts as due.
+    A table never maintained, or state that cannot be read, counts as due. When it is due, the
+    table's properties (with the task's defaults and overrides) decide whether the action is on
+    (Amoro's switches, :func:`~.config.maintenance_disabled_reason`); off skips the task.
 
     Args:
         action: the maintenance action (``expire_snapshots``, …).
@@ -143,14 +156,23 @@ class MaintenanceDueCheck:
         from airflow_provider_amoro.runtime.recorder import TableStateRecorder
 
         last = TableStateRecorder(context, self.asset_uri).last_maintenance(self.action)
-        if last is None or not last.success:
+        if last is not None and last.success:
+            age_ms = int(time.time() * 1000) - int(last.time_ms)
+            if age_ms < self.interval.total_seconds() * 1000:
+                raise AirflowSkipException(
+                    f"{self.action} ran {age_ms / 1000:.0f} s ago; its interval is "
+                    f"{self.interval.total_seconds():.0f} s"
+                )
+        task = context.get("task")
+        if task is None or not hasattr(task, "load_table"):
             return
-        age_ms = int(time.time() * 1000) - int(last.time_ms)
-        if age_ms < self.interval.total_seconds() * 1000:
-            raise AirflowSkipException(
-                f"{self.action} ran {age_ms / 1000:.0f} s ago; its interval is "
-                f"{self.interval.total_seconds():.0f} s"
-            )
+        from airflow_provider_amoro.dag_factory.config import maintenance_disabled_reason
+
+        own = dict(task.load_table().properties)
+        effective = {**own, **task.layered_properties(own, getattr(task, "property_overrides", None))}
+        reason = maintenance_disabled_reason(self.action, effective)
+        if reason is not None:
+            raise AirflowSkipException(f"{self.action} is off for this table: {reason}")
 
 
 class MaintenanceRecorder:
@@ -192,8 +214,61 @@ _OPERATOR_PATHS: dict[str, tuple[str, str]] = {
 }
 
 
+class ScheduledMaintenance:
+    """Mixin for a maintenance operator in a generated DAG: due check before, record after.
+
+    Methods rather than ``pre_execute=``/``post_execute=`` callables: Airflow serializes such
+    callables as their Python source (``inspect.getsource`` for every task of every DAG), which was
+    half the serialization time of the generated DAGs. The run is recorded by the ``execute`` that
+    :func:`scheduled_maintenance_class` adds (Airflow calls a ``post_execute`` method without the
+    result).
+
+    Args:
+        maintenance_interval: minimum time between two runs of the action.
+        **kwargs: passed to the operator.
+    """
+
+    task_id: str
+    asset_uri: str
+    maintenance_interval: timedelta
+
+    def pre_execute(self, context: Any) -> None:
+        """Skip the task unless the action is on for the table and its interval has passed."""
+        MaintenanceDueCheck(self.task_id, self.maintenance_interval, self.asset_uri)(context)
+        super().pre_execute(context)  # type: ignore[misc]
+
+
+@lru_cache(maxsize=64)
+def scheduled_maintenance_class(cls: type[Any]) -> type[Any]:
+    """``cls`` with :class:`ScheduledMaintenance` mixed in, under the same name (shown in the UI).
+
+    The new class takes the keyword ``maintenance_interval`` besides ``cls``'s arguments. A class
+    that already has the mixin is returned as it is.
+    """
+    if issubclass(cls, ScheduledMaintenance):
+        return cls
+
+    def __init__(self: Any, *, maintenance_interval: timedelta, **kwargs: Any) -> None:
+        # its own __init__, so that Airflow's operator metaclass applies default_args to it
+        super(new_cls, self).__init__(**kwargs)
+        self.maintenance_interval = maintenance_interval
+
+    def execute(self: Any, context: Any) -> Any:
+        # in the class namespace, so that Airflow's operator metaclass guards it like any execute
+        result = super(new_cls, self).execute(context)
+        MaintenanceRecorder(self.task_id, self.asset_uri)(context, result)
+        return result
+
+    namespace = {"__doc__": cls.__doc__, "__module__": __name__, "__init__": __init__, "execute": execute}
+    new_cls: type[Any] = type(cls.__name__, (ScheduledMaintenance, cls), namespace)
+    return new_cls
+
+
 class _Operators(dict[str, Any]):
-    """Operator classes by role, imported on first use (a DAG without maintenance imports none)."""
+    """Operator classes by role, imported on first use (a DAG without maintenance imports none).
+
+    The builder mixes :class:`ScheduledMaintenance` into the maintenance operators.
+    """
 
     def __missing__(self, role: str) -> Any:
         import importlib
@@ -248,6 +323,35 @@ def _dag_config_defaults() -> dict[str, Any]:
     }
 
 
+_EXECUTOR_CONFIGS: dict[int, tuple[Mapping[str, Any], dict[str, Any]]] = {}
+
+
+def executor_config(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """An optimizer group's ``executor_config`` as Airflow expects it.
+
+    ``pod_override`` may be written in the YAML as a Kubernetes pod mapping (``spec.containers[0]
+    .resources`` …); it is turned into the ``V1Pod`` the KubernetesExecutor needs (the
+    ``cncf.kubernetes`` provider must be installed). Other keys pass through unchanged. Converted
+    once per group and parse.
+    """
+    memo = _EXECUTOR_CONFIGS.get(id(spec))
+    if memo is not None and memo[0] is spec:
+        return memo[1]
+    out = dict(spec)
+    pod = out.get("pod_override")
+    if isinstance(pod, Mapping):
+        try:
+            from airflow.providers.cncf.kubernetes.pod_generator import PodGenerator
+        except ImportError as exc:
+            raise ConfigError(
+                ["optimizer_groups", "executor_config", "pod_override"],
+                f"needs the apache-airflow-providers-cncf-kubernetes package: {exc}",
+            ) from None
+        out["pod_override"] = PodGenerator.deserialize_model_dict(dict(pod))
+    _EXECUTOR_CONFIGS[id(spec)] = (spec, out)
+    return out
+
+
 OVERRIDES_KWARG = "property_overrides"
 """Keyword of the optimizing operators that takes the configured property overrides."""
 
@@ -270,9 +374,9 @@ def build_table_dag(
     """
     from airflow.sdk import TriggerRule
 
-    from airflow_provider_amoro.assets import table_asset_uri
+    from airflow_provider_amoro.assets import table_asset, table_asset_uri
 
-    ops = operators or _Operators()
+    ops = operators if operators is not None else _Operators()
     group = settings.group
     defaults = config.defaults
     common: dict[str, Any] = {
@@ -284,6 +388,8 @@ def build_table_dag(
         "retry_delay": defaults.retry_delay,
         "execution_timeout": defaults.task_timeout,
     }
+    if settings.property_defaults:
+        common["property_defaults"] = dict(settings.property_defaults)
     overrides = dict(settings.property_overrides)
     asset_uri = table_asset_uri(settings.conn_id, settings.identifier)
     record_failure = OptimizingFailureRecorder(
@@ -301,6 +407,7 @@ def build_table_dag(
         start_date=START_DATE,
         catchup=False,
         max_active_runs=1,
+        is_paused_upon_creation=settings.paused_at_creation,
         dagrun_timeout=defaults.run_timeout,
         **_dag_config_defaults(),
         tags=[*TAGS, f"group:{group.name}", f"conn:{settings.conn_id}"],
@@ -314,9 +421,14 @@ def build_table_dag(
             on_success_callback=OptimizingFailureClearer(asset_uri, only_when_idle=True),
             **common,
             **{OVERRIDES_KWARG: overrides},
+            **({"renamed_from": settings.renamed_from} if settings.renamed_from else {}),
         )
         plan = ops["plan"](
-            task_id="plan", on_failure_callback=record_failure, **common, **{OVERRIDES_KWARG: overrides}
+            task_id="plan",
+            on_failure_callback=record_failure,
+            **common,
+            **{OVERRIDES_KWARG: overrides},
+            **({"max_input_bytes": group.max_input_bytes} if group.max_input_bytes else {}),
         )
         execute_kwargs: dict[str, Any] = {
             **common,
@@ -324,10 +436,17 @@ def build_table_dag(
             "retries": settings.execute_retries,
             "max_active_tis_per_dagrun": settings.max_active_tasks,
             "execution_timeout": defaults.execute_timeout,
+            # a mapped task's inlets come from partial(), not from the operator's __init__: declare
+            # the table asset here, so the execute tasks reach the table's state store
+            "inlets": [table_asset(settings.conn_id, settings.identifier)],
             "on_failure_callback": record_failure,
         }
         if group.queue:
             execute_kwargs["queue"] = group.queue
+        if group.executor:
+            execute_kwargs["executor"] = group.executor
+        if group.executor_config:
+            execute_kwargs["executor_config"] = executor_config(group.executor_config)
         execute = ops["execute"].partial(task_id="execute", **execute_kwargs).expand(task=plan.output)
         commit = ops["commit"](
             task_id="commit",
@@ -342,11 +461,10 @@ def build_table_dag(
         outcome_failed(settings, asset_uri, [resolve, evaluate, plan, execute, commit])
         previous: Any = commit
         for action, interval in settings.maintenance.items():
-            task = ops[action](
+            task = scheduled_maintenance_class(ops[action])(
                 task_id=action,
                 trigger_rule=TriggerRule.NONE_FAILED,
-                pre_execute=MaintenanceDueCheck(action, interval, asset_uri),
-                post_execute=MaintenanceRecorder(action, asset_uri),
+                maintenance_interval=interval,
                 **common,
                 **{OVERRIDES_KWARG: overrides},
             )
@@ -400,6 +518,7 @@ def build_catalog_sync_dag(config: FactoryConfig) -> DAG:
         start_date=START_DATE,
         catchup=False,
         max_active_runs=1,
+        is_paused_upon_creation=config.catalog_sync.paused_at_creation,
         dagrun_timeout=config.defaults.run_timeout,
         tags=[*TAGS, "catalog-sync"],
         doc_md=(
@@ -427,50 +546,160 @@ def selected_tables(config: FactoryConfig, conn_id: str, cache: CatalogCache) ->
     return sorted(found)
 
 
-def build_dags(config: FactoryConfig, *, operators: Mapping[str, Any] | None = None) -> dict[str, DAG]:
+def shard_of(dag_id: str, shards: int) -> int:
+    """The DAG file (shard index) a table DAG belongs to: a stable hash of its id modulo ``shards``."""
+    import zlib
+
+    return zlib.crc32(dag_id.encode()) % shards if shards > 1 else 0
+
+
+def build_dags(
+    config: FactoryConfig, *, operators: Mapping[str, Any] | None = None, shard: int | None = None
+) -> dict[str, DAG]:
     """Build every DAG of the configuration: the catalog sync and one per selected table.
 
     Args:
         config: the validated configuration.
         operators: operator classes by role (tests); defaults to this package's.
+        shard: with ``shards: N`` in the configuration, the index (0 to N-1) of the DAG file calling:
+            only the tables of that shard (:func:`shard_of`) are built, and the sync DAG in shard 0.
 
     Returns:
         DAGs by dag id, the sync DAG first.
 
-    Raises:
-        ConfigError: a table's optimizer group is not configured, or two tables map to one DAG id.
+    A table whose settings are invalid (e.g. its ``self-optimizing.group`` is not configured) is
+    logged at ERROR level and gets a placeholder DAG (:func:`build_broken_table_dag`); the others
+    are built as usual. Inside a worker (``get_parsing_context().dag_id`` set) only that DAG is built.
     """
     # Thousands of long-lived objects are created here and none is garbage; Python's cyclic GC would
     # scan the growing heap again and again (a fifth of the parse time for 1,000 tables).
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _build_all(config, operators or _Operators())
+        return _build_all(config, operators if operators is not None else _Operators(), _shard(config, shard))
     finally:
         if gc_was_enabled:
             gc.enable()
 
 
-def _build_all(config: FactoryConfig, ops: Mapping[str, Any]) -> dict[str, DAG]:
-    dags: dict[str, DAG] = {CATALOG_SYNC_DAG_ID: build_catalog_sync_dag(config)}
+class _TableError:
+    """``python_callable`` of a broken table's placeholder task: fail with the reason."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+        self.__name__ = "report_table_error"
+
+    def __call__(self) -> None:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        raise AirflowFailException(self.message)
+
+
+def build_broken_table_dag(conn_id: str, identifier: str, dag_id: str, error: str) -> DAG:
+    """A placeholder for a table whose DAG cannot be built: one task that fails with ``error``.
+
+    It keeps the table asset (inlet of its task) referenced by a DAG, so Airflow does not take the
+    asset for orphaned and delete its runtime state (history, maintenance times) while the
+    table's settings are being fixed. Not scheduled; paused at creation.
+    """
+    from airflow.providers.standard.operators.python import PythonOperator
+
+    from airflow_provider_amoro.assets import table_asset
+
+    with _dag_class()(
+        dag_id=dag_id,
+        schedule=None,
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,
+        is_paused_upon_creation=True,
+        **_dag_config_defaults(),
+        tags=[*TAGS, "config-error", f"conn:{conn_id}"],
+        doc_md=f"**Configuration error** for `{identifier}` (connection `{conn_id}`): {error}",
+    ) as dag:
+        PythonOperator(
+            task_id="configuration_error",
+            python_callable=_TableError(error),
+            inlets=[table_asset(conn_id, identifier)],
+            retries=0,
+        )
+    return dag
+
+
+TABLE_ERRORS: dict[str, str] = {}
+"""Tables skipped at the last parse in this process: ``conn.namespace.table`` → message (for logs/UI)."""
+
+
+def _parsing_dag_id() -> str | None:
+    """The DAG a worker parses the file for (``get_parsing_context()``), None in the DAG processor."""
+    try:
+        from airflow.sdk import get_parsing_context
+    except ImportError:  # pragma: no cover - Airflow 3 always has it
+        return None
+    return get_parsing_context().dag_id
+
+
+def _shard(config: FactoryConfig, shard: int | None) -> int:
+    if config.shards == 1:
+        if shard not in (None, 0):
+            raise ConfigError(["shards"], f"is 1 but a DAG file asks for shard {shard}", source=config.source)
+        return 0
+    if shard is None or not 0 <= shard < config.shards:
+        raise ConfigError(
+            ["shards"],
+            f"is {config.shards}: each DAG file must call generate_dags(..., shard=i) with i from 0 to "
+            f"{config.shards - 1}, got {shard!r}",
+            source=config.source,
+        )
+    return shard
+
+
+def _build_all(config: FactoryConfig, ops: Mapping[str, Any], shard: int = 0) -> dict[str, DAG]:
+    wanted = _parsing_dag_id()
+    dags: dict[str, DAG] = {}
+    if shard == 0 and (wanted is None or wanted == CATALOG_SYNC_DAG_ID):
+        dags[CATALOG_SYNC_DAG_ID] = build_catalog_sync_dag(config)
+        if wanted is not None:
+            return dags
     origin: dict[str, str] = {}
+    TABLE_ERRORS.clear()
     for conn_id in config.catalogs:
         cache = read_cache(config.cache_dir, conn_id)
         for identifier in selected_tables(config, conn_id, cache):
-            cached = cache.tables.get(identifier)
-            settings = config.resolve(
-                conn_id,
-                identifier,
-                table_properties=cached.properties if cached else None,
-                cost=cached.cost if cached else None,
-            )
-            if settings.dag_id in dags:
-                raise ConfigError(
-                    ["catalogs", conn_id],
-                    f"tables {origin.get(settings.dag_id)!r} and {conn_id}.{identifier!r} both map to "
-                    f"DAG id {settings.dag_id!r}; exclude one of them",
-                    source=config.source,
+            dag_id = table_dag_id(conn_id, identifier)
+            if (wanted is not None and dag_id != wanted) or shard_of(dag_id, config.shards) != shard:
+                continue
+            name = f"{conn_id}.{identifier}"
+            if dag_id in origin or dag_id == CATALOG_SYNC_DAG_ID:
+                _table_error(
+                    name, f"its DAG id {dag_id!r} is already used by {origin.get(dag_id, dag_id)!r}", config
                 )
-            origin[settings.dag_id] = f"{conn_id}.{identifier}"
-            dags[settings.dag_id] = build_table_dag(settings, config, operators=ops)
+                continue
+            origin[dag_id] = name
+            cached = cache.tables.get(identifier)
+            try:
+                settings = config.resolve(
+                    conn_id,
+                    identifier,
+                    table_properties=cached.properties if cached else None,
+                    cost=cached.cost if cached else None,
+                )
+                if cached is not None and cached.renamed_from:
+                    from dataclasses import replace
+
+                    settings = replace(settings, renamed_from=cached.renamed_from)
+                dags[dag_id] = build_table_dag(settings, config, operators=ops)
+            except Exception as exc:  # noqa: BLE001 - one bad table must not take down the others
+                message = _table_error(name, str(exc), config)
+                try:
+                    dags[dag_id] = build_broken_table_dag(conn_id, identifier, dag_id, message)
+                except Exception as inner:  # noqa: BLE001 - then skip it; the log says why
+                    log.error("Amoro DAG factory: no placeholder DAG for %s either: %s", name, inner)
     return dags
+
+
+def _table_error(name: str, problem: str, config: FactoryConfig) -> str:
+    message = f"table {name} skipped: {problem}"
+    TABLE_ERRORS[name] = message
+    log.error("Amoro DAG factory (%s): %s", config.source or "configuration", message)
+    return message

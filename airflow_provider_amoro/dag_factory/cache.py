@@ -19,9 +19,15 @@ One JSON file per catalog connection, ``<cache_dir>/catalog__<conn_id>.json``::
     }
 
 A file (not an Airflow Variable) keeps parsing free of any database or API call: reading 1,000
-tables takes a few milliseconds. The file is written atomically (temporary file + rename), so a
-parser never sees half a cache. In a deployment with several machines, ``cache_dir`` must be shared
-between the workers (which run the sync) and the DAG processor (which parses), e.g. one volume.
+tables takes a few milliseconds.
+
+**The table list must be readable by every component that parses the DAG file**: the DAG processor,
+and every worker (a worker parses the file again to find the task it runs). ``cache_dir`` is
+therefore a location given by path or URL and opened with fsspec: ``s3://bucket/amoro/tables``,
+``gs://…``, ``abfs://…`` (object storage: one atomic PUT per write, read with one GET per parse)
+or a path on a shared file system (NFS, a Kubernetes ``ReadWriteMany`` volume, a Docker volume).
+The local default (``$AIRFLOW_HOME/amoro/cache``) suits only single-machine setups. A local file
+is written atomically (temporary file + rename), so a parser never sees half a table list.
 This module imports no Airflow.
 """
 
@@ -38,6 +44,9 @@ from typing import Any
 
 from airflow_provider_amoro.properties import AMORO_PROPERTY_PREFIXES
 
+Location = str | os.PathLike[str]
+"""A table-list location: a local path, or a URL fsspec understands (``s3://…``, ``file://…``)."""
+
 CACHE_VERSION = 1
 
 
@@ -53,6 +62,10 @@ class CachedTable:
         health: health score 0-100, None when not evaluated.
         pending: whether evaluation found work, None when not evaluated.
         error: why the table could not be read or evaluated, None when it could.
+        metadata_location: the table's metadata file when last inspected (the sync re-reads a table
+            only when it changed).
+        uuid: the table's UUID (``table-uuid``), None when unknown.
+        renamed_from: the name this table (same UUID) had before a rename, when the sync saw one.
     """
 
     identifier: str
@@ -62,6 +75,9 @@ class CachedTable:
     health: int | None = None
     pending: bool | None = None
     error: str | None = None
+    metadata_location: str | None = None
+    uuid: str | None = None
+    renamed_from: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The JSON object stored in the cache file."""
@@ -72,6 +88,9 @@ class CachedTable:
             "health": self.health,
             "pending": self.pending,
             "error": self.error,
+            "metadata_location": self.metadata_location,
+            "uuid": self.uuid,
+            "renamed_from": self.renamed_from,
         }
 
     @classmethod
@@ -90,6 +109,9 @@ class CachedTable:
             health=int(health) if isinstance(health, (int, float)) and not isinstance(health, bool) else None,
             pending=pending if isinstance(pending, bool) else None,
             error=str(data["error"]) if data.get("error") else None,
+            metadata_location=str(data["metadata_location"]) if data.get("metadata_location") else None,
+            uuid=str(data["uuid"]) if data.get("uuid") else None,
+            renamed_from=str(data["renamed_from"]) if data.get("renamed_from") else None,
         )
 
 
@@ -113,21 +135,74 @@ def amoro_properties(properties: Mapping[str, str]) -> dict[str, str]:
     return {k: str(v) for k, v in properties.items() if k.startswith(AMORO_PROPERTY_PREFIXES)}
 
 
-def cache_file(cache_dir: Path, conn_id: str) -> Path:
-    """The cache file of a connection."""
-    return Path(cache_dir) / f"catalog__{conn_id}.json"
+def is_url(location: Location) -> bool:
+    """Whether a table-list location is a URL (``scheme://…``) rather than a local path."""
+    return "://" in str(location)
 
 
-def read_cache(cache_dir: Path, conn_id: str) -> CatalogCache:
-    """Read a connection's cache; an absent or unreadable file reads as an empty cache.
+def cache_file(cache_dir: Location, conn_id: str) -> str:
+    """The table-list file of a connection (a path, or a URL when ``cache_dir`` is one)."""
+    name = f"catalog__{conn_id}.json"
+    if is_url(cache_dir):
+        return f"{str(cache_dir).rstrip('/')}/{name}"
+    return str(Path(cache_dir) / name)
 
-    A corrupt cache must never break parsing (the next sync rewrites it), so JSON errors give an
-    empty cache too.
-    """
-    path = cache_file(cache_dir, conn_id)
+
+def _filesystem(location: str) -> tuple[Any, str]:
+    from fsspec.core import url_to_fs
+
+    fs, path = url_to_fs(location)
+    return fs, path
+
+
+def read_text(location: Location) -> str | None:
+    """The text of a table-list file at a path or URL; None when it does not exist or is unreadable."""
+    text = str(location)
+    if not is_url(text) or text.startswith("file://"):
+        local = text[len("file://") :] if text.startswith("file://") else text
+        try:
+            return Path(local).read_text(encoding="utf-8")
+        except OSError:
+            return None
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        fs, path = _filesystem(text)
+        data = fs.cat_file(path)
     except (OSError, ValueError):
+        return None
+    return data.decode("utf-8") if isinstance(data, bytes) else str(data)
+
+
+def write_text(location: Location, text: str) -> None:
+    """Write a table-list file atomically: temporary file + rename locally, one PUT on object storage."""
+    target = str(location)
+    if not is_url(target) or target.startswith("file://"):
+        path = Path(target[len("file://") :] if target.startswith("file://") else target)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(text)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return
+    fs, path_in_fs = _filesystem(target)
+    fs.pipe_file(path_in_fs, text.encode("utf-8"))
+
+
+def read_cache(cache_dir: Location, conn_id: str) -> CatalogCache:
+    """Read a connection's table list; an absent or unreadable file reads as an empty list.
+
+    A corrupt file must never break parsing (the next sync rewrites it), so JSON errors give an
+    empty list too.
+    """
+    raw = read_text(cache_file(cache_dir, conn_id))
+    if raw is None:
+        return CatalogCache(conn_id=conn_id)
+    try:
+        data = json.loads(raw)
+    except ValueError:
         return CatalogCache(conn_id=conn_id)
     if not isinstance(data, dict) or data.get("version") != CACHE_VERSION:
         return CatalogCache(conn_id=conn_id)
@@ -146,23 +221,14 @@ def read_cache(cache_dir: Path, conn_id: str) -> CatalogCache:
     return CatalogCache(conn_id=conn_id, synced_at=synced_at, tables=tables)
 
 
-def write_cache(cache_dir: Path, conn_id: str, tables: Mapping[str, CachedTable]) -> Path:
-    """Atomically write a connection's cache and return its path."""
-    directory = Path(cache_dir)
-    directory.mkdir(parents=True, exist_ok=True)
+def write_cache(cache_dir: Location, conn_id: str, tables: Mapping[str, CachedTable]) -> str:
+    """Atomically write a connection's table list and return its path or URL."""
     payload = {
         "version": CACHE_VERSION,
         "conn_id": conn_id,
         "synced_at": datetime.now(timezone.utc).isoformat(),
         "tables": {ident: tables[ident].to_json() for ident in sorted(tables)},
     }
-    target = cache_file(directory, conn_id)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(payload, fh, separators=(",", ":"), sort_keys=True)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    target = cache_file(cache_dir, conn_id)
+    write_text(target, json.dumps(payload, separators=(",", ":"), sort_keys=True))
     return target

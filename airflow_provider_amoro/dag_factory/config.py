@@ -52,7 +52,9 @@ CONFIG_ENV_VAR = "AMORO_DAGS_CONFIG"
 """Environment variable holding the configuration file path (default: ``amoro.yaml`` beside the DAG file)."""
 
 CACHE_DIR_ENV_VAR = "AMORO_CACHE_DIR"
-"""Environment variable overriding the discovery cache directory (default ``$AIRFLOW_HOME/amoro/cache``)."""
+"""Environment variable overriding the table-list location, a path or URL.
+
+The default is ``$AIRFLOW_HOME/amoro/cache`` (single machine only)."""
 
 CATALOG_SYNC_DAG_ID = "amoro__catalog_sync"
 
@@ -391,8 +393,14 @@ class OptimizerGroup:
         name: the group name (``self-optimizing.group``).
         pool: the Airflow pool its execute tasks run in.
         slots: the pool's slots (Amoro: the group's threads).
-        queue: the executor queue of its tasks, or None for the default queue.
+        queue: the executor queue of its tasks, or None for the default queue (CeleryExecutor).
         description: shown in the pool list.
+        executor: the Airflow executor of its execute tasks (``KubernetesExecutor``,
+            ``CeleryExecutor``, an alias from ``[core] executor``), or None for the default one.
+        executor_config: the execute tasks' ``executor_config``; for the KubernetesExecutor a
+            ``pod_override`` given as a pod spec mapping (resources, node selector, ...).
+        max_input_bytes: input cap of one optimizing process of a table in this group (bytes of
+            input files); the most valuable partitions go first, the rest waits. None: no cap.
     """
 
     name: str
@@ -400,6 +408,9 @@ class OptimizerGroup:
     slots: int
     queue: str | None = None
     description: str = ""
+    executor: str | None = None
+    executor_config: Mapping[str, Any] = field(default_factory=dict)
+    max_input_bytes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -414,6 +425,8 @@ class TableRule:
     maintenance: Mapping[str, timedelta | None] = field(default_factory=dict)
     schedule: ScheduleSpec | None = None
     watch_changes: bool | None = None
+    paused_at_creation: bool | None = None
+    priority_weight: int | None = None
 
 
 @dataclass(frozen=True)
@@ -425,12 +438,14 @@ class CatalogConfig:
         include: globs over ``namespace.table``; a table must match one.
         exclude: globs; a table matching one is not managed.
         tables: per-table rules in file order (a later match wins).
+        paused_at_creation: whether this catalog's table DAGs start paused (None: the default).
     """
 
     conn_id: str
     include: tuple[str, ...] = ("*",)
     exclude: tuple[str, ...] = ()
     tables: tuple[TableRule, ...] = ()
+    paused_at_creation: bool | None = None
 
     def selects(self, identifier: str) -> bool:
         """Whether ``namespace.table`` is managed: matches an include glob and no exclude glob."""
@@ -457,6 +472,7 @@ class Defaults:
     )
     schedule: ScheduleSpec = field(default_factory=lambda: ScheduleSpec(every=timedelta(hours=1)))
     watch_changes: bool = True
+    paused_at_creation: bool = False
     change_poll_interval: timedelta = timedelta(seconds=60)
     retry_delay: timedelta = timedelta(seconds=30)
     task_retries: int = 1
@@ -473,6 +489,9 @@ class CatalogSyncConfig:
 
     schedule: ScheduleSpec = field(default_factory=lambda: ScheduleSpec(every=timedelta(minutes=10)))
     evaluate: bool = True
+    paused_at_creation: bool = False
+    parallelism: int = 4
+    time_budget: timedelta | None = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -488,11 +507,22 @@ class TableSettings:
         max_active_tasks: cap on concurrently running execute tasks (quota applied to the group).
         execute_retries: ``self-optimizing.execute.num-retries`` in effect.
         property_overrides: properties the engine applies over the table's own properties.
-        maintenance: the maintenance actions to generate, with their minimum interval.
+        maintenance: the maintenance actions to generate, with their minimum interval: every
+            action whose interval is not ``off`` in the configuration, whatever the table's
+            properties (an action the table switches off skips itself at run time, so the DAG's task
+            set never depends on properties).
         schedule: the fallback time schedule.
         watch_changes: whether commits by others (an AssetWatcher) trigger the DAG.
-        priority_weight: from the cached cost (MiB + 1); higher runs first when the pool is full.
-        cost: the cached cost in bytes, or None when not known yet.
+        priority_weight: the tasks' priority weight (absolute): ``priority_weight`` of the last
+            matching table rule, else 1. It does not follow the cached cost: anything that changes
+            with the data must stay out of the serialized DAG, or every catalog sync writes a new
+            DAG version of every table.
+        cost: the cached cost in bytes, or None when not known yet (informative; not in the DAG).
+        property_defaults: ``defaults.properties``: applied at run time under the table's own
+            properties (the table's value wins).
+        paused_at_creation: whether the DAG starts paused (Airflow's ``is_paused_upon_creation``).
+        renamed_from: the table's former name when the catalog sync saw it renamed (its runtime
+            state is adopted by the evaluate task).
     """
 
     conn_id: str
@@ -508,6 +538,9 @@ class TableSettings:
     watch_changes: bool
     priority_weight: int
     cost: int | None = None
+    property_defaults: Mapping[str, str] = field(default_factory=dict)
+    paused_at_creation: bool = False
+    renamed_from: str | None = None
 
     @property
     def namespace(self) -> str:
@@ -529,16 +562,20 @@ class FactoryConfig:
         optimizer_groups: optimizer groups by name.
         defaults: settings for every table.
         catalog_sync: the discovery DAG's settings.
-        cache_dir: where the catalog sync writes its cache.
+        cache_dir: where the catalog sync writes the table list: a local path, or a URL (fsspec:
+            ``s3://…``, ``gs://…``) that every host parsing the DAG file can read.
         source: the file the configuration came from (for messages), or None.
+        shards: how many DAG files share the tables (each file builds the tables whose DAG id
+            hashes to its shard index, so each stays well within the DAG processor's timeout).
     """
 
     catalogs: Mapping[str, CatalogConfig]
     optimizer_groups: Mapping[str, OptimizerGroup]
     defaults: Defaults = field(default_factory=Defaults)
     catalog_sync: CatalogSyncConfig = field(default_factory=CatalogSyncConfig)
-    cache_dir: Path = field(default_factory=lambda: default_cache_dir())
+    cache_dir: Path | str = field(default_factory=lambda: default_cache_dir())
     source: str | None = None
+    shards: int = 1
 
     def resolve(
         self,
@@ -562,12 +599,14 @@ class FactoryConfig:
         """
         catalog = self.catalogs[conn_id]
         table_props = dict(table_properties or {})
-        overrides: dict[str, str] = {
-            k: v for k, v in self.defaults.properties.items() if k not in table_props
-        }
+        overrides: dict[str, str] = {}
         maintenance: dict[str, timedelta | None] = dict(self.defaults.maintenance)
         schedule = self.defaults.schedule
         watch = self.defaults.watch_changes
+        paused = self.defaults.paused_at_creation
+        weight = 1
+        if catalog.paused_at_creation is not None:
+            paused = catalog.paused_at_creation
         rule_path: list[str | int] = ["defaults", "properties"]
         for rule in catalog.rules_for(identifier):
             overrides.update(rule.properties)
@@ -576,16 +615,22 @@ class FactoryConfig:
                 schedule = rule.schedule
             if rule.watch_changes is not None:
                 watch = rule.watch_changes
+            if rule.paused_at_creation is not None:
+                paused = rule.paused_at_creation
+            if rule.priority_weight is not None:
+                weight = rule.priority_weight
             rule_path = ["catalogs", conn_id, "tables", rule.pattern, "properties"]
-        effective = {**table_props, **overrides}
+        effective = {**self.defaults.properties, **table_props, **overrides}
         group_name = effective.get(GROUP, GROUP_DEFAULT)
         group = self.optimizer_groups.get(group_name)
         if group is None:
-            where = (
-                rule_path
-                if GROUP in overrides
-                else ["catalogs", conn_id, f"{identifier} (table property {GROUP})"]
-            )
+            where: list[str | int]
+            if GROUP in overrides:
+                where = rule_path
+            elif GROUP in table_props:
+                where = ["catalogs", conn_id, f"{identifier} (table property {GROUP})"]
+            else:
+                where = ["defaults", "properties"]
             raise ConfigError(
                 where,
                 f"optimizer group {group_name!r} of table {conn_id}.{identifier} is not defined under "
@@ -594,12 +639,10 @@ class FactoryConfig:
             )
         quota = _float_prop(effective, QUOTA, QUOTA_DEFAULT)
         retries = int(_float_prop(effective, EXECUTE_NUM_RETRIES, EXECUTE_NUM_RETRIES_DEFAULT))
-        gc_on = effective.get(GC_ENABLED, "true").strip().lower() != "false"
         actions: dict[str, timedelta] = {}
         for spec in MAINTENANCE_ACTIONS:
             interval = maintenance.get(spec.name)
-            on = effective.get(spec.enabled_property, "true" if spec.enabled_default else "false")
-            if interval is not None and on.strip().lower() == "true" and (gc_on or not spec.gc_controlled):
+            if interval is not None:
                 actions[spec.name] = interval
         return TableSettings(
             conn_id=conn_id,
@@ -613,9 +656,29 @@ class FactoryConfig:
             maintenance=actions,
             schedule=schedule,
             watch_changes=watch,
-            priority_weight=priority_weight(cost),
+            priority_weight=weight,
             cost=cost,
+            property_defaults=dict(self.defaults.properties),
+            paused_at_creation=paused,
         )
+
+
+def maintenance_disabled_reason(action: str, properties: Mapping[str, str]) -> str | None:
+    """Why ``action`` is off for a table with these effective properties, or None when it is on.
+
+    Amoro's switches: ``table-expire.enabled`` (default on), ``clean-dangling-delete-files.enabled``
+    (on), ``clean-orphan-file.enabled`` (off), ``data-expire.enabled`` (off),
+    ``tag.auto-create.enabled`` (off); ``gc.enabled=false`` turns off all but ``create_tags``.
+    Checked at run time by the generated DAG's maintenance tasks (they skip), never at parse time.
+    """
+    spec = MAINTENANCE_ACTIONS_BY_NAME[action]
+    prop = spec.enabled_property
+    if spec.gc_controlled and properties.get(GC_ENABLED, "true").strip().lower() == "false":
+        return f"{GC_ENABLED} is false"
+    value = properties.get(prop, "true" if spec.enabled_default else "false").strip().lower()
+    if value != "true":
+        return f"{prop} is {value}" + ("" if prop in properties else " (default)")
+    return None
 
 
 def _float_prop(props: Mapping[str, str], name: str, default: float) -> float:
@@ -651,11 +714,15 @@ def priority_weight(cost: int | None) -> int:
     return min(MAX_PRIORITY_WEIGHT, 1 + cost // _MIB)
 
 
-def default_cache_dir() -> Path:
-    """``$AMORO_CACHE_DIR``, else ``$AIRFLOW_HOME/amoro/cache`` (``~/airflow/amoro/cache``)."""
+def default_cache_dir() -> Path | str:
+    """``$AMORO_CACHE_DIR`` (a path or URL), else ``$AIRFLOW_HOME/amoro/cache`` (``~/airflow/amoro/cache``).
+
+    The local default suits only a single machine: with workers on other hosts, set ``cache_dir``
+    (or ``$AMORO_CACHE_DIR``) to object storage or a shared path.
+    """
     env = os.environ.get(CACHE_DIR_ENV_VAR)
     if env:
-        return Path(env).expanduser()
+        return env.rstrip("/") if "://" in env else Path(env).expanduser()
     home = os.environ.get("AIRFLOW_HOME") or str(Path.home() / "airflow")
     return Path(home).expanduser() / "amoro" / "cache"
 
@@ -683,14 +750,15 @@ def _construct_mapping(
 
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
-_TOP_KEYS = ("version", "cache_dir", "catalogs", "optimizer_groups", "defaults", "catalog_sync")
-_CATALOG_KEYS = ("include", "exclude", "tables")
-_GROUP_KEYS = ("slots", "pool", "queue", "description")
+_TOP_KEYS = ("version", "cache_dir", "catalogs", "optimizer_groups", "defaults", "catalog_sync", "shards")
+_CATALOG_KEYS = ("include", "exclude", "tables", "paused_at_creation")
+_GROUP_KEYS = ("slots", "pool", "queue", "description", "executor", "executor_config", "max_input_bytes")
 _DEFAULT_KEYS = (
     "properties",
     "maintenance",
     "schedule",
     "watch_changes",
+    "paused_at_creation",
     "change_poll_interval",
     "retry_delay",
     "task_retries",
@@ -700,8 +768,15 @@ _DEFAULT_KEYS = (
     "failure_backoff",
     "failure_backoff_max",
 )
-_RULE_KEYS = ("properties", "maintenance", "schedule", "watch_changes")
-_SYNC_KEYS = ("schedule", "evaluate")
+_RULE_KEYS = (
+    "properties",
+    "maintenance",
+    "schedule",
+    "watch_changes",
+    "paused_at_creation",
+    "priority_weight",
+)
+_SYNC_KEYS = ("schedule", "evaluate", "paused_at_creation", "parallelism", "time_budget")
 _POOL_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
@@ -747,12 +822,18 @@ def _parse(data: Any, source: str | None) -> FactoryConfig:
             raise ConfigError([*path, "pool"], f"pool {pool!r} is already used by group {pools[pool]!r}")
         pools[pool] = name
         queue = spec.get("queue")
+        executor = spec.get("executor")
         groups[name] = OptimizerGroup(
             name=name,
             pool=pool,
             slots=slots,
             queue=None if queue is None else _name(queue, [*path, "queue"]),
             description=str(spec.get("description") or f"Amoro optimizer group {name!r}"),
+            executor=None if executor is None else _name(executor, [*path, "executor"]),
+            executor_config=dict(_expect_mapping(spec.get("executor_config"), [*path, "executor_config"])),
+            max_input_bytes=_positive_int(spec["max_input_bytes"], [*path, "max_input_bytes"])
+            if spec.get("max_input_bytes") is not None
+            else None,
         )
     if not groups:
         raise ConfigError(["optimizer_groups"], "define at least one optimizer group (usually 'default')")
@@ -788,6 +869,12 @@ def _parse(data: Any, source: str | None) -> FactoryConfig:
                     watch_changes=_bool(rspec["watch_changes"], [*rpath, "watch_changes"])
                     if "watch_changes" in rspec
                     else None,
+                    paused_at_creation=_bool(rspec["paused_at_creation"], [*rpath, "paused_at_creation"])
+                    if "paused_at_creation" in rspec
+                    else None,
+                    priority_weight=_positive_int(rspec["priority_weight"], [*rpath, "priority_weight"])
+                    if "priority_weight" in rspec
+                    else None,
                 )
             )
         catalogs[conn_id] = CatalogConfig(
@@ -795,6 +882,9 @@ def _parse(data: Any, source: str | None) -> FactoryConfig:
             include=_globs(spec.get("include"), [*path, "include"], default=("*",)),
             exclude=_globs(spec.get("exclude"), [*path, "exclude"], default=()),
             tables=tuple(rules),
+            paused_at_creation=_bool(spec["paused_at_creation"], [*path, "paused_at_creation"])
+            if "paused_at_creation" in spec
+            else None,
         )
 
     sync_raw = _expect_mapping(root.get("catalog_sync"), ["catalog_sync"])
@@ -804,15 +894,32 @@ def _parse(data: Any, source: str | None) -> FactoryConfig:
         if "schedule" in sync_raw
         else CatalogSyncConfig().schedule,
         evaluate=_bool(sync_raw.get("evaluate", True), ["catalog_sync", "evaluate"]),
+        paused_at_creation=_bool(
+            sync_raw.get("paused_at_creation", False), ["catalog_sync", "paused_at_creation"]
+        ),
+        parallelism=_positive_int(sync_raw.get("parallelism", 4), ["catalog_sync", "parallelism"]),
+        time_budget=parse_duration(
+            sync_raw.get("time_budget", "5min"), ["catalog_sync", "time_budget"], allow_off=True
+        ),
     )
 
     cache_raw = root.get("cache_dir")
+    cache_dir: Path | str
     if cache_raw is None:
         cache_dir = default_cache_dir()
     else:
-        cache_dir = Path(os.path.expandvars(_name(cache_raw, ["cache_dir"]))).expanduser()
-        if not cache_dir.is_absolute() and source:
-            cache_dir = Path(source).parent / cache_dir
+        text = os.path.expandvars(_name(cache_raw, ["cache_dir"]))
+        if "://" in text:
+            scheme = text.split("://", 1)[0]
+            if not re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*", scheme):
+                raise ConfigError(
+                    ["cache_dir"], f"expected a path or a URL such as s3://bucket/amoro, got {text!r}"
+                )
+            cache_dir = text.rstrip("/")
+        else:
+            cache_dir = Path(text).expanduser()
+            if not cache_dir.is_absolute() and source:
+                cache_dir = Path(source).parent / cache_dir
     return FactoryConfig(
         catalogs=catalogs,
         optimizer_groups=groups,
@@ -820,6 +927,7 @@ def _parse(data: Any, source: str | None) -> FactoryConfig:
         catalog_sync=sync,
         cache_dir=cache_dir,
         source=source,
+        shards=_positive_int(root.get("shards", 1), ["shards"]),
     )
 
 
@@ -859,6 +967,7 @@ def _parse_defaults(raw: Any) -> Defaults:
         if "schedule" in spec
         else base.schedule,
         watch_changes=_bool(spec.get("watch_changes", True), [*path, "watch_changes"]),
+        paused_at_creation=_bool(spec.get("paused_at_creation", False), [*path, "paused_at_creation"]),
         change_poll_interval=required("change_poll_interval", base.change_poll_interval),
         retry_delay=required("retry_delay", base.retry_delay),
         task_retries=_non_negative_int(spec.get("task_retries", base.task_retries), [*path, "task_retries"]),

@@ -17,6 +17,7 @@ from typing import Any
 
 from airflow_provider_amoro.dag_factory.cache import CachedTable, amoro_properties, read_cache, write_cache
 from airflow_provider_amoro.dag_factory.config import FactoryConfig, glob_match
+from airflow_provider_amoro.dag_factory.errors import ConfigError
 from airflow_provider_amoro.properties import (
     MIN_TARGET_SIZE_RATIO,
     MIN_TARGET_SIZE_RATIO_DEFAULT,
@@ -95,6 +96,80 @@ def _evaluate(table: Any, overrides: Mapping[str, str]) -> tuple[int, int, bool]
     return int(result.cost), int(result.health_score), bool(result.needs_optimizing)
 
 
+def _inspect(
+    config: FactoryConfig, conn_id: str, hook: Any, ident: str, old: CachedTable | None
+) -> tuple[CachedTable, bool]:
+    """Inspect one table; returns its entry and whether it was re-evaluated (False: reused)."""
+    table = hook.load_table(ident)
+    location = getattr(table, "metadata_location", None)
+    uuid = str(table.metadata.table_uuid) if getattr(table.metadata, "table_uuid", None) else None
+    if (
+        old is not None
+        and old.error is None
+        and location
+        and old.metadata_location == location
+        and old.uuid == uuid
+    ):
+        return old, False  # nothing committed and no property changed since the last sync
+    props = amoro_properties(table.properties)
+    summary = table_summary(table)
+    try:
+        settings = config.resolve(conn_id, ident, table_properties=props)
+    except ConfigError as exc:
+        # keep the properties that cause it: the DAG factory then skips the table with the same
+        # message, and the Lakehouse page shows it
+        entry = CachedTable(
+            ident, props, summary, error=str(exc)[:500], metadata_location=location, uuid=uuid
+        )
+        return entry, True
+    overrides = {
+        **{k: v for k, v in settings.property_defaults.items() if k not in props},
+        **settings.property_overrides,
+    }
+    cost: int | None
+    health: int | None = None
+    pending: bool | None = None
+    if config.catalog_sync.evaluate:
+        cost, health, pending = _evaluate(table, overrides)
+    else:
+        cost = estimate_cost(summary, {**props, **overrides})
+    entry = CachedTable(
+        identifier=ident,
+        properties=props,
+        summary=summary,
+        cost=cost,
+        health=health,
+        pending=pending,
+        metadata_location=location,
+        uuid=uuid,
+    )
+    return entry, True
+
+
+def _mark_renames(tables: dict[str, CachedTable], previous: Mapping[str, CachedTable]) -> None:
+    """Record ``renamed_from`` on a new name whose UUID belonged to a name that is gone (a rename).
+
+    An earlier rename stays recorded while the entry lives, so the table DAG keeps adopting the
+    state recorded under the former name until it has done so.
+    """
+    from dataclasses import replace
+
+    gone = {t.uuid: name for name, t in previous.items() if name not in tables and t.uuid}
+    for name, entry in list(tables.items()):
+        old = previous.get(name)
+        if entry.renamed_from is None and old is not None and old.renamed_from:
+            tables[name] = entry = replace(entry, renamed_from=old.renamed_from)
+        if name not in previous and entry.uuid and entry.uuid in gone:
+            tables[name] = replace(entry, renamed_from=gone[entry.uuid])
+            log.info(
+                "catalog sync: %s was renamed to %s (same table UUID %s)", gone[entry.uuid], name, entry.uuid
+            )
+
+
+WRITE_EVERY_S = 30.0
+"""While a sync runs, the table list is rewritten at most this often with what is done so far."""
+
+
 def unmatched_includes(include: Sequence[str], listed: Sequence[str]) -> list[str]:
     """The ``include`` globs of a catalog that match none of the listed tables (a likely typo)."""
     return [p for p in include if not any(glob_match(ident, p) for ident in listed)]
@@ -112,19 +187,31 @@ def _empty_hint(hook: Any) -> str | None:
 def sync_catalog(config: FactoryConfig, conn_id: str, *, hook: Any = None) -> dict[str, Any]:
     """List, inspect and cache the managed tables of one catalog connection.
 
+    Tables are inspected in parallel (``catalog_sync.parallelism`` threads) and incrementally: a
+    table whose metadata location is the one recorded last time (nothing committed, no property
+    changed) keeps its entry without being evaluated again. The table list is written as the work
+    goes (at most every 30 s) and at the end; when ``catalog_sync.time_budget`` runs out, the
+    tables not reached keep their previous entries and the next sync goes on with them. One broken
+    table never stops the sync: it is recorded with its error.
+
     Args:
         config: the factory configuration.
         conn_id: a connection id configured under ``catalogs``.
         hook: an ``AmoroCatalogHook`` to use (default: one for ``conn_id``).
 
     Returns:
-        Small metrics: tables found, selected, failed, cache path and duration.
+        Small metrics: tables found, selected, re-evaluated, reused, failed, left for the next
+        sync, the table list's location and the duration.
     """
+    from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+
     if hook is None:
         from airflow_provider_amoro.hooks.catalog import AmoroCatalogHook
 
         hook = AmoroCatalogHook(amoro_conn_id=conn_id)
     started = time.monotonic()
+    budget = config.catalog_sync.time_budget
+    deadline = started + budget.total_seconds() if budget is not None else None
     catalog = config.catalogs[conn_id]
     listed = hook.list_tables("*")
     selected = [ident for ident in listed if catalog.selects(ident)]
@@ -139,26 +226,19 @@ def sync_catalog(config: FactoryConfig, conn_id: str, *, hook: Any = None) -> di
             f"; {hint}" if hint else "",
         )
     previous = read_cache(config.cache_dir, conn_id)
-    tables: dict[str, CachedTable] = {}
-    failed = 0
-    for ident in selected:
+    # unreached tables keep their previous entry; dropped ones leave
+    tables: dict[str, CachedTable] = {i: previous.tables[i] for i in selected if i in previous.tables}
+    done: set[str] = set()
+    counts = {"evaluated": 0, "reused": 0, "failed": 0}
+    last_write = started
+    path = ""
+
+    def record(ident: str, future: Future[tuple[CachedTable, bool]]) -> None:
+        done.add(ident)
         try:
-            table = hook.load_table(ident)
-            props = amoro_properties(table.properties)
-            summary = table_summary(table)
-            settings = config.resolve(conn_id, ident, table_properties=props)
-            cost: int | None = None
-            health: int | None = None
-            pending: bool | None = None
-            if config.catalog_sync.evaluate:
-                cost, health, pending = _evaluate(table, settings.property_overrides)
-            else:
-                cost = estimate_cost(summary, {**props, **settings.property_overrides})
-            tables[ident] = CachedTable(
-                identifier=ident, properties=props, summary=summary, cost=cost, health=health, pending=pending
-            )
+            entry, evaluated = future.result()
         except Exception as exc:  # noqa: BLE001 - one broken table must not stop discovery
-            failed += 1
+            counts["failed"] += 1
             log.warning("catalog sync: cannot inspect %s.%s: %s", conn_id, ident, exc)
             old = previous.tables.get(ident)
             tables[ident] = CachedTable(
@@ -167,7 +247,52 @@ def sync_catalog(config: FactoryConfig, conn_id: str, *, hook: Any = None) -> di
                 summary=old.summary if old else {},
                 cost=old.cost if old else None,
                 error=f"{type(exc).__name__}: {exc}"[:500],
+                uuid=old.uuid if old else None,
             )
+            return
+        counts["evaluated" if evaluated else "reused"] += 1
+        if entry.error:
+            counts["failed"] += 1
+            log.warning("catalog sync: %s.%s: %s", conn_id, ident, entry.error)
+        tables[ident] = entry
+
+    pending_idents = list(selected)
+    with ThreadPoolExecutor(
+        max_workers=config.catalog_sync.parallelism, thread_name_prefix="amoro-sync"
+    ) as pool:
+        running: dict[Future[tuple[CachedTable, bool]], str] = {}
+        while pending_idents or running:
+            out_of_time = deadline is not None and time.monotonic() >= deadline
+            while pending_idents and not out_of_time and len(running) < 2 * config.catalog_sync.parallelism:
+                ident = pending_idents.pop(0)
+                running[pool.submit(_inspect, config, conn_id, hook, ident, previous.tables.get(ident))] = (
+                    ident
+                )
+            if not running:
+                break
+            timeout = None if deadline is None else max(0.1, deadline - time.monotonic())
+            finished, _ = wait(running, timeout=min(timeout or 5.0, 5.0), return_when=FIRST_COMPLETED)
+            for future in finished:
+                record(running.pop(future), future)
+            if time.monotonic() - last_write >= WRITE_EVERY_S:
+                path = write_cache(config.cache_dir, conn_id, tables)
+                last_write = time.monotonic()
+                log.info(
+                    "catalog sync %s: %d of %d tables done, table list written",
+                    conn_id,
+                    len(done),
+                    len(selected),
+                )
+            if out_of_time and pending_idents:
+                log.warning(
+                    "catalog sync %s: time budget of %s used up; %d table(s) keep their previous entry "
+                    "until the next sync",
+                    conn_id,
+                    budget,
+                    len(pending_idents),
+                )
+                pending_idents = []
+    _mark_renames(tables, previous.tables)
     path = write_cache(config.cache_dir, conn_id, tables)
     added = sorted(set(tables) - set(previous.tables))
     removed = sorted(set(previous.tables) - set(tables))
@@ -175,7 +300,10 @@ def sync_catalog(config: FactoryConfig, conn_id: str, *, hook: Any = None) -> di
         "conn_id": conn_id,
         "listed": len(listed),
         "selected": len(selected),
-        "failed": failed,
+        "evaluated": counts["evaluated"],
+        "reused": counts["reused"],
+        "failed": counts["failed"],
+        "left_for_next_sync": len(selected) - len(done),
         "unmatched_includes": unmatched,
         "hint": hint,
         "added": added[:100],

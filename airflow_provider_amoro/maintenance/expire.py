@@ -189,6 +189,10 @@ def latest_non_maintenance(metadata: TableMetadata) -> Snapshot | None:
     return None
 
 
+class ExpiryConflictError(CommitFailedException):
+    """Every attempt to commit an expiry met a concurrent change of the table (nothing deleted)."""
+
+
 def _commit_expiry(table: Table, plan: ExpiryPlan) -> None:
     updates: list[TableUpdate] = [
         RemoveSnapshotRefUpdate.model_validate({"ref-name": name}) for name in plan.removed_refs
@@ -200,8 +204,19 @@ def _commit_expiry(table: Table, plan: ExpiryPlan) -> None:
     )
     tx = table.transaction()
     # pyiceberg's public ExpireSnapshots builder cannot assert the refs; the updates are the same.
-    apply_updates(tx, tuple(updates), requirements)
-    tx.commit_transaction()
+    try:
+        apply_updates(tx, tuple(updates), requirements)
+        tx.commit_transaction()
+    except ValueError as exc:
+        # pyiceberg applies the removal to the catalog's current metadata; when another expiry
+        # removed some of these snapshots first, it raises a ValueError listing every snapshot.
+        if "does not exist" not in str(exc) or "snapshot" not in str(exc).lower():
+            raise
+        gone = sorted(plan.expire_ids - {s.snapshot_id for s in table.refresh().metadata.snapshots})
+        raise CommitFailedException(
+            f"{len(gone)} of the {len(plan.expire_ids)} snapshots to expire were removed concurrently "
+            f"(another expire_snapshots?), e.g. {gone[:3]}"
+        ) from None
 
 
 def _unreachable(
@@ -349,7 +364,10 @@ def expire_snapshots(
             break
         except CommitFailedException as exc:
             if attempt == COMMIT_ATTEMPTS:
-                raise
+                raise ExpiryConflictError(
+                    f"expire_snapshots of {result.table}: the table changed concurrently {attempt} times "
+                    f"in a row while expiring ({exc}); nothing was deleted, the next run tries again"
+                ) from None
             log.warning("expiry commit conflicted (%s); planning again (attempt %d)", exc, attempt + 1)
             table.refresh()
 

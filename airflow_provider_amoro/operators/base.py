@@ -82,6 +82,9 @@ class AmoroTableOperator(BaseOperator):
     Args:
         table: table identifier, ``namespace.table`` (templated).
         amoro_conn_id: Airflow connection id of the catalog (templated).
+        property_defaults: Amoro properties applied *under* the table's own (a property the table
+            sets wins); the DAG factory passes its ``defaults.properties``. Resolved at run time, so
+            the generated DAG does not depend on the table's properties.
         **kwargs: passed to ``BaseOperator``.
     """
 
@@ -94,10 +97,18 @@ class AmoroTableOperator(BaseOperator):
     event_producer: str = PRODUCER_MAINTENANCE
     """Default ``extra[producer]`` of the asset events this operator emits."""
 
-    def __init__(self, *, table: str, amoro_conn_id: str = DEFAULT_CONN_ID, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        table: str,
+        amoro_conn_id: str = DEFAULT_CONN_ID,
+        property_defaults: Mapping[str, str] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.table = table
         self.amoro_conn_id = amoro_conn_id
+        self.property_defaults = dict(property_defaults or {})
         self._hook: AmoroCatalogHook | None = None
         declare_table_asset(self, amoro_conn_id, table, outlet=self.changes_table)
 
@@ -125,6 +136,13 @@ class AmoroTableOperator(BaseOperator):
     def load_table(self) -> Table:
         """Load the table (fresh metadata) through the hook."""
         return self.hook.load_table(self.table)
+
+    def layered_properties(
+        self, table_properties: Mapping[str, str], overrides: Mapping[str, str] | None = None
+    ) -> dict[str, str]:
+        """The properties to apply over the table's own: defaults it does not set, then ``overrides``."""
+        defaults = {k: v for k, v in self.property_defaults.items() if k not in table_properties}
+        return {**defaults, **(overrides or {})}
 
     # ---- events and state ---------------------------------------------------------------------
 

@@ -162,7 +162,7 @@ class ExpireSnapshotsOperator(_DryRunOperator):
             keep_duration_ms=self.keep_duration_ms,
             protected_snapshot_id=protected,
             dry_run=self.dry_run_only,
-            properties=self.property_overrides,
+            properties=self.layered_properties(table.properties, self.property_overrides),
         )
 
 
@@ -201,7 +201,7 @@ class CleanOrphanFilesOperator(_DryRunOperator):
             min_existing_time_minutes=self.min_existing_time_minutes,
             dry_run=self.dry_run_only,
             force=self.force,
-            properties=self.property_overrides,
+            properties=self.layered_properties(table.properties, self.property_overrides),
         )
 
 
@@ -222,7 +222,9 @@ class CleanDanglingDeleteFilesOperator(_DryRunOperator):
         from airflow_provider_amoro.maintenance import clean_dangling_delete_files
 
         return clean_dangling_delete_files(
-            table, dry_run=self.dry_run_only, properties=self.property_overrides
+            table,
+            dry_run=self.dry_run_only,
+            properties=self.layered_properties(table.properties, self.property_overrides),
         )
 
 
@@ -242,7 +244,11 @@ class ExpireDataOperator(_DryRunOperator):
         """Expire data."""
         from airflow_provider_amoro.maintenance import expire_data
 
-        return expire_data(table, dry_run=self.dry_run_only, properties=self.property_overrides)
+        return expire_data(
+            table,
+            dry_run=self.dry_run_only,
+            properties=self.layered_properties(table.properties, self.property_overrides),
+        )
 
 
 class CreateTagsOperator(_MaintenanceOperator):
@@ -260,4 +266,6 @@ class CreateTagsOperator(_MaintenanceOperator):
         """Create the auto tag."""
         from airflow_provider_amoro.maintenance import create_auto_tags
 
-        return create_auto_tags(table, properties=self.property_overrides)
+        return create_auto_tags(
+            table, properties=self.layered_properties(table.properties, self.property_overrides)
+        )

@@ -9,12 +9,18 @@ The split for generated DAGs (Airflow's executors are the optimizers)::
 
     evaluate = EvaluateOptimizingOperator(task_id="evaluate", table="db.t")
     plan = PlanOptimizingOperator(task_id="plan", table="db.t")
-    execute = ExecuteOptimizingTaskOperator.partial(task_id="execute", table="db.t").expand(task=plan.output)
+    execute = ExecuteOptimizingTaskOperator.partial(
+        task_id="execute", table="db.t", inlets=[table_asset("amoro_default", "db.t")]
+    ).expand(task=plan.output)
     commit = CommitOptimizingOperator(
         task_id="commit", table="db.t", plan_task_id="plan", execute_task_id="execute"
     )
     evaluate >> plan
     execute >> commit
+
+A mapped task takes its inlets from ``partial()``: pass the table asset there
+(``airflow_provider_amoro.assets.table_asset``), or the execute tasks cannot reach the table's
+runtime state (they record the status; the optimizing itself works either way).
 
 **Skipping when nothing is pending.** ``EvaluateOptimizingOperator`` skips, when the evaluation finds
 no work, every *optimizing-pipeline* task downstream of it (plan, execute, commit: recognised by
@@ -44,8 +50,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import TriggerRule
-from airflow.sdk.bases.skipmixin import SkipMixin
+from airflow.sdk import SkipMixin, TriggerRule
 
 from airflow_provider_amoro.operators.base import PRODUCER_OPTIMIZER, AmoroTableOperator
 from airflow_provider_amoro.properties import EXECUTE_NUM_RETRIES, EXECUTE_NUM_RETRIES_DEFAULT
@@ -154,7 +159,7 @@ class _OptimizingOperator(AmoroTableOperator):
         """
         from airflow_provider_amoro.optimizing import OptimizingConfig
 
-        props = {**table.properties, **(planned or {}), **self.property_overrides}
+        props = {**self.property_defaults, **table.properties, **(planned or {}), **self.property_overrides}
         return OptimizingConfig.from_properties(props, schema=table.schema())
 
     def run_process_id(self, context: Mapping[str, Any]) -> str:
@@ -460,22 +465,41 @@ class EvaluateOptimizingOperator(_OptimizingOperator, SkipMixin):
         amoro_conn_id: catalog connection id (templated).
         property_overrides: ``self-optimizing.*`` properties overriding the table's own.
         skip_when_idle: skip the downstream pipeline when nothing is pending (default True).
+        renamed_from: the table's former ``namespace.table`` after a rename (the DAG factory passes
+            it from the catalog sync): its recorded state is adopted when the UUIDs match.
         **kwargs: ``BaseOperator`` arguments.
+
+    The runtime state is the table's by UUID (:meth:`TableStateRecorder.claim`): a table dropped and
+    re-created under the same name starts with a fresh state.
     """
 
     custom_operator_name = "EvaluateOptimizingOperator"
     ui_color = "#e8f4fa"
 
-    def __init__(self, *, skip_when_idle: bool = True, **kwargs: Any) -> None:
+    def __init__(
+        self, *, skip_when_idle: bool = True, renamed_from: str | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.skip_when_idle = skip_when_idle
+        self.renamed_from = renamed_from
+        if renamed_from:
+            from airflow_provider_amoro.assets import table_asset
+
+            # the state recorded under the former name is read through this task's own inlet
+            self.inlets = [*list(self.inlets or []), table_asset(self.amoro_conn_id, renamed_from)]
 
     def execute(self, context: Any) -> dict[str, Any]:
-        """Evaluate; record the pending state; skip the pipeline when idle."""
+        """Claim the state for this table's UUID; evaluate; record the pending state; skip when idle."""
+        from airflow_provider_amoro.assets import table_asset_uri
         from airflow_provider_amoro.optimizing import evaluate
 
         state = self.state(context)
         table = self.load_table()
+        previous = None
+        if self.renamed_from:
+            previous = TableStateRecorder(context, table_asset_uri(self.amoro_conn_id, self.renamed_from))
+        uuid = getattr(table.metadata, "table_uuid", None)
+        state.claim(str(uuid) if uuid else None, self.table, previous=previous)
         evaluation = evaluate(table, config=self.optimizing_config(table), **state.last_times())
         summary = evaluation_summary(evaluation.to_dict())
         summary["evaluated_ms"] = now_ms()
@@ -500,11 +524,76 @@ class EvaluateOptimizingOperator(_OptimizingOperator, SkipMixin):
         return summary
 
 
-class PlanOptimizingOperator(_OptimizingOperator):
-    """Plans one optimizing process; returns the LIST of task dicts (for ``.expand(task=…)``).
+PLAN_TASKS_DIR = "amoro-plans"
+"""Folder under the table's location holding the task lists of plans (outside ``data/`` and
+``metadata/``, so orphan cleanup never looks at it)."""
 
-    The plan without its tasks is pushed to XCom under key ``plan``; the tasks are the return value.
-    The table's status becomes PLANNING, then ``*_OPTIMIZING``.
+TASKS_LOCATION_KEY = "tasks_location"
+"""Key of the plan header naming the file that holds the plan's tasks."""
+
+PLAN_PROPERTIES_XCOM_KEY = "plan_properties"
+"""XCom key of what a mapped execute task needs from its plan: the planned properties and the task
+file (the full header also holds per-partition summaries, as many as the plan has tasks)."""
+
+
+def plan_tasks_location(table: Table, dag_id: str, run_id: str) -> str:
+    """Where the task list of the plan made by run ``run_id`` of ``dag_id`` is stored."""
+    import re
+
+    safe = re.sub(r"[^A-Za-z0-9_.=-]", "_", f"{dag_id}__{run_id}")
+    return f"{table.location().rstrip('/')}/{PLAN_TASKS_DIR}/{safe}.jsonl"
+
+
+def write_plan_tasks(table: Table, location: str, tasks: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Store the tasks as JSON lines in the warehouse; return one small reference per task.
+
+    A reference is ``{"ref": [offset, length]}``: the byte range of the task's line, so a mapped
+    execute task reads its own task with one ranged read and nothing else.
+    """
+    import json
+
+    lines = [json.dumps(dict(t), separators=(",", ":")).encode() + b"\n" for t in tasks]
+    refs: list[dict[str, Any]] = []
+    offset = 0
+    for line in lines:
+        refs.append({"ref": [offset, len(line)]})
+        offset += len(line)
+    with table.io.new_output(location).create(overwrite=True) as out:
+        out.write(b"".join(lines))
+    return refs
+
+
+def read_plan_task(table: Table, location: str, ref: Sequence[int]) -> dict[str, Any]:
+    """One task of a stored plan, read by its byte range."""
+    import json
+
+    offset, length = int(ref[0]), int(ref[1])
+    with table.io.new_input(location).open() as stream:
+        stream.seek(offset)
+        data = stream.read(length)
+    task: dict[str, Any] = json.loads(data)
+    return task
+
+
+def read_plan_tasks(table: Table, location: str) -> list[dict[str, Any]]:
+    """Every task of a stored plan (the commit needs them all)."""
+    import json
+
+    with table.io.new_input(location).open() as stream:
+        data = stream.read()
+    return [json.loads(line) for line in data.splitlines() if line.strip()]
+
+
+class PlanOptimizingOperator(_OptimizingOperator):
+    """Plans one optimizing process; returns one small reference per task (for ``.expand(task=…)``).
+
+    The tasks themselves are stored in the warehouse (``<table location>/amoro-plans/<dag>__<run>.jsonl``)
+    and the return value holds only ``{"ref": [offset, length]}`` per task: each mapped execute task
+    resolves this list (Airflow pulls it whole for every mapped task) and reads just its own task, so
+    what travels through the Execution API per task stays small whatever the plan's size (a
+    1,024-task plan as full dicts was about 3 MB per pull). The plan header (key ``plan``) names the
+    file. The previous run's file is deleted when the next plan is made. The table's status becomes
+    PLANNING, then ``*_OPTIMIZING``.
 
     Args:
         table: ``namespace.table`` (templated).
@@ -552,6 +641,7 @@ class PlanOptimizingOperator(_OptimizingOperator):
         # in a DAG without a resolve task (generated DAGs have one: then this is a no-op), the
         # last process is settled here, before its record is replaced by the new plan's
         resolve_previous_process(state, table, self.log, own_process_id=self.run_process_id(context))
+        self._check_min_plan_interval(table, state)
         planned = make_plan(
             table,
             self.kind,  # type: ignore[arg-type]
@@ -560,9 +650,23 @@ class PlanOptimizingOperator(_OptimizingOperator):
             max_tasks=self._max_tasks(),
             **state.last_times(),
         )
+        ti = context["ti"]
         header = planned.to_dict()
         header["tasks"] = []
-        context["ti"].xcom_push(key=PLAN_XCOM_KEY, value=header)
+        refs: list[dict[str, Any]] = []
+        if planned.tasks:
+            location = plan_tasks_location(table, ti.dag_id, ti.run_id)
+            refs = write_plan_tasks(table, location, [t.to_dict() for t in planned.tasks])
+            header[TASKS_LOCATION_KEY] = location
+        ti.xcom_push(key=PLAN_XCOM_KEY, value=header)
+        ti.xcom_push(
+            key=PLAN_PROPERTIES_XCOM_KEY,
+            value={
+                "properties": header.get("properties") or {},
+                TASKS_LOCATION_KEY: header.get(TASKS_LOCATION_KEY),
+            },
+        )
+        self._forget_previous_plan(table, state, ti)
         proc = _process(**self.process_args(context, planned, one_task=False, table=table))
         state.record_process(proc)
         if planned.tasks:
@@ -577,7 +681,37 @@ class PlanOptimizingOperator(_OptimizingOperator):
             len(planned.tasks),
             proc.input_bytes,
         )
-        return [t.to_dict() for t in planned.tasks]
+        return refs
+
+    def _check_min_plan_interval(self, table: Table, state: TableStateRecorder) -> None:
+        """Skip when the last plan of the table is younger than ``self-optimizing.min-plan-interval``."""
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        interval = self.optimizing_config(table).min_plan_interval_ms
+        previous = state.current_process(live=False)
+        if interval <= 0 or previous is None or not previous.plan_time_ms:
+            return
+        age = now_ms() - int(previous.plan_time_ms)
+        if age < interval:
+            state.set_status(TableStatus.PENDING, self.kind)
+            raise AirflowSkipException(
+                f"the last plan of {self.table} is {age / 1000:.0f} s old; "
+                f"self-optimizing.min-plan-interval is {interval / 1000:.0f} s"
+            )
+
+    def _forget_previous_plan(self, table: Table, state: TableStateRecorder, ti: Any) -> None:
+        """Delete the task file of the previous process's plan (it is over: ``resolve`` ran first)."""
+        try:
+            previous = state.current_process(live=False)
+            if previous is None or not previous.dag_id or not previous.run_id:
+                return
+            if (previous.dag_id, previous.run_id) == (ti.dag_id, ti.run_id):
+                return
+            old = plan_tasks_location(table, previous.dag_id, previous.run_id)
+            table.io.delete(old)
+            self.log.info("deleted the task file of the previous plan: %s", old)
+        except Exception as exc:  # noqa: BLE001 - absent file or no state: nothing to clean
+            self.log.info("no task file of a previous plan deleted: %s", exc)
 
 
 class ExecuteOptimizingTaskOperator(_OptimizingOperator):
@@ -587,7 +721,8 @@ class ExecuteOptimizingTaskOperator(_OptimizingOperator):
     (the plan header in XCom of ``plan_task_id``), so all tasks of a process agree with their plan.
 
     Args:
-        task: one ``RewriteTask`` dict (from ``PlanOptimizingOperator``'s return value).
+        task: one ``RewriteTask`` dict, or a reference ``{"ref": [offset, length]}`` into the plan's
+            stored task list (what ``PlanOptimizingOperator`` returns).
         table: ``namespace.table`` (templated).
         amoro_conn_id: catalog connection id (templated).
         plan_task_id: task id of the plan task (its ``plan`` XCom holds the planned properties).
@@ -603,28 +738,49 @@ class ExecuteOptimizingTaskOperator(_OptimizingOperator):
         self.rewrite_task = dict(task)
         self.plan_task_id = plan_task_id
 
-    def _planned_properties(self, context: Any) -> dict[str, str]:
+    def _header(self, context: Any) -> dict[str, Any]:
+        """What this task needs of its plan: planned properties and task file (small, fixed size)."""
         ti = context.get("ti")
         try:
-            header = ti.xcom_pull(task_ids=self.plan_task_id, key=PLAN_XCOM_KEY) if ti is not None else None
+            header = None
+            if ti is not None:
+                header = ti.xcom_pull(task_ids=self.plan_task_id, key=PLAN_PROPERTIES_XCOM_KEY)
+                if not isinstance(header, dict):  # a plan made before this key existed
+                    header = ti.xcom_pull(task_ids=self.plan_task_id, key=PLAN_XCOM_KEY)
         except Exception as exc:  # noqa: BLE001 - used without a plan task: the table's properties
             self.log.info("no plan header from %r: %s", self.plan_task_id, exc)
             return {}
-        props = header.get("properties") if isinstance(header, dict) else None
+        return header if isinstance(header, dict) else {}
+
+    def _planned_properties(self, context: Any) -> dict[str, str]:
+        props = self._header(context).get("properties")
         return {str(k): str(v) for k, v in props.items()} if isinstance(props, dict) else {}
+
+    def _task(self, table: Table, header: Mapping[str, Any]) -> dict[str, Any]:
+        """The rewrite task: given whole, or read by its reference from the stored plan."""
+        ref = self.rewrite_task.get("ref")
+        if ref is None:
+            return self.rewrite_task
+        location = header.get(TASKS_LOCATION_KEY)
+        if not location:
+            raise ValueError(
+                f"task reference {ref} but the plan header of {self.plan_task_id!r} names no file"
+            )
+        return read_plan_task(table, str(location), ref)
 
     def execute(self, context: Any) -> dict[str, Any]:
         """Rewrite the task's files; nothing is committed here."""
         from airflow_provider_amoro.optimizing import RewriteTask
         from airflow_provider_amoro.optimizing.execute import execute as run_task
 
-        task = RewriteTask.from_dict(self.rewrite_task)
+        table = self.load_table()
+        header = self._header(context)
+        task = RewriteTask.from_dict(self._task(table, header))
         state = self.state(context)
         state.set_status(TableStatus.optimizing(task.kind), task.kind)
-        table = self.load_table()
-        result = run_task(
-            table, task, config=self.optimizing_config(table, self._planned_properties(context))
-        )
+        props = header.get("properties")
+        planned_props = {str(k): str(v) for k, v in props.items()} if isinstance(props, dict) else {}
+        result = run_task(table, task, config=self.optimizing_config(table, planned_props))
         self.log.info(
             "%s task %d (%s): %d files / %d bytes in, %d files / %d records out in %.2fs",
             self.table,
@@ -676,6 +832,9 @@ class CommitOptimizingOperator(_OptimizingOperator):
         if not isinstance(header, dict):
             return None, []
         tasks = ti.xcom_pull(task_ids=self.plan_task_id, key="return_value") or []
+        location = header.get(TASKS_LOCATION_KEY)
+        if location and any(isinstance(t, dict) and "ref" in t for t in tasks):
+            tasks = read_plan_tasks(self.load_table(), str(location))
         planned = OptimizingPlan.from_dict({**header, "tasks": list(tasks)})
         raw = ti.xcom_pull(task_ids=self.execute_task_id, key="return_value")
         if isinstance(raw, dict):

@@ -34,6 +34,10 @@ KEY_PROCESS = "amoro.process"
 KEY_OPTIMIZED = "amoro.optimized"
 KEY_HISTORY = "amoro.history"
 KEY_MAINTENANCE_PREFIX = "amoro.maintenance."
+KEY_IDENTITY = "amoro.identity"
+"""The table the state belongs to: ``{"uuid": <table-uuid>, "name": "ns.table"}``. State is the
+table's by its UUID: a re-created table (same name, new UUID) starts fresh, a renamed table (new
+name, same UUID) adopts the state recorded under its previous name."""
 KEY_FAILURE = "amoro.failure"
 
 STAGE_BY_OPERATOR: dict[str, str] = {
@@ -107,15 +111,42 @@ def maintenance_key(action: str) -> str:
     return KEY_MAINTENANCE_PREFIX + action
 
 
+DAG_ID_MAX_LENGTH = 250
+"""Airflow's limit on DAG ids."""
+
+_DAG_ID_BAD_CHARS = re.compile(r"[^\w.-]")
+
+
 def table_dag_id(conn_id: str, identifier: str) -> str:
     """The id of the generated per-table DAG: ``amoro__<conn>__<namespace>__<table>``.
 
-    Namespace levels are joined with ``.``; characters Airflow does not allow in DAG ids are
-    replaced with ``_``. The DAG factory names its DAGs with this function.
+    Readable, stable and unique for any table name:
+
+    - namespace levels stay joined with ``.``; letters and digits of any script are kept (Airflow
+      allows Unicode word characters in DAG ids), as are ``_``, ``.`` and ``-``; every other
+      character becomes ``_``;
+    - when that replacement changed the name, when a namespace or table name itself holds ``__``
+      (``a__b.c`` and ``a.b__c`` would otherwise both read ``a__b__c``) or starts or ends with
+      ``_``, or when the id would be
+      longer than Airflow's 250 characters, the id is cut to fit and ends with ``__h`` plus ten hex
+      digits of a SHA-1 of the connection id and the exact identifier.
+
+    Simple names (``demo.orders``) keep the plain id, so existing DAGs keep their ids. The DAG
+    factory and the Lakehouse page name DAGs with this function.
     """
     namespace, _, name = identifier.rpartition(".")
     raw = f"amoro__{conn_id}__{namespace}__{name}"
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", raw)
+    clean = _DAG_ID_BAD_CHARS.sub("_", raw)
+    ambiguous = any(
+        "__" in part or part.startswith("_") or part.endswith("_") for part in (conn_id, namespace, name)
+    )
+    if clean == raw and not ambiguous and len(clean) <= DAG_ID_MAX_LENGTH:
+        return clean
+    import hashlib
+
+    digest = hashlib.sha1(f"{conn_id}\x00{identifier}".encode(), usedforsecurity=False).hexdigest()[:10]
+    suffix = f"__h{digest}"
+    return clean[: DAG_ID_MAX_LENGTH - len(suffix)] + suffix
 
 
 _R = TypeVar("_R", bound="_Record")

@@ -1,7 +1,10 @@
 """Triggers watching Iceberg tables: new commits (``TableChangeTrigger``) and pending optimizing work.
 
-Both are async and never block the triggerer's event loop: every catalog call (connection lookup,
-``load_table``, evaluation) runs in a worker thread with :func:`asyncio.to_thread`.
+Both are async and never block the triggerer's event loop: catalog calls (connection lookup,
+``load_table``) run in a worker thread with :func:`asyncio.to_thread`, and the CPU-heavy evaluation of
+``OptimizingNeededTrigger`` (pyarrow) in a separate Python process. All triggers of one triggerer
+process share one catalog client per connection (:func:`shared_hook`): a REST catalog gets its config
+call and token once, not at every poll.
 
 ``TableChangeTrigger`` is a ``BaseEventTrigger``, so it can drive event-based scheduling::
 
@@ -22,14 +25,25 @@ and the trigger ignores the optimizer's own snapshots (``snapshot-producer=OPTIM
 optimizing commit never schedules the table's DAG again.
 
 When it runs as a watcher, the trigger keeps the last snapshot id it has seen in the asset state
-store of its asset (key ``amoro.watcher.last_snapshot_id``), so a triggerer restart neither loses
-nor repeats commits.
+store of its asset (key ``amoro.watcher.last_snapshot_id``). A baseline that moved past a change the
+trigger fired for is stored only at the next poll, after the triggerer has handed the event on: a
+triggerer that dies in between fires again after its restart (at least once, never lost). Pass
+``watched_asset`` (the asset's name) when one trigger may serve several assets.
+
+A watcher whose table was dropped, or whose catalog rejects its credentials, for
+``MAX_WATCHER_ERRORS`` polls in a row, fires one ``{"status": "error", ...}`` event (it shows as an
+asset event, and the run it starts fails on the missing table) and ends; the error is remembered in
+the asset state store (``amoro.watcher.error``) so that a restarted watcher backs off instead of
+firing again for the same reason.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -45,6 +59,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 WATCHER_STATE_KEY = "amoro.watcher.last_snapshot_id"
+WATCHER_ERROR_KEY = "amoro.watcher.error"
+MAX_WATCHER_ERRORS = 3
+"""Consecutive polls finding the table dropped or the credentials rejected before a watcher gives up."""
+CATALOG_CLIENT_TTL_S = 900.0
+"""A shared catalog client is rebuilt after this long (connection edits, rotated secrets)."""
+ERROR_BACKOFF_S = 600.0
+"""A restarted watcher that already reported a terminal error waits this long before polling again."""
 MAX_SENSOR_FAILURES = 5
 """Consecutive failed polls after which a ``fire_once`` trigger reports an error (watchers retry forever)."""
 MAX_WALK = 10_000
@@ -170,10 +191,56 @@ def _event(payload: dict[str, Any]) -> TriggerEvent:
     return TriggerEvent(payload)  # type: ignore[no-untyped-call]
 
 
-def _load_table(conn_id: str, table: str) -> Table:
+_HOOKS: dict[str, tuple[float, Any]] = {}
+_HOOKS_LOCK = threading.Lock()
+
+
+def shared_hook(conn_id: str) -> Any:
+    """The ``AmoroCatalogHook`` of ``conn_id`` shared by every trigger of this process.
+
+    The hook keeps its pyiceberg catalog (and a REST catalog its session and token), so polling
+    1,000 tables of one connection does not build 1,000 clients. Rebuilt after
+    ``CATALOG_CLIENT_TTL_S`` and after an authentication failure (:func:`drop_shared_hook`).
+    """
     from airflow_provider_amoro.hooks.catalog import AmoroCatalogHook
 
-    return AmoroCatalogHook(amoro_conn_id=conn_id).load_table(table)
+    now = time.monotonic()
+    with _HOOKS_LOCK:
+        entry = _HOOKS.get(conn_id)
+        if entry is None or now - entry[0] > CATALOG_CLIENT_TTL_S:
+            hook = AmoroCatalogHook(amoro_conn_id=conn_id)
+            hook.get_catalog()  # built here, once: not by each of the threads that poll at once
+            entry = (now, hook)
+            _HOOKS[conn_id] = entry
+        return entry[1]
+
+
+def drop_shared_hook(conn_id: str) -> None:
+    """Forget the shared client of ``conn_id`` (the next poll builds a new one)."""
+    with _HOOKS_LOCK:
+        _HOOKS.pop(conn_id, None)
+
+
+def _load_table(conn_id: str, table: str) -> Table:
+    loaded: Table = shared_hook(conn_id).load_table(table)
+    return loaded
+
+
+_AUTH_ERRORS = ("UnauthorizedError", "ForbiddenError", "OAuthError", "AuthorizationExpiredError")
+
+
+def terminal_error(exc: BaseException) -> str | None:
+    """``"dropped"`` for a table that no longer exists, ``"auth"`` for rejected credentials, else None."""
+    from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, (NoSuchTableError, NoSuchNamespaceError)):
+            return "dropped"
+        if type(seen).__name__ in _AUTH_ERRORS:
+            return "auth"
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 class TableChangeTrigger(BaseEventTrigger):
@@ -189,6 +256,9 @@ class TableChangeTrigger(BaseEventTrigger):
         operations: only fire for these snapshot operations (e.g. ``["append", "overwrite"]``).
         poll_interval: seconds between polls.
         fire_once: stop after the first event (deferrable sensors); watchers keep running.
+        watched_asset: name of the asset this watcher feeds (its state store keeps the baseline).
+            Needed only when trigger arguments could be shared by several assets; it also makes
+            the arguments, and so the trigger, distinct per asset.
     """
 
     def __init__(
@@ -202,6 +272,7 @@ class TableChangeTrigger(BaseEventTrigger):
         operations: Sequence[str] | None = None,
         poll_interval: float = 30.0,
         fire_once: bool = False,
+        watched_asset: str | None = None,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.table = table
@@ -212,22 +283,24 @@ class TableChangeTrigger(BaseEventTrigger):
         self.operations = list(operations) if operations else None
         self.poll_interval = float(poll_interval)
         self.fire_once = fire_once
+        self.watched_asset = watched_asset
+        self._store_warned = False
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """Class path and keyword arguments that rebuild this trigger."""
-        return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            {
-                "table": self.table,
-                "amoro_conn_id": self.amoro_conn_id,
-                "branch": self.branch,
-                "after_snapshot_id": self.after_snapshot_id,
-                "ignore_optimizer": self.ignore_optimizer,
-                "operations": self.operations,
-                "poll_interval": self.poll_interval,
-                "fire_once": self.fire_once,
-            },
-        )
+        kwargs: dict[str, Any] = {
+            "table": self.table,
+            "amoro_conn_id": self.amoro_conn_id,
+            "branch": self.branch,
+            "after_snapshot_id": self.after_snapshot_id,
+            "ignore_optimizer": self.ignore_optimizer,
+            "operations": self.operations,
+            "poll_interval": self.poll_interval,
+            "fire_once": self.fire_once,
+        }
+        if self.watched_asset is not None:
+            kwargs["watched_asset"] = self.watched_asset
+        return f"{type(self).__module__}.{type(self).__qualname__}", kwargs
 
     def _poll(self, baseline: int | None, first: bool) -> tuple[TableChanges, int | None]:
         """Blocking part of one poll (runs in a worker thread)."""
@@ -243,45 +316,118 @@ class TableChangeTrigger(BaseEventTrigger):
         )
         return changes, baseline
 
-    async def _stored_baseline(self) -> int | None:
-        store = getattr(self, "asset_state_store", None)
+    def _state(self) -> Any:
+        """The state store accessor of the watched asset, None outside a watcher or when ambiguous."""
+        stores = getattr(self, "asset_state_store", None)
+        if stores is None:
+            return None
+        if self.watched_asset is not None:
+            from airflow.sdk import Asset
+
+            try:
+                return stores[Asset(name=self.watched_asset, uri=self.watched_asset)]
+            except (KeyError, TypeError) as exc:
+                self._warn_store(f"{self.watched_asset!r} is not an asset this trigger watches: {exc}")
+                return None
+        return stores
+
+    def _warn_store(self, problem: str) -> None:
+        if not self._store_warned:
+            self._store_warned = True
+            log.warning("%s: baseline kept in memory only (%s)", self.table, problem)
+
+    async def _read_state(self, key: str) -> Any:
+        store = self._state()
         if store is None:
             return None
         try:
-            value = await store.aget(WATCHER_STATE_KEY)
+            return await store.aget(key)
+        except ValueError as exc:  # one trigger, several assets, no watched_asset given
+            self._warn_store(f"{exc}; pass watched_asset=<asset name> to the trigger")
         except Exception as exc:  # noqa: BLE001 - the state store is an optimisation here
-            log.warning("cannot read %s from the asset state store: %s", WATCHER_STATE_KEY, exc)
-            return None
+            log.warning("cannot read %s from the asset state store: %s", key, exc)
+        return None
+
+    async def _write_state(self, key: str, value: Any) -> None:
+        store = self._state()
+        if store is None:
+            return
+        try:
+            if value is None:
+                await store.adelete(key)
+            else:
+                await store.aset(key, value)
+        except ValueError as exc:
+            self._warn_store(f"{exc}; pass watched_asset=<asset name> to the trigger")
+        except Exception as exc:  # noqa: BLE001
+            log.warning("cannot write %s to the asset state store: %s", key, exc)
+
+    async def _stored_baseline(self) -> int | None:
+        value = await self._read_state(WATCHER_STATE_KEY)
         return int(value) if isinstance(value, int) else None
 
     async def _store_baseline(self, snapshot_id: int | None) -> None:
-        store = getattr(self, "asset_state_store", None)
-        if store is None or snapshot_id is None:
-            return
-        try:
-            await store.aset(WATCHER_STATE_KEY, snapshot_id)
-        except Exception as exc:  # noqa: BLE001
-            log.warning("cannot write %s to the asset state store: %s", WATCHER_STATE_KEY, exc)
+        if snapshot_id is not None:
+            await self._write_state(WATCHER_STATE_KEY, snapshot_id)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Poll until a matching snapshot appears; yield one event per batch of new commits."""
         baseline = self.after_snapshot_id
         if baseline is None:
             baseline = await self._stored_baseline()
+        reported = await self._read_state(WATCHER_ERROR_KEY)
+        if reported and not self.fire_once:
+            log.warning(
+                "%s: this watcher already reported %r; polling again in %.0f s",
+                self.table,
+                reported,
+                ERROR_BACKOFF_S,
+            )
+            await asyncio.sleep(ERROR_BACKOFF_S)
         first = True
-        failures = 0
+        failures = terminal = 0
+        unconfirmed: int | None = None  # a baseline past a fired change, stored at the next poll
         while True:
+            if unconfirmed is not None:
+                # the event was handed to the triggerer a poll ago: now the baseline may move on
+                await self._store_baseline(unconfirmed)
+                unconfirmed = None
             try:
                 changes, _ = await asyncio.to_thread(self._poll, baseline, first)
             except Exception as exc:  # noqa: BLE001 - a flaky catalog must not kill a watcher
                 failures += 1
+                kind = terminal_error(exc)
+                if kind == "auth":
+                    drop_shared_hook(self.amoro_conn_id)  # a new client fetches a new token
+                terminal = terminal + 1 if kind else 0
                 log.warning("polling %s failed, retrying in %.0fs: %s", self.table, self.poll_interval, exc)
-                if self.fire_once and failures >= MAX_SENSOR_FAILURES:
-                    yield _event({"status": "error", "table": self.table, "message": str(exc)})
+                if terminal >= MAX_WATCHER_ERRORS or (self.fire_once and failures >= MAX_SENSOR_FAILURES):
+                    reason = (
+                        "table dropped"
+                        if kind == "dropped"
+                        else "credentials rejected"
+                        if kind
+                        else "failing"
+                    )
+                    yield _event(
+                        {
+                            "status": "error",
+                            "table": self.table,
+                            "conn_id": self.amoro_conn_id,
+                            "reason": reason,
+                            "message": str(exc)[:1000],
+                        }
+                    )
+                    if not self.fire_once:
+                        await self._write_state(WATCHER_ERROR_KEY, reason)
+                    log.error("%s: watcher ends: %s (%s)", self.table, reason, exc)
                     return
                 await asyncio.sleep(self.poll_interval)
                 continue
-            failures = 0
+            if failures and reported:
+                await self._write_state(WATCHER_ERROR_KEY, None)
+                reported = None
+            failures = terminal = 0
             if first and baseline is None:
                 baseline = changes.head_snapshot_id
                 await self._store_baseline(baseline)
@@ -306,7 +452,9 @@ class TableChangeTrigger(BaseEventTrigger):
                     )
                     if self.fire_once:
                         return
-                await self._store_baseline(baseline)
+                    unconfirmed = baseline
+                else:
+                    await self._store_baseline(baseline)  # nothing fired: nothing to lose
             await asyncio.sleep(self.poll_interval)
 
 
@@ -352,8 +500,45 @@ class OptimizingNeededTrigger(BaseTrigger):
             },
         )
 
+    async def evaluate_in_subprocess(self) -> dict[str, Any]:
+        """Evaluate the table in a child Python process (``evaluate_child``); the event loop only waits.
+
+        The connection is resolved here (in a thread), the child gets catalog name and properties
+        on its stdin.
+        """
+        name, props = await asyncio.to_thread(shared_hook(self.amoro_conn_id).catalog_config)
+        request = {
+            "catalog": name,
+            "properties": props,
+            "table": self.table,
+            "last_minor_ms": self.last_minor_ms,
+            "last_major_ms": self.last_major_ms,
+            "last_full_ms": self.last_full_ms,
+        }
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "airflow_provider_amoro.triggers.evaluate_child",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            out, err = await proc.communicate(json.dumps(request).encode())
+        except BaseException:  # cancelled (the trigger is stopped): do not leave the child behind
+            if proc.returncode is None:
+                proc.kill()
+                await asyncio.shield(proc.wait())
+            raise
+        if proc.returncode != 0:
+            tail = err.decode(errors="replace").strip().splitlines()[-1:] or [f"exit code {proc.returncode}"]
+            raise RuntimeError(f"evaluation of {self.table} failed: {tail[0]}")
+        lines = out.decode().strip().splitlines()
+        result: dict[str, Any] = json.loads(lines[-1])
+        return result
+
     def evaluate_now(self) -> dict[str, Any]:
-        """Load the table and evaluate it (blocking; runs in a worker thread)."""
+        """Load the table and evaluate it in this process (blocking; for callers outside a triggerer)."""
         from airflow_provider_amoro.optimizing import evaluate
 
         table = _load_table(self.amoro_conn_id, self.table)
@@ -370,7 +555,7 @@ class OptimizingNeededTrigger(BaseTrigger):
         """Evaluate every ``poll_interval`` seconds; yield the evaluation once work is pending."""
         while True:
             try:
-                evaluation = await asyncio.to_thread(self.evaluate_now)
+                evaluation = await self.evaluate_in_subprocess()
             except Exception as exc:  # noqa: BLE001 - retry on a flaky catalog
                 log.warning(
                     "evaluating %s failed, retrying in %.0fs: %s", self.table, self.poll_interval, exc

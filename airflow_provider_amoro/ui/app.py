@@ -17,9 +17,15 @@ then the auth manager's asset read permission (managed tables are Airflow assets
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import functools
 import html
 import logging
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -192,18 +198,109 @@ def _links(request: Request) -> dict[str, str]:
 
 
 def _table_or_404(conn_id: str, identifier: str) -> None:
+    """Load the table: 400 for a malformed identifier, 404 for an unknown connection or table,
+    502 for a catalog that fails (its message redacted)."""
     from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError
 
+    from airflow_provider_amoro.hooks.catalog import AmoroCatalogError, redact_uri, split_identifier
+
+    try:
+        split_identifier(identifier)
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from None
     try:
         sources.load_table(conn_id, identifier)
     except (NoSuchTableError, NoSuchNamespaceError) as exc:
         raise HTTPException(
             status.HTTP_404_NOT_FOUND, f"table {identifier!r} not found in {conn_id!r}"
         ) from exc
-    except Exception as exc:
+    except AmoroCatalogError as exc:
+        if "is not defined" in str(exc):
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"unknown connection {conn_id!r}") from None
         raise HTTPException(
-            status.HTTP_502_BAD_GATEWAY, f"cannot load {identifier!r} from {conn_id!r}: {exc}"
-        ) from exc
+            status.HTTP_502_BAD_GATEWAY,
+            f"cannot load {identifier!r} from {conn_id!r}: {redact_uri(str(exc))}",
+        ) from None
+    except ValueError as exc:  # pyiceberg's own identifier checks
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, redact_uri(str(exc))) from None
+    except Exception as exc:  # noqa: BLE001 - re-raised without the driver's exception (it may show secrets)
+        raise HTTPException(
+            status.HTTP_502_BAD_GATEWAY,
+            f"cannot load {identifier!r} from {conn_id!r}: {redact_uri(str(exc)) or type(exc).__name__}",
+        ) from None
+
+
+# ------------------------------------------------------------------------ catalog calls off the loop
+
+CATALOG_TIMEOUT_ENV = "AMORO_UI_TIMEOUT_S"
+CATALOG_WORKERS_ENV = "AMORO_UI_WORKERS"
+
+
+class _CatalogCalls:
+    """Where the Lakehouse endpoints run: a small thread pool of its own, bounded and timed out.
+
+    Airflow's api-server runs its own synchronous endpoints in AnyIO's shared worker threads (40);
+    endpoints that wait on a stalled catalog must not take those, or Airflow's own API and login
+    page stop answering. Every Lakehouse endpoint runs here instead: at most ``workers`` at once,
+    at most ``4 * workers`` waiting (more get 503 at once), each answered 504 after ``timeout_s``
+    (its thread ends when the hook's own connect/read timeout fires).
+    """
+
+    def __init__(self) -> None:
+        self.workers = max(1, int(os.environ.get(CATALOG_WORKERS_ENV, "8")))
+        self.timeout_s = float(os.environ.get(CATALOG_TIMEOUT_ENV, "60"))
+        self.pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="amoro-lakehouse")
+        self.slots = threading.BoundedSemaphore(self.workers * 4)
+
+    async def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        if not self.slots.acquire(blocking=False):
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE,
+                f"the Lakehouse is busy: {self.workers * 4} requests wait on catalogs already; retry later",
+            )
+
+        def call() -> Any:
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.slots.release()
+
+        future = asyncio.get_running_loop().run_in_executor(self.pool, call)
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), timeout=self.timeout_s)
+        except asyncio.TimeoutError:
+            raise HTTPException(
+                status.HTTP_504_GATEWAY_TIMEOUT,
+                f"the catalog did not answer within {self.timeout_s:g} s (set {CATALOG_TIMEOUT_ENV} "
+                "for the Lakehouse, the connection's 'timeout' for the catalog)",
+            ) from None
+
+
+_calls: _CatalogCalls | None = None
+
+
+def catalog_calls() -> _CatalogCalls:
+    """The process's :class:`_CatalogCalls` (created on first use, so tests can set the env vars)."""
+    global _calls
+    if _calls is None:
+        _calls = _CatalogCalls()
+    return _calls
+
+
+def reset_catalog_calls() -> None:
+    """Forget the pool (tests change its settings); running calls finish in the old one."""
+    global _calls
+    _calls = None
+
+
+def offloaded(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn a synchronous endpoint into an async one that runs in :func:`catalog_calls`."""
+
+    @functools.wraps(fn)
+    async def endpoint(*args: Any, **kwargs: Any) -> Any:
+        return await catalog_calls().run(fn, *args, **kwargs)
+
+    return endpoint
 
 
 # ------------------------------------------------------------------------------------------- app
@@ -237,6 +334,7 @@ def create_app() -> FastAPI:
         return JSONResponse(app.openapi())
 
     @app.get(f"{API_PREFIX}/catalogs", response_model=list[Catalog], tags=["catalogs"])
+    @offloaded
     def api_catalogs(user: ApiUser) -> list[Catalog]:
         """Catalogs (Airflow connections) with managed tables, their namespaces and table counts."""
         by_conn: dict[str, tuple[str, set[str], int]] = {}
@@ -250,6 +348,7 @@ def create_app() -> FastAPI:
         ]
 
     @app.get(f"{API_PREFIX}/tables", response_model=TableList, tags=["tables"])
+    @offloaded
     def api_tables(
         user: ApiUser,
         q: str | None = None,
@@ -281,12 +380,14 @@ def create_app() -> FastAPI:
     @app.get(
         f"{table_path}/details", response_model=TableDetails, response_model_by_alias=True, tags=["table"]
     )
+    @offloaded
     def api_details(user: ApiUser, conn_id: str, identifier: str, evaluate: bool = True) -> TableDetails:
         """Schema, partition spec, sort order, properties (Amoro's with effective values), evaluation."""
         _table_or_404(conn_id, identifier)
         return data.table_details(conn_id, identifier, evaluate=evaluate)
 
     @app.get(f"{table_path}/files", response_model=TableFiles, tags=["table"])
+    @offloaded
     def api_files(
         user: ApiUser,
         conn_id: str,
@@ -306,6 +407,7 @@ def create_app() -> FastAPI:
         )
 
     @app.get(f"{table_path}/snapshots", response_model=list[SnapshotInfo], tags=["table"])
+    @offloaded
     def api_snapshots(
         user: ApiUser, conn_id: str, identifier: str, limit: Annotated[int, Query(ge=1, le=100_000)] = 500
     ) -> list[SnapshotInfo]:
@@ -314,6 +416,7 @@ def create_app() -> FastAPI:
         return data.table_snapshots(conn_id, identifier, limit=limit)
 
     @app.get(f"{table_path}/snapshots/{{snapshot_id}}/files", response_model=SnapshotFiles, tags=["table"])
+    @offloaded
     def api_snapshot_files(
         user: ApiUser,
         conn_id: str,
@@ -329,12 +432,14 @@ def create_app() -> FastAPI:
         return result
 
     @app.get(f"{table_path}/history", response_model=TableHistory, tags=["table"])
+    @offloaded
     def api_history(user: ApiUser, conn_id: str, identifier: str) -> TableHistory:
         """File count and average file size after each snapshot (the chart's data)."""
         _table_or_404(conn_id, identifier)
         return data.table_history(conn_id, identifier)
 
     @app.get(f"{table_path}/optimizing-processes", response_model=OptimizingProcesses, tags=["optimizing"])
+    @offloaded
     def api_processes(
         user: ApiUser, conn_id: str, identifier: str, limit: Annotated[int, Query(ge=1, le=1000)] = 50
     ) -> OptimizingProcesses:
@@ -346,6 +451,7 @@ def create_app() -> FastAPI:
         response_model=list[OptimizingTask],
         tags=["optimizing"],
     )
+    @offloaded
     def api_tasks(user: ApiUser, conn_id: str, identifier: str, process_id: str) -> list[OptimizingTask]:
         """Tasks of one optimizing process (Amoro: ``/optimizing-processes/{processId}/tasks``)."""
         tasks = data.optimizing_tasks(conn_id, identifier, process_id)
@@ -354,6 +460,7 @@ def create_app() -> FastAPI:
         return tasks
 
     @app.get(f"{table_path}/maintenance", response_model=MaintenanceInfo, tags=["table"])
+    @offloaded
     def api_maintenance(user: ApiUser, conn_id: str, identifier: str) -> MaintenanceInfo:
         """Last run of each maintenance action (expiry, orphans, dangling deletes, data expiry, tags)."""
         _table_or_404(conn_id, identifier)
@@ -366,6 +473,7 @@ def create_app() -> FastAPI:
     # ---------------------------------------------------------------------------------- pages
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    @offloaded
     def page_tables(
         request: Request,
         user: PageUser,
@@ -405,6 +513,7 @@ def create_app() -> FastAPI:
         )
 
     @app.get("/tables/{conn_id}/{identifier}", response_class=HTMLResponse, include_in_schema=False)
+    @offloaded
     def page_table(
         request: Request, user: PageUser, conn_id: str, identifier: str, tab: str = "details"
     ) -> HTMLResponse:
@@ -436,10 +545,13 @@ def create_app() -> FastAPI:
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:
+        from airflow_provider_amoro.hooks.catalog import redact_uri
+
         path = request.url.path
+        detail = redact_uri(exc.detail) if isinstance(exc.detail, str) else exc.detail
         if API_PREFIX in path or "text/html" not in request.headers.get("accept", ""):
-            return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
-        body = f"<h1>{exc.status_code}</h1><p>{html.escape(str(exc.detail))}</p>"
+            return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=exc.headers)
+        body = f"<h1>{exc.status_code}</h1><p>{html.escape(str(detail))}</p>"
         return HTMLResponse(body, status_code=exc.status_code)
 
     return app

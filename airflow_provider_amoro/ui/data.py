@@ -164,7 +164,16 @@ def summary_from_entry(entry: Mapping[str, Any], runtime: Any = None) -> TableSu
     if "format_version" in merged and fmt == "iceberg":
         fmt = f"iceberg v{merged['format_version']}"
 
+    failures: int | None = None
+    last_failure: str | None = None
+    next_attempt: int | None = None
+    stale = False
     if runtime is not None:
+        failure = attr(runtime, "failure")
+        if isinstance(failure, Mapping) and failure.get("count"):
+            failures = _opt_int(failure.get("count"))
+            last_failure = f"{failure.get('task_id')}: {failure.get('reason')}"
+            next_attempt = _opt_int(failure.get("next_attempt_ms"))
         rt_status = str(attr(runtime, "status") or status)
         times = [
             _opt_int(attr(runtime, k))
@@ -192,6 +201,14 @@ def summary_from_entry(entry: Mapping[str, Any], runtime: Any = None) -> TableSu
                     health = _opt_int(rt_eval.get("health_score"))
             if status == "IDLE":  # committed since the last evaluation, or nothing to do
                 kind, reason, raw_pending = None, None, False
+            elif status == "PENDING" and not kind:
+                # PENDING because a planned process did not commit (failed, or its run died)
+                process = attr(runtime, "current_process") or attr(runtime, "last_process")
+                kind = attr(process, "kind") if process is not None else None
+                kind = kind or "optimizing"
+                reason = reason or "a planned process did not commit; the next run plans again"
+        synced = sources.to_ms(_pick(merged, "summarized_at")) or cache_ms
+        stale = bool(last_optimized and synced and last_optimized > synced)
     return TableSummary(
         conn_id=conn_id,
         catalog=str(entry.get("catalog") or entry.get("catalog_name") or conn_id),
@@ -217,6 +234,11 @@ def summary_from_entry(entry: Mapping[str, Any], runtime: Any = None) -> TableSu
         snapshot_id=_opt_int(_pick(merged, "snapshot_id")),
         summarized_at=sources.to_ms(_pick(merged, "summarized_at")),
         dag_id=str(entry.get("dag_id") or sources.table_dag_id(conn_id, identifier)),
+        failures=failures,
+        last_failure=last_failure,
+        next_attempt=next_attempt,
+        stale=stale,
+        managed=sources.is_managed(conn_id, identifier),
     )
 
 
@@ -287,7 +309,8 @@ def list_tables(
     missing.sort(key=lambda s: (s.conn_id, s.identifier))
     ordered = present + missing
     page = ordered[offset : offset + limit] if limit is not None else ordered[offset:]
-    return TableList(total=len(rows), tables=page, source=source, cache_updated_at=updated)
+    notes = sources.live_notes() if source == "catalog" else []
+    return TableList(total=len(rows), tables=page, source=source, cache_updated_at=updated, notes=notes)
 
 
 def find_summary(conn_id: str, identifier: str) -> TableSummary | None:

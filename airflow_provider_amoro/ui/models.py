@@ -29,7 +29,7 @@ class TableSummary(BaseModel):
     equality_delete_files: int | None = None
     records: int | None = None
     total_size: int | None = Field(default=None, description="bytes of live data and delete files")
-    avg_file_size: int | None = Field(default=None, description="bytes per live file")
+    avg_file_size: int | None = Field(default=None, description="bytes per live file, data and delete files")
     pending_kind: str | None = Field(
         default=None, description="minor, major or full when optimizing is pending"
     )
@@ -43,6 +43,23 @@ class TableSummary(BaseModel):
     snapshot_id: int | None = None
     summarized_at: int | None = Field(default=None, description="epoch ms when the summary was computed")
     dag_id: str = Field(description="the table's generated DAG id")
+    failures: int | None = Field(
+        default=None, description="optimizing failures in a row (None: the last attempt did not fail)"
+    )
+    last_failure: str | None = Field(default=None, description="the failed task and its error")
+    next_attempt: int | None = Field(
+        default=None, description="epoch ms before which optimizing is not tried again (backoff)"
+    )
+    stale: bool = Field(
+        default=False,
+        description="the file statistics come from a catalog sync older than the table's last optimizing "
+        "commit (the next sync refreshes them; the table page is always current)",
+    )
+    managed: bool | None = Field(
+        default=None,
+        description="whether the DAG factory configuration selects the table (None: no configuration "
+        "readable); an unmanaged table has no DAG",
+    )
 
 
 class TableList(BaseModel):
@@ -52,6 +69,11 @@ class TableList(BaseModel):
     tables: list[TableSummary]
     source: str = Field(description="'cache' (catalog-sync cache file) or 'catalog' (live listing)")
     cache_updated_at: int | None = Field(default=None, description="epoch ms the cache file was written")
+    notes: list[str] = Field(
+        default_factory=list,
+        description="why a live listing is empty or incomplete: a catalog's error, or the catalog names "
+        "that hold tables when the connection's catalog name holds none",
+    )
 
 
 class Catalog(BaseModel):

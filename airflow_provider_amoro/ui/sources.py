@@ -37,8 +37,8 @@ log = logging.getLogger(__name__)
 LIVE_LISTING_TTL_S = 30.0
 
 
-def cache_dir() -> Path:
-    """Directory of the catalog-sync cache, as the DAG factory configures it.
+def cache_dir() -> Path | str:
+    """Location of the catalog-sync table list, as the DAG factory configures it (a path or URL).
 
     The factory's configuration file (``$AMORO_DAGS_CONFIG``) may name a ``cache_dir``; else
     ``$AMORO_CACHE_DIR``; else ``$AIRFLOW_HOME/amoro/cache``.
@@ -57,7 +57,7 @@ def cache_dir() -> Path:
         cached = _config_cache_dir.get(key)
         if cached is None:
             try:
-                cached = Path(load_config(config_path).cache_dir)
+                cached = load_config(config_path).cache_dir
             except Exception as exc:  # noqa: BLE001 - a broken config must not break the page
                 log.warning("cannot read the DAG factory configuration %s: %s", config_path, exc)
                 cached = default_cache_dir()
@@ -67,7 +67,7 @@ def cache_dir() -> Path:
     return default_cache_dir()
 
 
-_config_cache_dir: dict[tuple[str, float | None], Path] = {}
+_config_cache_dir: dict[tuple[str, float | None], Path | str] = {}
 _factory_config: dict[tuple[str, float | None], Any] = {}
 
 
@@ -106,6 +106,15 @@ def factory_overrides(conn_id: str, identifier: str, table_properties: Mapping[s
         log.warning("cannot resolve DAG factory settings of %s.%s: %s", conn_id, identifier, exc)
         return {}
     return {str(k): str(v) for k, v in dict(settings.property_overrides).items()}
+
+
+def is_managed(conn_id: str, identifier: str) -> bool | None:
+    """Whether the DAG factory configuration selects the table (so it has a DAG); None when unknown."""
+    config = factory_config()
+    if config is None:
+        return None
+    catalog = getattr(config, "catalogs", {}).get(conn_id)
+    return bool(catalog is not None and catalog.selects(identifier))
 
 
 def table_dag_id(conn_id: str, identifier: str) -> str:
@@ -151,6 +160,7 @@ def reset_catalogs() -> None:
         _catalogs.clear()
     with _live_lock:
         _live.clear()
+        _live_notes.clear()
 
 
 def load_table(conn_id: str, identifier: str) -> Any:
@@ -269,13 +279,48 @@ def _to_ms(value: Any) -> int | None:
     return None
 
 
-def read_cache(directory: Path | None = None) -> CachedTables | None:
+def _read_remote_cache(url: str) -> CachedTables | None:
+    """Read the table lists under a URL (object storage) with fsspec; None when there is none."""
+    try:
+        from fsspec.core import url_to_fs
+
+        fs, root = url_to_fs(url)
+        names = sorted(str(p) for p in fs.glob(f"{root.rstrip('/')}/catalog__*.json"))
+    except Exception as exc:  # noqa: BLE001 - an unreachable store must not break the page
+        log.warning("cannot list the catalog-sync table lists at %s: %s", url, exc)
+        return None
+    entries: list[dict[str, Any]] = []
+    newest: int | None = None
+    for name in names:
+        try:
+            doc = json.loads(fs.cat_file(name))
+        except Exception as exc:  # noqa: BLE001 - one unreadable file is skipped
+            log.warning("cannot read catalog-sync table list %s: %s", name, exc)
+            continue
+        file_entries, updated = _entries_from_document(doc, None)
+        entries.extend(file_entries)
+        newest = updated if newest is None else max(newest, updated or 0)
+    if not entries and not names:
+        return None
+    dedup = {(e["conn_id"], e["identifier"]): e for e in entries}
+    return CachedTables(entries=list(dedup.values()), updated_ms=newest, files=names)
+
+
+def read_cache(directory: Path | str | None = None) -> CachedTables | None:
     """Read every ``*.json`` file of the catalog-sync cache; None when there is none.
 
     Files are parsed again only when their mtime or size changes. A file that is not valid JSON
-    (e.g. caught mid-write by a non-atomic writer) keeps its previous parse.
+    (e.g. caught mid-write by a non-atomic writer) keeps its previous parse. A URL location
+    (``s3://…``) is read with fsspec.
     """
-    base = directory or cache_dir()
+    location = directory or cache_dir()
+    if isinstance(location, str) and "://" in location and not location.startswith("file://"):
+        return _read_remote_cache(location)
+    base = Path(
+        location[len("file://") :]
+        if isinstance(location, str) and location.startswith("file://")
+        else location
+    )
     try:
         paths = sorted(p for p in base.glob("*.json") if p.is_file())
     except OSError:
@@ -353,12 +398,36 @@ def live_listing(conn_ids: Iterable[str] = (DEFAULT_CONN_ID,)) -> list[dict[str,
                     except Exception as exc:  # noqa: BLE001 - one broken table must not hide the others
                         entry["error"] = str(exc)
                     entries.append(entry)
-        except Exception as exc:  # noqa: BLE001 - an unreachable catalog shows as an empty list
-            log.warning("cannot list tables of %s: %s", conn_id, exc)
+            note = None if entries else _empty_catalog_note(conn_id)
+        except Exception as exc:  # noqa: BLE001 - an unreachable catalog: an empty list with a note
+            from airflow_provider_amoro.hooks.catalog import redact_uri
+
+            note = f"cannot list the tables of connection {conn_id!r}: {redact_uri(str(exc))}"
+            log.warning("%s", note)
         with _live_lock:
             _live[conn_id] = (now, entries)
+            _live_notes[conn_id] = note
         out.extend(entries)
     return out
+
+
+_live_notes: dict[str, str | None] = {}
+
+
+def live_notes() -> list[str]:
+    """Why the live listing of a catalog is empty: its error, or the catalog names that hold tables."""
+    with _live_lock:
+        return [n for _, n in sorted(_live_notes.items()) if n]
+
+
+def _empty_catalog_note(conn_id: str) -> str | None:
+    from airflow_provider_amoro.hooks.catalog import AmoroCatalogHook
+
+    try:
+        hint = AmoroCatalogHook(amoro_conn_id=conn_id).empty_catalog_hint()
+    except Exception:  # noqa: BLE001 - a hint only
+        return None
+    return f"connection {conn_id!r}: {hint}" if hint else None
 
 
 def snapshot_summary(table: Any) -> dict[str, Any]:
@@ -438,13 +507,14 @@ def list_runtimes_light() -> dict[tuple[str, str], dict[str, Any]]:
     from airflow_provider_amoro.runtime.reader import get_table_runtime, status_without_active_run
     from airflow_provider_amoro.runtime.state import (
         KEY_EVALUATION,
+        KEY_FAILURE,
         KEY_OPTIMIZED,
         KEY_PROCESS,
         KEY_STATUS,
         table_dag_id,
     )
 
-    keys = (KEY_STATUS, KEY_EVALUATION, KEY_OPTIMIZED, KEY_PROCESS)
+    keys = (KEY_STATUS, KEY_EVALUATION, KEY_OPTIMIZED, KEY_PROCESS, KEY_FAILURE)
     with create_session() as session:
         uris = set(
             session.scalars(
@@ -496,6 +566,7 @@ def list_runtimes_light() -> dict[tuple[str, str], dict[str, Any]]:
         evaluation: dict[str, Any] | None = raw_eval if isinstance(raw_eval, dict) else None
         optimized: dict[str, Any] = raw_opt if isinstance(raw_opt, dict) else {}
         status = status_without_active_run(raw)
+        failure = raw.get(KEY_FAILURE)
         out[(conn_id, identifier)] = {
             "conn_id": conn_id,
             "table": identifier,
@@ -506,6 +577,7 @@ def list_runtimes_light() -> dict[tuple[str, str], dict[str, Any]]:
             "last_optimized_snapshot_id": optimized.get("last_optimized_snapshot_id"),
             "last_commit_ms": optimized.get("last_commit_ms"),
             "pending": evaluation,
+            "failure": failure if isinstance(failure, dict) and failure.get("count") else None,
         }
     return out
 

@@ -11,6 +11,7 @@ import pytest
 from airflow_provider_amoro.dag_factory import ConfigError, load_config, loads
 from airflow_provider_amoro.dag_factory.config import (
     CONFIG_ENV_VAR,
+    maintenance_disabled_reason,
     parse_duration,
     parse_schedule,
     priority_weight,
@@ -181,14 +182,17 @@ def test_property_precedence_defaults_table_overrides() -> None:
         properties: {self-optimizing.fragment-ratio: 2, self-optimizing.quota: 3}
 """,
     )
-    # defaults fill in only what the table does not set itself
+    # defaults travel separately and fill in, at run time, only what the table does not set itself:
+    # the DAG does not depend on the table's properties
     s = config.resolve("lake", "sales.items", table_properties={"self-optimizing.target-size": "8388608"})
-    assert s.property_overrides == {"self-optimizing.quota": "0.25", "self-optimizing.fragment-ratio": "4"}
+    assert s.property_overrides == {"self-optimizing.fragment-ratio": "4"}
+    assert s.property_defaults == {"self-optimizing.target-size": "1048576", "self-optimizing.quota": "0.25"}
+    assert s.quota == 0.25
     # per-table overrides win over table properties, the later matching glob wins
     s = config.resolve("lake", "sales.orders", table_properties={"self-optimizing.fragment-ratio": "16"})
     assert s.property_overrides["self-optimizing.fragment-ratio"] == "2"
     assert s.quota == 3 and s.max_active_tasks == 3
-    assert s.property_overrides["self-optimizing.target-size"] == "1048576"
+    assert "self-optimizing.target-size" not in s.property_overrides
 
 
 def test_quota_group_retries_and_maintenance_resolution() -> None:
@@ -208,8 +212,13 @@ def test_quota_group_retries_and_maintenance_resolution() -> None:
         5,
     )
     assert s.dag_id == "amoro__lake__sales__orders"
-    # default-on actions only; orphan cleaning needs clean-orphan-file.enabled
-    assert list(s.maintenance) == ["expire_snapshots", "clean_dangling_delete_files"]
+    # every action whose interval is not off: the table's switches are checked at run time
+    assert list(s.maintenance) == [
+        "expire_snapshots",
+        "clean_dangling_delete_files",
+        "clean_orphan_files",
+        "expire_data",
+    ]
     props = {
         "self-optimizing.group": "big",
         "self-optimizing.quota": "0.3",
@@ -226,14 +235,21 @@ def test_quota_group_retries_and_maintenance_resolution() -> None:
         2,
     )
     assert s.maintenance == {
+        "expire_snapshots": timedelta(hours=1),
         "clean_dangling_delete_files": timedelta(hours=1),
         "clean_orphan_files": timedelta(hours=2),
+        "expire_data": timedelta(days=1),
     }
-    # gc.enabled=false turns off everything but tags
-    s = config.resolve(
-        "lake", "sales.orders", table_properties={"gc.enabled": "false", "tag.auto-create.enabled": "true"}
+    # ... where Amoro's switches decide: gc.enabled=false turns off everything but tags
+    assert (
+        maintenance_disabled_reason("clean_orphan_files", {})
+        == "clean-orphan-file.enabled is false (default)"
     )
-    assert s.maintenance == {}
+    assert maintenance_disabled_reason("clean_orphan_files", props) is None
+    assert maintenance_disabled_reason("expire_snapshots", props) == "table-expire.enabled is false"
+    off = {"gc.enabled": "false", "tag.auto-create.enabled": "true"}
+    assert maintenance_disabled_reason("expire_snapshots", off) == "gc.enabled is false"
+    assert maintenance_disabled_reason("create_tags", off) is None
     with pytest.raises(ConfigError, match=r"group .nope. of table lake\.sales\.orders is not defined"):
         config.resolve("lake", "sales.orders", table_properties={"self-optimizing.group": "nope"})
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from airflow_fixtures import asset_events, run_dag, small_file_table, task_states, xcom_value
+from airflow_fixtures import append_rows, asset_events, run_dag, small_file_table, task_states, xcom_value
 
 from airflow_provider_amoro.assets import table_asset_uri, table_change_asset_uri
 from airflow_provider_amoro.dag_factory import build_dags, loads
@@ -78,10 +78,14 @@ def test_generated_dag_optimizes_records_state_and_emits_events(
     dags = build_dags(config)
     assert set(dags) == {"amoro__catalog_sync", DAG_ID}
     dag = dags[DAG_ID]
+    # every action not switched off in the YAML has its task; the table's properties decide at run time
     assert sorted(dag.task_dict) == [
+        "clean_orphan_files",
         "commit",
+        "create_tags",
         "evaluate",
         "execute",
+        "expire_data",
         "expire_snapshots",
         "optimizing_failed",
         "plan",
@@ -113,6 +117,9 @@ def test_generated_dag_optimizes_records_state_and_emits_events(
     tasks = xcom_value(dr, "plan")
     assert {k for k in states if k[0] == "execute"} == {("execute", i) for i in range(len(tasks))}
     assert states[("commit", -1)] == "success" and states[("expire_snapshots", -1)] == "success"
+    # off by the table's (default) properties: skipped, not failed, nothing recorded
+    for action in ("clean_orphan_files", "expire_data", "create_tags"):
+        assert states[(action, -1)] == "skipped", (action, states)
 
     # asset events on the table asset: the commit's (optimizer) and the maintenance action's
     uri = table_asset_uri("amoro_default", "demo.events")
@@ -299,10 +306,12 @@ def test_failed_optimizing_fails_the_run_backs_off_and_recovers(
     with table.transaction() as tx:
         tx.set_properties({"self-optimizing.target-size": "lots"})
     before = content_hash(read_table(amoro_conn.load_table("demo.events")))
-    # a 1 s maintenance interval: an earlier test's expire_snapshots run on this table is not recent
-    yaml_text = factory_yaml(tmp_path / "cache", maintenance="expire_snapshots: 1s").replace(
-        "  schedule: off\n", "  schedule: off\n  failure_backoff: 5s\n  failure_backoff_max: 1h\n"
-    )
+    # a 1 s interval: an earlier test of this session may have recorded expire_snapshots already
+    yaml_text = factory_yaml(
+        tmp_path / "cache",
+        maintenance="expire_snapshots: 1s, clean_orphan_files: off, expire_data: off, create_tags: off",
+    ).replace("  schedule: off\n", "  schedule: off\n  failure_backoff: 5s\n  failure_backoff_max: 1h\n")
+    time.sleep(1.2)
     dag = build_dags(loads(yaml_text))[DAG_ID]
     assert dag.dagrun_timeout == timedelta(hours=6)
     assert all(t.execution_timeout is not None for t in dag.tasks), {
@@ -319,6 +328,7 @@ def test_failed_optimizing_fails_the_run_backs_off_and_recovers(
     assert failure is not None and failure["count"] == 1 and failure["task_id"] == "evaluate"
     assert "self-optimizing.target-size" in failure["reason"] and "lots" in failure["reason"]
     assert failure["next_attempt_ms"] - failure["failed_ms"] == 5000
+    _lakehouse_shows_the_failure(tmp_path, "self-optimizing.target-size")
 
     # inside the 5 s backoff (the run's resolve task comes first): optimizing is not tried again
     dr = run_dag(dag)
@@ -341,4 +351,142 @@ def test_failed_optimizing_fails_the_run_backs_off_and_recovers(
     assert dr.state == "success", states
     assert states[("commit", -1)] == "success" and states[("optimizing_failed", -1)] == "skipped"
     assert get_table_runtime("amoro_default", "demo.events").failure is None
+    assert content_hash(read_table(amoro_conn.load_table("demo.events"))) == before
+
+
+def _lake_yaml(cache: Path) -> str:
+    return textwrap.dedent(
+        f"""
+        cache_dir: {cache}
+        catalogs:
+          amoro_default:
+            include: ["demo.*"]
+        optimizer_groups:
+          default: {{slots: 2}}
+        defaults:
+          schedule: off
+          watch_changes: false
+          maintenance: {{expire_snapshots: off, clean_dangling_delete_files: off, clean_orphan_files: off,
+                         expire_data: off, create_tags: off}}
+        catalog_sync: {{evaluate: false}}
+        """
+    )
+
+
+def test_a_renamed_table_keeps_its_history_and_a_recreated_one_starts_fresh(
+    airflow_db: Any, amoro_conn: Any, tmp_path: Path
+) -> None:
+    """Runtime state belongs to the table's UUID: rename keeps it, drop + re-create clears it."""
+    from airflow_provider_amoro.dag_factory.cache import read_cache
+    from airflow_provider_amoro.dag_factory.sync import sync_catalog
+    from airflow_provider_amoro.runtime.reader import get_optimizing_history
+
+    config = loads(_lake_yaml(tmp_path / "cache"))
+    small_file_table(amoro_conn, "demo.before", files=4)
+    small_file_table(amoro_conn, "demo.again", files=4)
+    sync_catalog(config, "amoro_default")
+    dags = build_dags(config)
+    for name in ("before", "again"):
+        dr = run_dag(dags[f"amoro__amoro_default__demo__{name}"])
+        assert dr.state == "success", task_states(dr)
+        assert len(get_optimizing_history("amoro_default", f"demo.{name}")) == 1
+
+    # rename: the sync sees the same UUID under a new name; the new DAG adopts the old state
+    amoro_conn.rename_table("demo.before", "demo.after")
+    for _ in range(3):
+        append_rows(amoro_conn.load_table("demo.after"), [1, 2, 3])
+    sync_catalog(config, "amoro_default")
+    assert read_cache(config.cache_dir, "amoro_default").tables["demo.after"].renamed_from == "demo.before"
+    before_rows = read_table(amoro_conn.load_table("demo.after"))
+    dr = run_dag(build_dags(config)["amoro__amoro_default__demo__after"])
+    assert dr.state == "success", task_states(dr)
+    history = get_optimizing_history("amoro_default", "demo.after")
+    assert len(history) == 2  # the process from before the rename, and this one
+    assert {h.dag_id for h in history} == {
+        "amoro__amoro_default__demo__before",
+        "amoro__amoro_default__demo__after",
+    }
+    after_rows = read_table(amoro_conn.load_table("demo.after"))
+    assert (content_hash(after_rows), after_rows.num_rows) == (
+        content_hash(before_rows),
+        before_rows.num_rows,
+    )
+
+    # drop and re-create under the same name: a new UUID, a fresh state
+    amoro_conn.drop_table("demo.again")
+    small_file_table(amoro_conn, "demo.again", files=4)
+    sync_catalog(config, "amoro_default")
+    dr = run_dag(build_dags(config)["amoro__amoro_default__demo__again"])
+    assert dr.state == "success", task_states(dr)
+    history = get_optimizing_history("amoro_default", "demo.again")
+    assert len(history) == 1 and history[0].run_id == dr.run_id
+
+
+def _lakehouse_shows_the_failure(tmp_path: Path, words: str) -> None:
+    """The Lakehouse list (its JSON model and its rendered page) says the table failed, and why."""
+    import pytest as _pytest
+
+    from airflow_provider_amoro.ui import app as ui_app
+    from airflow_provider_amoro.ui import data, sources
+
+    with _pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AMORO_CACHE_DIR", str(tmp_path / "no-cache"))  # the UI lists the catalog live
+        mp.delenv("AMORO_DAGS_CONFIG", raising=False)
+        sources.reset_catalogs()
+        result = data.list_tables()
+        row = next(t for t in result.tables if t.identifier == "demo.events")
+        assert row.failures == 1 and row.next_attempt is not None
+        assert row.last_failure is not None and words in row.last_failure
+        page = ui_app.render(
+            "tables.html",
+            links={"base": "/amoro", "airflow": ""},
+            result=result,
+            statuses=[],
+            filters={"q": "", "conn_id": "", "namespace": "", "status": ""},
+            sort="identifier",
+            order="asc",
+            user="",
+        ).body.decode()
+        sources.reset_catalogs()
+    assert "failed 1 time(s) in a row" in page and words in page
+
+
+@pytest.mark.timeout(600)
+def test_a_stalled_catalog_fails_the_run_within_its_timeout_and_the_next_run_succeeds(
+    airflow_db: Any, amoro_conn: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The catalog accepts connections and never answers: the run fails within the hook's timeout
+    (nothing hangs); once the catalog is back, the next run optimizes the table."""
+    import json
+
+    from catalog_servers import black_hole
+
+    table = small_file_table(amoro_conn, "demo.events", files=6)
+    before = content_hash(read_table(table))
+    yaml_text = factory_yaml(tmp_path / "cache", maintenance="expire_snapshots: off").replace(
+        "  schedule: off\n", "  schedule: off\n  failure_backoff: 1s\n  failure_backoff_max: 1s\n"
+    )
+    dag = build_dags(loads(yaml_text))[DAG_ID]
+    good = os.environ["AIRFLOW_CONN_AMORO_DEFAULT"]
+    with black_hole() as port:
+        stalled = {
+            "conn_type": "amoro",
+            "extra": {"catalog_type": "rest", "uri": f"http://127.0.0.1:{port}", "timeout": 2},
+        }
+        monkeypatch.setenv("AIRFLOW_CONN_AMORO_DEFAULT", json.dumps(stalled))
+        started = time.monotonic()
+        dr = run_dag(dag)
+        took = time.monotonic() - started
+    states = task_states(dr)
+    assert dr.state == "failed", states
+    assert states[("optimizing_failed", -1)] == "failed"
+    assert took < 120, took  # retries included (task_retries=1, retry_delay 30 s is not waited by dag.test)
+
+    monkeypatch.setenv("AIRFLOW_CONN_AMORO_DEFAULT", good)
+    time.sleep(1.5)  # the 1 s backoff
+    dr = run_dag(dag)
+    states = task_states(dr)
+    assert dr.state == "success", states
+    assert states[("commit", -1)] == "success"
+    assert live_files(amoro_conn.load_table("demo.events")) == 1
     assert content_hash(read_table(amoro_conn.load_table("demo.events"))) == before

@@ -76,10 +76,10 @@ def test_sync_discovers_selected_tables_and_parse_builds_their_dags(
         "heavy",
         2,
     )
-    orders_weight = dags["amoro__lake__sales__orders"].task_dict["execute"].partial_kwargs["priority_weight"]
-    big_weight = dags["amoro__lake__sales__big"].task_dict["execute"].partial_kwargs["priority_weight"]
-    assert orders_weight == 1 + orders.cost // (1024 * 1024)
-    assert orders_weight > big_weight  # the most needed table leaves the pool queue first
+    # the cost is in the table list (for the Lakehouse page), never in the DAG: a sync that only
+    # changes costs must not write new DAG versions
+    for dag_id in ("amoro__lake__sales__orders", "amoro__lake__sales__big"):
+        assert dags[dag_id].task_dict["execute"].partial_kwargs.get("priority_weight", 1) == 1
 
     # a dropped table leaves the cache at the next sync (and its DAG the next parse)
     catalog.drop_table("sales.big")
@@ -130,17 +130,95 @@ def test_a_broken_table_is_cached_with_its_error_and_the_sync_goes_on(
     cache = read_cache(config.cache_dir, "lake")
     assert cache.tables["sales.orders"].error is None
     assert "nowhere" in (cache.tables["sales.broken"].error or "")
+    # the property that causes it is kept, so the parse skips that table with the same message
+    # (a placeholder DAG) while the other one is built as usual
+    assert cache.tables["sales.broken"].properties["self-optimizing.group"] == "nowhere"
+    dags = build_dags(config)
+    assert list(dags["amoro__lake__sales__broken"].task_dict) == ["configuration_error"]
+    assert "evaluate" in dags["amoro__lake__sales__orders"].task_dict
+
+
+def test_sync_is_incremental_parallel_and_bounded_in_time(
+    sqlite_catalog: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    set_connection(monkeypatch, "lake", sqlite_catalog)
+    for i in range(6):
+        small_file_table(sqlite_catalog, f"sales.t{i}", files=2)
+    config = config_for(tmp_path / "cache")
+    first = sync_catalog(config, "lake")
+    assert (first["evaluated"], first["reused"], first["left_for_next_sync"]) == (6, 0, 0)
+    cache = read_cache(config.cache_dir, "lake")
+    assert all(t.metadata_location and t.uuid for t in cache.tables.values())
+    # nothing changed: nothing is evaluated again
+    second = sync_catalog(config, "lake")
+    assert (second["evaluated"], second["reused"]) == (0, 6)
+    assert read_cache(config.cache_dir, "lake").tables == cache.tables
+    # one commit: only that table is evaluated again
+    t3 = sqlite_catalog.load_table("sales.t3")
+    t3.append(t3.scan(limit=1).to_arrow())
+    third = sync_catalog(config, "lake")
+    assert (third["evaluated"], third["reused"]) == (1, 5)
+    after = read_cache(config.cache_dir, "lake").tables["sales.t3"]
+    assert after.metadata_location != cache.tables["sales.t3"].metadata_location
+    assert after.summary["total-data-files"] == "3"
+    # a time budget that runs out: the tables not reached keep their entries for the next sync
+    tight = loads(
+        textwrap.dedent(
+            f"""
+            cache_dir: {tmp_path / "cache"}
+            catalogs:
+              lake:
+                include: ["sales.*"]
+            optimizer_groups:
+              default: {{slots: 2}}
+            catalog_sync: {{parallelism: 1, time_budget: 0.001s}}
+            """
+        )
+    )
+    for i in range(6):
+        t = sqlite_catalog.load_table(f"sales.t{i}")
+        with t.transaction() as tx:
+            tx.set_properties({"self-optimizing.quota": "0.25"})
+    bounded = sync_catalog(tight, "lake")
+    assert bounded["left_for_next_sync"] >= 3 and bounded["evaluated"] <= 3
+    kept = read_cache(tight.cache_dir, "lake").tables
+    assert sorted(kept) == [f"sales.t{i}" for i in range(6)]  # none lost
+    stale = [i for i, t in kept.items() if "self-optimizing.quota" not in t.properties]
+    assert len(stale) == bounded["left_for_next_sync"]
 
 
 def test_cache_is_atomic_and_a_corrupt_cache_reads_as_empty(tmp_path: Path) -> None:
     write_cache(tmp_path, "lake", {"a.b": CachedTable("a.b", cost=5)})
     assert [p.name for p in tmp_path.iterdir()] == ["catalog__lake.json"]  # no temporary left
     assert read_cache(tmp_path, "lake").tables["a.b"].cost == 5
-    cache_file(tmp_path, "lake").write_text("{not json")
+    Path(cache_file(tmp_path, "lake")).write_text("{not json")
     assert read_cache(tmp_path, "lake").tables == {}
-    cache_file(tmp_path, "lake").write_text(json.dumps({"version": 99, "tables": {"a.b": {}}}))
+    Path(cache_file(tmp_path, "lake")).write_text(json.dumps({"version": 99, "tables": {"a.b": {}}}))
     assert read_cache(tmp_path, "lake").tables == {}
     assert read_cache(tmp_path / "missing", "lake").synced_at is None
+
+
+def test_table_list_at_a_url_is_read_and_written_through_fsspec(tmp_path: Path) -> None:
+    """The table list may live on object storage (any fsspec URL), shared by every host."""
+    from airflow_provider_amoro.dag_factory import loads as load_text
+
+    url = f"memory://amoro-test-{tmp_path.name}/tables"
+    written = write_cache(url, "lake", {"sales.orders": CachedTable("sales.orders", cost=7)})
+    assert written == f"{url}/catalog__lake.json"
+    assert read_cache(url, "lake").tables["sales.orders"].cost == 7
+    assert read_cache(url + "/nothing-here", "lake").tables == {}
+    config = load_text(
+        f"""
+cache_dir: {url}
+optimizer_groups:
+  default: {{slots: 2}}
+catalogs:
+  lake:
+    include: ["sales.*"]
+"""
+    )
+    assert config.cache_dir == url
+    assert "amoro__lake__sales__orders" in build_dags(config)
 
 
 def test_an_include_that_matches_nothing_is_reported(

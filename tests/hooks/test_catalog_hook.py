@@ -9,6 +9,7 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
+from airflow_fixtures import airflow_db  # noqa: F401 - fixture
 
 from airflow_provider_amoro.hooks.catalog import (
     AmoroCatalogError,
@@ -328,3 +329,35 @@ def test_redact_uri() -> None:
     assert redact_uri("mysql://u:a%40b@h/db?password=zz&x=1") == "mysql://u:***@h/db?password=***&x=1"
     assert redact_uri("error near 'x' with tok3n", ["tok3n"]) == "error near 'x' with ***"
     assert redact_uri("s3://bucket/path/file.parquet") == "s3://bucket/path/file.parquet"
+
+
+@pytest.mark.usefixtures("airflow_db")
+def test_connection_in_the_metadata_db_is_seen_outside_a_task(
+    catalog: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Scripts and ``dag_factory sync`` run outside a task: a connection stored in Airflow's metadata
+    DB (the UI's *Admin > Connections*) is found there too."""
+    from airflow.models.connection import Connection
+    from airflow.utils.session import create_session
+
+    catalog.create_namespace("sales")
+    catalog.create_table("sales.orders", schema=SCHEMA)
+    conn_id = f"db_{catalog.name}"
+    monkeypatch.delenv(f"AIRFLOW_CONN_{conn_id.upper()}", raising=False)
+    with create_session() as session:
+        session.add(
+            Connection(
+                conn_id=conn_id,
+                conn_type="amoro",
+                extra=json.dumps({**_conn_for(catalog), "catalog_name": catalog.name}),
+            )
+        )
+    try:
+        from airflow.sdk import BaseHook
+
+        with pytest.raises(Exception, match="isn't defined"):  # the Task SDK alone does not see it
+            BaseHook.get_connection(conn_id)
+        assert AmoroCatalogHook(amoro_conn_id=conn_id).list_tables() == ["sales.orders"]
+    finally:
+        with create_session() as session:
+            session.query(Connection).filter(Connection.conn_id == conn_id).delete()

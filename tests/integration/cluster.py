@@ -40,6 +40,12 @@ def hostname():
 """
 
 
+def _fernet_key() -> str:
+    from cryptography.fernet import Fernet
+
+    return Fernet.generate_key().decode()
+
+
 def free_port() -> int:
     """A TCP port nobody listens on right now."""
     with socket.socket() as s:
@@ -159,6 +165,12 @@ class AirflowCluster:
         celery_workers: how many Celery workers to start (CeleryExecutor only).
         worker_concurrency: task slots per Celery worker.
         triggerer: also start ``airflow triggerer`` (runs the AssetWatchers' triggers).
+        separate_homes: give every component its own ``AIRFLOW_HOME`` (``<home>/host-<name>``: its
+            own logs, config and local files), as on separate machines; only the DAGs folder
+            (``<home>/dags``) is common, plus whatever the test shares on purpose.
+
+    Airflow's own default applies: DAGs are paused at creation unless they say otherwise (the
+    generated DAGs do).
     """
 
     def __init__(
@@ -171,8 +183,10 @@ class AirflowCluster:
         celery_workers: int = 0,
         worker_concurrency: int = 1,
         triggerer: bool = False,
+        separate_homes: bool = False,
     ) -> None:
         self.home = home
+        self.separate_homes = separate_homes
         self.executor = executor
         self.procs: list[Proc] = []
         self.workers: dict[str, Proc] = {}
@@ -200,7 +214,6 @@ class AirflowCluster:
                 "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
                 "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
                 "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
-                "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
                 "AIRFLOW__CORE__HOSTNAME_CALLABLE": "amoro_test_hostname.hostname",
                 "AIRFLOW__CORE__PARALLELISM": "16",
                 "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{self.api_port}/execution/",
@@ -209,6 +222,10 @@ class AirflowCluster:
                 "AIRFLOW__API__PORT": str(self.api_port),
                 "AIRFLOW__API__HOST": "127.0.0.1",
                 "AIRFLOW__API__WORKERS": "1",
+                # configuration every host must share (each would otherwise generate its own): the
+                # Fernet key encrypts connections and trigger arguments, the JWT secret signs the
+                # task tokens the workers present to the API server
+                "AIRFLOW__CORE__FERNET_KEY": _fernet_key(),
                 "AIRFLOW__API_AUTH__JWT_SECRET": uuid.uuid4().hex,
                 "AIRFLOW__API__SECRET_KEY": uuid.uuid4().hex,
                 "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
@@ -256,10 +273,15 @@ class AirflowCluster:
     def spawn(self, name: str, *args: str, env: Mapping[str, str] | None = None) -> Proc:
         """Start ``airflow <args>`` in its own session, output to ``<home>/<name>.log``."""
         log = self.home / f"{name}.log"
+        own: dict[str, str] = {}
+        if self.separate_homes:
+            host_home = self.home / f"host-{name}"
+            host_home.mkdir(parents=True, exist_ok=True)
+            own["AIRFLOW_HOME"] = str(host_home)
         fh = log.open("wb")
         popen = subprocess.Popen(
             [AIRFLOW, *args],
-            env={**self.env, **(env or {})},
+            env={**self.env, **own, **(env or {})},
             stdout=fh,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -412,6 +434,11 @@ class AirflowCluster:
     def import_errors(self) -> list[tuple[Any, ...]]:
         """Import errors the DAG processor recorded."""
         return self.query("SELECT filename, stacktrace FROM import_error")
+
+    def is_paused(self, dag_id: str) -> bool | None:
+        """Whether a DAG is paused in the metadata DB (None while it is not there)."""
+        rows = self.query("SELECT is_paused FROM dag WHERE dag_id=%s", (dag_id,))
+        return bool(rows[0][0]) if rows else None
 
     def dag_runs(self, dag_id: str) -> list[dict[str, Any]]:
         """All runs of a DAG, oldest first (run_id, run_type, state)."""

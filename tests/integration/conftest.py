@@ -51,15 +51,18 @@ def factory_yaml(
     retry_delay: str = "2s",
     watched: tuple[str, ...] = (),
     groups: dict[str, int] | None = None,
+    priorities: dict[str, int] | None = None,
 ) -> Path:
     """Write a factory configuration managing ``tables`` of the ``amoro_it`` connection.
 
     Tables in ``watched`` get ``watch_changes: true`` (an AssetWatcher polling every 2 s);
-    ``groups`` adds optimizer groups (name: slots) beside ``default``.
+    ``groups`` adds optimizer groups (name: slots) beside ``default``; ``priorities`` sets tables'
+    ``priority_weight``.
     """
     include = ", ".join(f'"{t}"' for t in tables)
     extra_groups = "".join(f"\n  {g}: {{slots: {n}}}" for g, n in (groups or {}).items())
     rules = "".join(f'\n      "{t}": {{watch_changes: true}}' for t in watched)
+    rules += "".join(f'\n      "{t}": {{priority_weight: {w}}}' for t, w in (priorities or {}).items())
     path.write_text(
         textwrap.dedent(
             f"""

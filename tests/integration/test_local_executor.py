@@ -31,7 +31,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
 TABLES = ["demo.alpha", "demo.beta"]
 WATCHED = "demo.watched"
-HOT, COLD = "demo.hot", "demo.cold"  # one-slot group "prio"; costs come from the discovery cache
+HOT, COLD = "demo.hot", "demo.cold"  # one-slot group "prio"; HOT has a higher priority_weight in the YAML
 MIB = 1024 * 1024
 COLD_TASKS = 12
 POOL = "amoro_optimizer_default"
@@ -59,13 +59,13 @@ def local_cluster(pg_catalog: Any, tmp_path_factory: pytest.TempPathFactory) -> 
         with pg_catalog.load_table(ident).transaction() as tx:
             tx.set_properties({"self-optimizing.group": "prio", "self-optimizing.quota": "1"})
     home = tmp_path_factory.mktemp("local")
-    # what the catalog sync would have cached: the group property and very different costs
+    # what the catalog sync would have cached: the group property (and costs, which the DAGs ignore)
     write_cache(
         home / "cache",
         CONN_ID,
         {
-            HOT: CachedTable(HOT, properties={"self-optimizing.group": "prio"}, cost=900 * MIB),
-            COLD: CachedTable(COLD, properties={"self-optimizing.group": "prio"}, cost=2 * MIB),
+            HOT: CachedTable(HOT, properties={"self-optimizing.group": "prio"}, cost=2 * MIB),
+            COLD: CachedTable(COLD, properties={"self-optimizing.group": "prio"}, cost=900 * MIB),
         },
     )
     config = factory_yaml(
@@ -75,6 +75,7 @@ def local_cluster(pg_catalog: Any, tmp_path_factory: pytest.TempPathFactory) -> 
         cache_dir=home / "cache",
         watched=(WATCHED,),
         groups={"prio": 1},
+        priorities={HOT: 900},
     )
     cluster = AirflowCluster(
         home / "home",
@@ -202,10 +203,12 @@ def test_external_commits_trigger_the_dag_and_its_own_commits_do_not(
     print(f"\nwatcher test: {time.monotonic() - started:.0f} s")
 
 
-def test_the_costlier_table_goes_first_when_the_pool_is_full(
+def test_the_higher_priority_table_goes_first_when_the_pool_is_full(
     local_cluster: AirflowCluster, pg_catalog: Any
 ) -> None:
-    """A one-slot group: the cheap table starts first, then the costly one overtakes its waiting tasks."""
+    """A one-slot group: the low-priority table starts first, then the one with the higher
+    ``priority_weight`` (YAML) overtakes its waiting tasks. The cached cost plays no part (it would
+    change the DAG at every sync): it is even the other way round here."""
     started = time.monotonic()
     cluster = local_cluster
     assert cluster.pools()["amoro_optimizer_prio"] == 1

@@ -309,3 +309,32 @@ def test_results_are_json_safe(sqlite_catalog: Any) -> None:
     for result in results:
         assert json.loads(json.dumps(result.to_dict())) == result.to_dict()
     assert results[0].to_dict()["deleted_files"] == results[0].deleted_files == 1  # one manifest list
+
+
+def test_a_concurrent_expiry_is_a_short_retryable_conflict(sqlite_catalog: Any) -> None:
+    """Two expiries racing: the loser's commit is a CommitFailedException (retried by
+    ``expire_snapshots``), with a short message, not pyiceberg's ValueError listing every snapshot."""
+    from pyiceberg.exceptions import CommitFailedException
+
+    from airflow_provider_amoro.maintenance.expire import _commit_expiry
+
+    sqlite_catalog.create_namespace("ns")
+    table = sqlite_catalog.create_table("ns.t", schema=SCHEMA)
+    for i in range(30):
+        table.append(rows([i]))
+    stale = sqlite_catalog.load_table("ns.t")
+    now = table.current_snapshot().timestamp_ms + 10
+    plan = plan_expiry(
+        stale.metadata, now_ms=now, min_count=1, keep_duration_ms=0, protected_snapshot_id=None
+    )
+    assert len(plan.expire_ids) == 29
+    expire_snapshots(sqlite_catalog.load_table("ns.t"), now=now, keep_min_count=1, keep_duration_ms=0)
+    with pytest.raises(
+        CommitFailedException, match="29 of the 29 snapshots to expire were removed concurrently"
+    ) as err:
+        _commit_expiry(stale, plan)
+    assert len(str(err.value)) < 300
+    # the stale table object expires fine: expire_snapshots plans again on fresh metadata
+    result = expire_snapshots(stale, now=now, keep_min_count=1, keep_duration_ms=0)
+    assert result.expired_snapshot_ids == []
+    assert table.scan().to_arrow().num_rows == 30

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from airflow.providers.standard.operators.python import PythonOperator
 from airflow.sdk import DAG, TriggerRule
-from airflow_fixtures import asset_events, run_dag, small_file_table, task_states, xcom_value
+from airflow_fixtures import append_rows, asset_events, run_dag, small_file_table, task_states, xcom_value
 
-from airflow_provider_amoro.assets import table_asset_uri
+from airflow_provider_amoro.assets import table_asset, table_asset_uri
 from airflow_provider_amoro.operators.base import PRODUCER_OPTIMIZER, AmoroTableOperator
 from airflow_provider_amoro.operators.optimizing import (
     CommitOptimizingOperator,
@@ -58,9 +58,9 @@ def _split_dag(dag_id: str, table: str, *, between_execute_and_commit: Any = Non
         )
         plan = PlanOptimizingOperator(task_id="plan", table=table)
         probe_planned = PythonOperator(task_id="probe_planned", python_callable=_status_now, op_args=[table])
-        execute = ExecuteOptimizingTaskOperator.partial(task_id="execute", table=table, retries=2).expand(
-            task=plan.output
-        )
+        execute = ExecuteOptimizingTaskOperator.partial(
+            task_id="execute", table=table, retries=2, inlets=[table_asset("amoro_default", table)]
+        ).expand(task=plan.output)
         probe_executed = PythonOperator(
             task_id="probe_executed",
             python_callable=between_execute_and_commit or _status_now,
@@ -201,9 +201,9 @@ def test_failed_commit_is_recorded_and_the_table_planned_again(airflow_db: Any, 
     # The next run plans again (from the new snapshot) and succeeds; rows unchanged.
     with DAG("test_split_conflict_retry", schedule=None, start_date=START, catchup=False) as dag2:
         plan = PlanOptimizingOperator(task_id="plan", table="db.conflict")
-        execute = ExecuteOptimizingTaskOperator.partial(task_id="execute", table="db.conflict").expand(
-            task=plan.output
-        )
+        execute = ExecuteOptimizingTaskOperator.partial(
+            task_id="execute", table="db.conflict", inlets=[table_asset("amoro_default", "db.conflict")]
+        ).expand(task=plan.output)
         EvaluateOptimizingOperator(task_id="evaluate", table="db.conflict") >> plan
         execute >> CommitOptimizingOperator(task_id="commit", table="db.conflict")
     dr2 = run_dag(dag2)
@@ -368,3 +368,92 @@ def test_evaluation_summary_is_small() -> None:
     assert summary["pending_input_files"] == 1000 and summary["pending_input_bytes"] == 5000
     assert len(summary["reasons"]) == 21 and summary["reasons"][-1] == "... and 480 more"
     assert "properties" not in summary
+
+
+def test_mapped_execute_tasks_get_references_and_the_plan_lives_in_the_warehouse(
+    airflow_db: Any, amoro_conn: Any
+) -> None:
+    """The plan's tasks are stored in the table's warehouse; XCom carries a tiny reference per task."""
+    import json
+    from pathlib import Path
+
+    import pyarrow as pa
+    from pyiceberg.partitioning import PartitionField, PartitionSpec
+    from pyiceberg.schema import Schema
+    from pyiceberg.transforms import IdentityTransform
+    from pyiceberg.types import LongType, NestedField
+
+    from airflow_provider_amoro.operators.optimizing import PLAN_TASKS_DIR, plan_tasks_location
+
+    schema = Schema(
+        NestedField(1, "id", LongType(), required=False), NestedField(2, "p", LongType(), required=False)
+    )
+    spec = PartitionSpec(PartitionField(source_id=2, field_id=1000, transform=IdentityTransform(), name="p"))
+    amoro_conn.create_namespace("db")
+    table = amoro_conn.create_table(
+        "db.refs",
+        schema=schema,
+        partition_spec=spec,
+        properties={
+            "self-optimizing.target-size": str(1 << 20),
+            "self-optimizing.minor.trigger.file-count": "2",
+            "self-optimizing.min-plan-interval": "0",
+        },
+    )
+    for round_no in range(3):
+        ids = list(range(round_no * 100, round_no * 100 + 100))
+        table.append(pa.table({"id": ids, "p": [i % 5 for i in ids]}, schema=schema.as_arrow()))
+    before = read_table(table)
+
+    dag = _split_dag("test_plan_refs", "db.refs")
+    dr = run_dag(dag)
+    assert dr.state == "success", task_states(dr)
+    refs = xcom_value(dr, "plan")
+    assert len(refs) == 5  # one task per partition
+    assert all(set(r) == {"ref"} and len(json.dumps(r)) <= 32 for r in refs), refs
+    header = xcom_value(dr, "plan", key="plan")
+    location = header["tasks_location"]
+    assert location == plan_tasks_location(table, dr.dag_id, dr.run_id) and f"/{PLAN_TASKS_DIR}/" in location
+    stored = [json.loads(line) for line in Path(location.removeprefix("file://")).read_text().splitlines()]
+    assert sorted(t["task_id"] for t in stored) == list(range(5))
+    # what one mapped execute pulls through the Execution API: the small plan_properties XCom and
+    # the reference list, not the header with its per-partition summaries nor the full tasks
+    small = xcom_value(dr, "plan", key="plan_properties")
+    assert small == {"properties": header["properties"], "tasks_location": location}
+    per_task = len(json.dumps(small)) + len(json.dumps(refs))
+    full = len(json.dumps(header)) + len(json.dumps(stored))
+    assert per_task * 3 < full, (per_task, full)
+    after = read_table(amoro_conn.load_table("db.refs"))
+    assert (content_hash(after), after.num_rows) == (content_hash(before), before.num_rows)
+
+    # the next plan deletes the previous run's task file
+    for round_no in range(3, 5):
+        ids = list(range(round_no * 100, round_no * 100 + 100))
+        amoro_conn.load_table("db.refs").append(
+            pa.table({"id": ids, "p": [i % 5 for i in ids]}, schema=schema.as_arrow())
+        )
+    dr2 = run_dag(dag)
+    assert dr2.state == "success", task_states(dr2)
+    assert not Path(location.removeprefix("file://")).exists()
+    assert Path(xcom_value(dr2, "plan", key="plan")["tasks_location"].removeprefix("file://")).exists()
+
+
+def test_min_plan_interval_is_honoured(airflow_db: Any, amoro_conn: Any) -> None:
+    """self-optimizing.min-plan-interval: a plan within the interval of the last one skips."""
+    table = small_file_table(amoro_conn, "db.paced", files=4)
+    with table.transaction() as tx:
+        tx.set_properties({"self-optimizing.min-plan-interval": "3600000"})
+    dag = _split_dag("test_min_plan_interval", "db.paced")
+    first = run_dag(dag)
+    assert first.state == "success" and task_states(first)[("plan", -1)] == "success"
+    for i in range(3):
+        append_rows(amoro_conn.load_table("db.paced"), [5000 + i])
+    second = run_dag(dag)
+    states = task_states(second)
+    assert states[("evaluate", -1)] == "success"  # there is work ...
+    assert states[("plan", -1)] == "skipped"  # ... but the last plan is younger than an hour
+    assert states[("commit", -1)] == "skipped"
+    with amoro_conn.load_table("db.paced").transaction() as tx:
+        tx.set_properties({"self-optimizing.min-plan-interval": "0"})
+    third = run_dag(dag)
+    assert task_states(third)[("plan", -1)] == "success", task_states(third)

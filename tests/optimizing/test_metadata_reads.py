@@ -194,3 +194,24 @@ def test_paused_gc_nests_and_restores_the_collector() -> None:
         assert not gc.isenabled()  # a collector that was off stays off
     finally:
         gc.enable()
+
+
+def test_commit_after_a_concurrent_append_reads_only_the_new_manifest(catalog: Any) -> None:
+    from airflow_provider_amoro.optimizing.commit import commit
+    from airflow_provider_amoro.optimizing.execute import execute
+    from airflow_provider_amoro.optimizing.plan import plan
+
+    table = _history_table(catalog, commits=14)
+    MANIFEST_CACHE.clear()
+    p = plan(table, "minor")
+    results = [execute(table, task) for task in p.tasks]
+    assert MANIFEST_CACHE.reads == 14
+    other = catalog.load_table("db.t")  # another writer appends meanwhile
+    other.append(rows(range(10_000, 10_100)))
+    before = content_hash(read_table(catalog.load_table("db.t")))
+
+    committed = commit(table, p, results)
+
+    assert committed.snapshot_id is not None
+    assert MANIFEST_CACHE.reads == 15  # the head's manifests: only the concurrent one is new
+    assert content_hash(read_table(table)) == before

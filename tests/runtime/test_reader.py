@@ -11,6 +11,7 @@ from airflow.providers.standard.operators.python import PythonOperator
 from airflow.sdk import DAG
 from airflow_fixtures import run_dag, small_file_table, task_states, xcom_value
 
+from airflow_provider_amoro.assets import table_asset
 from airflow_provider_amoro.operators.optimizing import (
     CommitOptimizingOperator,
     EvaluateOptimizingOperator,
@@ -133,7 +134,11 @@ def test_failed_execute_tasks_are_retried_then_recorded(
         plan = PlanOptimizingOperator(task_id="plan", table=name)
         outage = PythonOperator(task_id="outage", python_callable=_hide_inputs, op_args=[name, str(switch)])
         execute = ExecuteOptimizingTaskOperator.partial(
-            task_id="execute", table=name, retries=1, retry_delay=dt.timedelta(seconds=0)
+            task_id="execute",
+            table=name,
+            retries=1,
+            retry_delay=dt.timedelta(seconds=0),
+            inlets=[table_asset("amoro_default", name)],
         ).expand(task=plan.output)
         commit = CommitOptimizingOperator(task_id="commit", table=name)
         evaluate >> plan >> outage >> execute >> commit

@@ -214,7 +214,7 @@ def test_optimizing_needed_trigger(amoro_conn: Any, files: int) -> None:
     async def first(trigger: OptimizingNeededTrigger) -> dict[str, Any] | None:
         gen = trigger.run()
         try:
-            event = await asyncio.wait_for(gen.__anext__(), 3)
+            event = await asyncio.wait_for(gen.__anext__(), 3 if trigger.table.endswith("1") else 30)
         except asyncio.TimeoutError:
             return None
         return dict(event.payload)
@@ -246,18 +246,22 @@ def test_watcher_resumes_from_the_last_seen_snapshot_after_a_restart(amoro_conn:
     table = small_file_table(amoro_conn, "db.restart", files=1)
     store = _InjectedStore()
 
-    async def first_life() -> list[dict[str, Any]]:
+    async def first_life() -> tuple[list[dict[str, Any]], Any]:
         events: list[dict[str, Any]] = []
         trigger = TableChangeTrigger(table="db.restart", poll_interval=0.05)
         trigger.asset_state_store = store  # type: ignore[assignment]
         task = asyncio.create_task(_collect(trigger, events))
         assert await _wait_for(lambda: WATCHER_STATE_KEY in store.values, 10)
+        armed = store.values[WATCHER_STATE_KEY]
         await asyncio.to_thread(append_rows, table, [1])
         assert await _wait_for(lambda: bool(events), 10)
+        # the event is out, but the baseline moves on only at the next poll (the event handed on)
+        assert store.values[WATCHER_STATE_KEY] == armed
+        assert await _wait_for(lambda: store.values[WATCHER_STATE_KEY] != armed, 10)
         task.cancel()
-        return events
+        return events, armed
 
-    events = asyncio.run(first_life())
+    events, _ = asyncio.run(first_life())
     seen = store.values[WATCHER_STATE_KEY]
     assert events[0]["snapshot_id"] == seen
     missed = append_rows(table, [2])  # committed while the triggerer is down
@@ -270,4 +274,125 @@ def test_watcher_resumes_from_the_last_seen_snapshot_after_a_restart(amoro_conn:
 
     event = asyncio.run(second_life())
     assert event["snapshot_id"] == missed and event["previous_snapshot_id"] == seen
-    assert store.values[WATCHER_STATE_KEY] == seen  # stored after the event is consumed
+
+
+def test_a_triggerer_dying_right_after_an_event_fires_it_again_never_loses_it(amoro_conn: Any) -> None:
+    """The baseline is stored only after the event was handed on: a crash in between repeats it."""
+    from airflow_provider_amoro.triggers.table_change import WATCHER_STATE_KEY
+
+    table = small_file_table(amoro_conn, "db.crash", files=1)
+    store = _InjectedStore()
+
+    async def life() -> dict[str, Any]:
+        trigger = TableChangeTrigger(table="db.crash", poll_interval=0.05)
+        trigger.asset_state_store = store  # type: ignore[assignment]
+        gen = trigger.run()
+        task = asyncio.ensure_future(gen.__anext__())
+        if WATCHER_STATE_KEY not in store.values:
+            assert await _wait_for(lambda: WATCHER_STATE_KEY in store.values, 10)
+            await asyncio.to_thread(append_rows, table, [1])
+        event = dict((await asyncio.wait_for(task, 10)).payload)
+        await gen.aclose()  # dies before the next poll: the event may not have reached the DB
+        return event
+
+    first = asyncio.run(life())
+    again = asyncio.run(life())  # restarted: the same commit fires again
+    assert first["snapshot_id"] == again["snapshot_id"] == branch_head(table.refresh())
+
+
+class _TwoAssetStore:
+    """What the triggerer injects when one trigger feeds two assets: subscript by asset, or fail."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.by_name = {n: _InjectedStore() for n in names}
+
+    def __getitem__(self, asset: Any) -> _InjectedStore:
+        return self.by_name[asset.name]
+
+    async def aget(self, key: str, default: Any = None) -> Any:
+        raise ValueError(
+            "Task has 2 concrete inlets and outlets — use context['asset_state_store'][MY_ASSET]"
+        )
+
+    async def aset(self, key: str, value: Any) -> None:
+        raise ValueError(
+            "Task has 2 concrete inlets and outlets — use context['asset_state_store'][MY_ASSET]"
+        )
+
+
+def test_shared_trigger_arguments_keep_a_baseline_per_named_asset(amoro_conn: Any) -> None:
+    from airflow_provider_amoro.triggers.table_change import WATCHER_STATE_KEY
+
+    table = small_file_table(amoro_conn, "db.shared", files=1)
+    store = _TwoAssetStore(["feed-a", "feed-b"])
+
+    async def arm(trigger: TableChangeTrigger) -> None:
+        trigger.asset_state_store = store  # type: ignore[assignment]
+        task = asyncio.create_task(_collect(trigger, []))
+        await asyncio.sleep(0.5)
+        task.cancel()
+
+    # named: the baseline lands in that asset's store
+    asyncio.run(arm(TableChangeTrigger(table="db.shared", poll_interval=0.05, watched_asset="feed-b")))
+    assert store.by_name["feed-b"].values[WATCHER_STATE_KEY] == branch_head(table)
+    assert store.by_name["feed-a"].values == {}
+    # unnamed and shared: no crash, the watcher still works with an in-memory baseline
+    events: list[dict[str, Any]] = []
+
+    async def unnamed() -> None:
+        trigger = TableChangeTrigger(table="db.shared", poll_interval=0.05)
+        trigger.asset_state_store = store  # type: ignore[assignment]
+        task = asyncio.create_task(_collect(trigger, events))
+        await asyncio.sleep(0.5)
+        await asyncio.to_thread(append_rows, table, [5])
+        assert await _wait_for(lambda: bool(events), 10)
+        task.cancel()
+
+    asyncio.run(unnamed())
+    assert events[0]["status"] == "changed"
+    kw = TableChangeTrigger(table="db.shared", watched_asset="feed-a").serialize()[1]
+    assert kw["watched_asset"] == "feed-a"  # distinct arguments per asset: no sharing at all
+
+
+def test_a_dropped_table_ends_the_watcher_with_an_error_event(amoro_conn: Any) -> None:
+    from airflow_provider_amoro.triggers.table_change import WATCHER_ERROR_KEY
+
+    small_file_table(amoro_conn, "db.gone", files=1)
+    store = _InjectedStore()
+
+    async def watch() -> list[dict[str, Any]]:
+        trigger = TableChangeTrigger(table="db.gone", poll_interval=0.05)
+        trigger.asset_state_store = store  # type: ignore[assignment]
+        events: list[dict[str, Any]] = []
+        task = asyncio.create_task(_collect(trigger, events))
+        assert await _wait_for(lambda: bool(store.values), 10)
+        await asyncio.to_thread(amoro_conn.drop_table, "db.gone")
+        await asyncio.wait_for(task, 20)  # the generator ends by itself
+        return events
+
+    events = asyncio.run(watch())
+    assert [e["status"] for e in events] == ["error"]
+    assert events[0]["reason"] == "table dropped" and "gone" in events[0]["message"]
+    assert store.values[WATCHER_ERROR_KEY] == "table dropped"
+
+
+def test_triggers_share_one_catalog_client_per_connection(amoro_conn: Any) -> None:
+    from airflow_provider_amoro.triggers.table_change import drop_shared_hook, shared_hook
+
+    for i in range(3):
+        small_file_table(amoro_conn, f"db.many{i}", files=1)
+    drop_shared_hook("amoro_default")
+
+    async def run_all() -> None:
+        triggers = [TableChangeTrigger(table=f"db.many{i}", poll_interval=0.05) for i in range(3)]
+        tasks = [asyncio.create_task(_collect(t, [])) for t in triggers]
+        await asyncio.sleep(0.6)
+        for t in tasks:
+            t.cancel()
+
+    asyncio.run(run_all())
+    hook = shared_hook("amoro_default")
+    catalog = hook._catalog
+    assert catalog is not None  # built once by the first poll, used by all three triggers since
+    asyncio.run(run_all())
+    assert shared_hook("amoro_default") is hook and hook._catalog is catalog

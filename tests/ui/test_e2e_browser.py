@@ -204,3 +204,15 @@ def test_lakehouse_page_in_headless_chromium(
     shot.parent.mkdir(parents=True, exist_ok=True)
     assert browser.save_screenshot(str(shot))
     assert shot.stat().st_size > 20_000
+
+    # Links into Airflow land on the page they name: Airflow's plugin iframe is sandboxed without
+    # top navigation, so a plain target=_top link would do nothing. Click one and follow it.
+    browser.switch_to.frame(browser.find_element(By.CSS_SELECTOR, "iframe"))
+    browser.find_element(By.CSS_SELECTOR, 'nav.tabs a[data-tab="optimizing"]').click()
+    link = browser.find_element(By.CSS_SELECTOR, "#processes a.run-link")
+    href = link.get_attribute("href")
+    assert "/dags/e2e_optimize_orders/runs/" in href
+    link.click()
+    browser.switch_to.default_content()
+    wait.until(lambda b: b.current_url == href)
+    wait.until(ec.presence_of_element_located((By.XPATH, "//*[contains(text(), 'e2e_optimize_orders')]")))

@@ -11,6 +11,25 @@
     return v.toLowerCase();
   }
 
+  // Links into Airflow (target=_top): Airflow shows this page in an iframe sandboxed without
+  // "allow-top-navigation", where such a link does nothing. The page is same-origin with Airflow's
+  // UI, so the link is followed by an anchor of the top document instead (the top window navigates
+  // itself). Outside an iframe, or if the top document is not reachable, the browser's default.
+  document.addEventListener("click", function (ev) {
+    var a = ev.target && ev.target.closest ? ev.target.closest('a[target="_top"]') : null;
+    if (!a || window.top === window || ev.defaultPrevented || ev.button !== 0) return;
+    if (ev.ctrlKey || ev.metaKey || ev.shiftKey || ev.altKey) return;
+    var doc;
+    try { doc = window.top.document; } catch (e) { return; }
+    var link = doc.createElement("a");
+    link.href = a.href;
+    link.style.display = "none";
+    doc.body.appendChild(link);
+    ev.preventDefault();
+    link.click();
+    link.remove();
+  });
+
   // Click a header to sort in the browser (the link still works without JavaScript).
   document.querySelectorAll("table.sortable").forEach(function (table) {
     var heads = table.tHead ? table.tHead.rows[0].cells : [];
