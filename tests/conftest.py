@@ -1,4 +1,7 @@
-"""Shared fixtures: one parametrised ``catalog`` fixture on SQLite and on PostgreSQL SQL catalogs.
+"""Shared fixtures: the one place tests build catalogs (:func:`make_catalog`) and the ``catalog`` fixture.
+
+The ``catalog`` fixture runs a test on SQLite and on PostgreSQL SQL catalogs; :func:`on_catalogs`
+opts a test into other kinds, such as an S3 warehouse (tests/s3_server.py).
 
 PostgreSQL (127.0.0.1:5432, user ``postgres``, trust auth) gets one fresh database per test run;
 each test gets its own catalog name in it, so tests never see each other's tables. Without a
@@ -11,12 +14,17 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 # A per-session temporary AIRFLOW_HOME + metadata DB, set before any test module imports Airflow.
 import airflow_fixtures  # noqa: F401
 import pytest
+from catalogs import SQL_KINDS, CatalogKind, catalog_for, catalog_params, make_catalog
 from s3_server import s3_server  # noqa: F401 - the S3 server fixture (rclone serve s3), for every test folder
+
+if TYPE_CHECKING:
+    from pyiceberg.catalog import Catalog
+    from pyiceberg.catalog.sql import SqlCatalog
 
 PG_HOST = os.environ.get("AMORO_TEST_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("AMORO_TEST_PG_PORT", "5432"))
@@ -50,27 +58,14 @@ def pg_database() -> Iterator[str]:
         conn.close()
 
 
-def make_sql_catalog(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> Any:
-    """Build a fresh pyiceberg SQL catalog of ``kind`` ("sqlite" or "postgres") under ``tmp_path``."""
-    from pyiceberg.catalog.sql import SqlCatalog
-
-    warehouse = tmp_path / "warehouse"
-    warehouse.mkdir(parents=True, exist_ok=True)
-    name = f"cat_{uuid.uuid4().hex[:10]}"
-    if kind == "sqlite":
-        uri = f"sqlite:///{tmp_path / 'catalog.db'}"
-    else:
-        uri = request.getfixturevalue("pg_database")
-    return SqlCatalog(name, uri=uri, warehouse=warehouse.as_uri())
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def catalog(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
-    """A fresh, empty SQL catalog with a local warehouse, once on SQLite and once on PostgreSQL."""
-    return make_sql_catalog(request.param, tmp_path, request)
+@pytest.fixture(params=catalog_params(*SQL_KINDS))
+def catalog(request: pytest.FixtureRequest, tmp_path: Path) -> Catalog:
+    """A fresh, empty catalog: by default once on SQLite and once on PostgreSQL (see :func:`on_catalogs`)."""
+    kind: CatalogKind = request.param
+    return catalog_for(kind, tmp_path, request)
 
 
 @pytest.fixture
-def sqlite_catalog(tmp_path: Path, request: pytest.FixtureRequest) -> Any:
+def sqlite_catalog(tmp_path: Path, request: pytest.FixtureRequest) -> SqlCatalog:
     """A fresh SQLite SQL catalog, for tests whose subject does not depend on the catalog."""
-    return make_sql_catalog("sqlite", tmp_path, request)
+    return make_catalog("sqlite", tmp_path)

@@ -12,25 +12,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import urlparse
 
-import pyarrow as pa
+from builders import id_v_rows
 
 from airflow_provider_amoro.testing.reader import content_hash, read_table
-
-SCHEMA = pa.schema([pa.field("id", pa.int64(), nullable=False), pa.field("v", pa.string())])
-
-
-def iceberg_schema() -> Any:
-    """SCHEMA as a pyiceberg Schema with field ids 1 (id) and 2 (v), for partition specs."""
-    from pyiceberg.schema import Schema
-    from pyiceberg.types import LongType, NestedField, StringType
-
-    return Schema(NestedField(1, "id", LongType(), required=True), NestedField(2, "v", StringType()))
-
-
-def rows(ids: Any, tag: str = "r") -> pa.Table:
-    """Rows ``id, v`` for the given ids."""
-    ids = list(ids)
-    return pa.table({"id": pa.array(ids, pa.int64()), "v": [f"{tag}{i}" for i in ids]}, schema=SCHEMA)
 
 
 def storage_files(table: Any, root: str | None = None) -> set[str]:
@@ -100,7 +84,7 @@ def while_appending(
             for i in ids:
                 if stop.is_set():
                     return
-                writer.append(rows([i]))
+                writer.append(id_v_rows([i]))
                 appended.append(i)
         except BaseException as exc:  # noqa: BLE001 - re-raised below
             errors.append(exc)

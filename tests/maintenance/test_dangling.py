@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pyarrow as pa
+from builders import ID_V_SCHEMA, id_v_iceberg_schema, id_v_rows
 from pyiceberg.partitioning import PartitionField, PartitionSpec
 from pyiceberg.transforms import IdentityTransform
 
@@ -17,7 +18,7 @@ from airflow_provider_amoro.testing.deletes import (
 )
 from airflow_provider_amoro.testing.reader import content_hash, read_table
 
-from .helpers import SCHEMA, iceberg_schema, norm, rows, storage_files
+from .helpers import norm, storage_files
 
 
 def _file_with(table: Any, row_id: int) -> str:
@@ -35,13 +36,13 @@ def _holds(data_file: Any, row_id: int) -> bool:
 
 def test_dangling_position_and_equality_deletes(lake: Any) -> None:
     lake.create_namespace("ns")
-    table = lake.create_table("ns.t", schema=SCHEMA)
-    table.append(rows(range(0, 5)))
-    table.append(rows([5]))
-    table.append(rows(range(10, 15)))
+    table = lake.create_table("ns.t", schema=ID_V_SCHEMA)
+    table.append(id_v_rows(range(0, 5)))
+    table.append(id_v_rows([5]))
+    table.append(id_v_rows(range(10, 15)))
     add_position_deletes(table, {_file_with(table, 0): [1]})  # one file-scoped delete file each
     add_position_deletes(table, {_file_with(table, 12): [0]})
-    upsert_with_equality_deletes(table, rows([5], tag="u"), ["id"])  # eq delete hides the old row 5
+    upsert_with_equality_deletes(table, id_v_rows([5], tag="u"), ["id"])  # eq delete hides the old row 5
     assert find_dangling_delete_files(table) == []
     assert clean_dangling_delete_files(table).removed_paths == []
 
@@ -76,7 +77,7 @@ def test_dangling_position_and_equality_deletes(lake: Any) -> None:
     )
     # expiry keeps the last snapshot that is not an Amoro maintenance commit (as Amoro); after a new
     # commit it deletes the removed delete files from storage
-    table.append(rows([20]))
+    table.append(id_v_rows([20]))
     before = content_hash(read_table(table))
     expired = expire_snapshots(table, keep_duration_ms=0)
     assert expired.deleted_delete_files == 3
@@ -89,9 +90,11 @@ def test_position_delete_bounds_decide(sqlite_catalog: Any) -> None:
     """A partitioned position delete naming two files keeps applying while one of them is live."""
     sqlite_catalog.create_namespace("ns")
     field = PartitionField(source_id=2, field_id=1000, transform=IdentityTransform(), name="v")
-    table = sqlite_catalog.create_table("ns.p", schema=iceberg_schema(), partition_spec=PartitionSpec(field))
-    table.append(pa.table({"id": pa.array([1, 2], pa.int64()), "v": ["x", "x"]}, schema=SCHEMA))
-    table.append(pa.table({"id": pa.array([3, 4], pa.int64()), "v": ["x", "x"]}, schema=SCHEMA))
+    table = sqlite_catalog.create_table(
+        "ns.p", schema=id_v_iceberg_schema(), partition_spec=PartitionSpec(field)
+    )
+    table.append(pa.table({"id": pa.array([1, 2], pa.int64()), "v": ["x", "x"]}, schema=ID_V_SCHEMA))
+    table.append(pa.table({"id": pa.array([3, 4], pa.int64()), "v": ["x", "x"]}, schema=ID_V_SCHEMA))
     first, second = sorted(live_data_files(table), key=lambda f: f.file_path)
     add_position_deletes(table, [(first.file_path, 0), (second.file_path, 0)])
     table.delete("id <= 2")
@@ -105,9 +108,9 @@ def test_position_delete_bounds_decide(sqlite_catalog: Any) -> None:
 def test_switches(sqlite_catalog: Any) -> None:
     sqlite_catalog.create_namespace("ns")
     table = sqlite_catalog.create_table(
-        "ns.t", schema=SCHEMA, properties={"clean-dangling-delete-files.enabled": "false"}
+        "ns.t", schema=ID_V_SCHEMA, properties={"clean-dangling-delete-files.enabled": "false"}
     )
-    table.append(rows([1]))
+    table.append(id_v_rows([1]))
     assert clean_dangling_delete_files(table).skip_reason == "clean-dangling-delete-files.enabled=false"
     table.transaction().set_properties({"gc.enabled": "false"}).commit_transaction()
     assert clean_dangling_delete_files(table).skip_reason == "gc.enabled=false"

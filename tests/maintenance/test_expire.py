@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 import pytest
+from builders import ID_V_SCHEMA, id_v_iceberg_schema, id_v_rows
 from pyiceberg.partitioning import PartitionField, PartitionSpec
 from pyiceberg.transforms import IdentityTransform
 
@@ -18,32 +19,23 @@ from airflow_provider_amoro.testing.deletes import (
 )
 from airflow_provider_amoro.testing.reader import content_hash, read_table
 
-from .helpers import (
-    SCHEMA,
-    iceberg_schema,
-    norm,
-    reachable,
-    rows,
-    snapshot_hashes,
-    storage_files,
-    while_appending,
-)
+from .helpers import norm, reachable, snapshot_hashes, storage_files, while_appending
 
 
 def _history(lake: Any) -> tuple[Any, int]:
     """Appends, a pyiceberg delete, position deletes, an upsert and a tag; returns (table, tagged id)."""
     lake.create_namespace("ns")
-    table = lake.create_table("ns.orders", schema=SCHEMA)
-    table.append(rows(range(0, 10)))
-    table.append(rows(range(10, 20)))
+    table = lake.create_table("ns.orders", schema=ID_V_SCHEMA)
+    table.append(id_v_rows(range(0, 10)))
+    table.append(id_v_rows(range(10, 20)))
     table.delete("id < 3")
     tagged = table.current_snapshot().snapshot_id
     table.manage_snapshots().create_tag(tagged, "audit").commit()
-    table.append(rows(range(20, 30)))
+    table.append(id_v_rows(range(20, 30)))
     target = next(f for f in live_data_files(table) if f.record_count == 10)
     add_position_deletes(table, {target.file_path: [0, 1]})
-    upsert_with_equality_deletes(table, rows([11, 12], tag="u"), ["id"])
-    table.append(rows(range(30, 35)))
+    upsert_with_equality_deletes(table, id_v_rows([11, 12], tag="u"), ["id"])
+    table.append(id_v_rows(range(30, 35)))
     return table, tagged
 
 
@@ -82,9 +74,9 @@ def test_expire_deletes_exactly_the_unreachable_files(lake: Any) -> None:
 
 def test_expire_respects_protected_snapshot_and_duration(sqlite_catalog: Any) -> None:
     sqlite_catalog.create_namespace("ns")
-    table = sqlite_catalog.create_table("ns.t", schema=SCHEMA)
+    table = sqlite_catalog.create_table("ns.t", schema=ID_V_SCHEMA)
     for i in range(5):
-        table.append(rows([i]))
+        table.append(id_v_rows([i]))
         time.sleep(0.005)
     ids = [s.snapshot_id for s in table.snapshots()]
     stamps = [s.timestamp_ms for s in table.snapshots()]
@@ -101,9 +93,9 @@ def test_expire_respects_protected_snapshot_and_duration(sqlite_catalog: Any) ->
 
 def test_expire_unknown_protected_snapshot_skips(sqlite_catalog: Any) -> None:
     sqlite_catalog.create_namespace("ns")
-    table = sqlite_catalog.create_table("ns.t", schema=SCHEMA)
-    table.append(rows([1]))
-    table.append(rows([2]))
+    table = sqlite_catalog.create_table("ns.t", schema=ID_V_SCHEMA)
+    table.append(id_v_rows([1]))
+    table.append(id_v_rows([2]))
     result = expire_snapshots(table, keep_duration_ms=0, protected_snapshot_id=123)
     assert result.skipped and "123" in (result.skip_reason or "")
     assert len(table.snapshots()) == 2
@@ -111,9 +103,9 @@ def test_expire_unknown_protected_snapshot_skips(sqlite_catalog: Any) -> None:
 
 def test_ref_retention_fields(sqlite_catalog: Any) -> None:
     sqlite_catalog.create_namespace("ns")
-    table = sqlite_catalog.create_table("ns.t", schema=SCHEMA)
+    table = sqlite_catalog.create_table("ns.t", schema=ID_V_SCHEMA)
     for i in range(4):
-        table.append(rows([i]))
+        table.append(id_v_rows([i]))
     ids = [s.snapshot_id for s in table.snapshots()]
     now = table.snapshots()[-1].timestamp_ms + 10_000
     table.manage_snapshots().create_tag(ids[0], "old", max_ref_age_ms=1000).commit()
@@ -135,9 +127,9 @@ def test_ref_retention_fields(sqlite_catalog: Any) -> None:
 
 def test_gc_and_table_expire_switches(sqlite_catalog: Any) -> None:
     sqlite_catalog.create_namespace("ns")
-    table = sqlite_catalog.create_table("ns.t", schema=SCHEMA, properties={"gc.enabled": "false"})
-    table.append(rows([1]))
-    table.append(rows([2]))
+    table = sqlite_catalog.create_table("ns.t", schema=ID_V_SCHEMA, properties={"gc.enabled": "false"})
+    table.append(id_v_rows([1]))
+    table.append(id_v_rows([2]))
     result = expire_snapshots(table, keep_duration_ms=0)
     assert result.skipped and result.skip_reason == "gc.enabled=false"
     assert result.to_dict()["skipped"] is True
@@ -162,8 +154,8 @@ def test_gc_and_table_expire_switches(sqlite_catalog: Any) -> None:
 )
 def test_bad_properties_raise(sqlite_catalog: Any, prop: str, value: str) -> None:
     sqlite_catalog.create_namespace("ns")
-    table = sqlite_catalog.create_table("ns.t", schema=SCHEMA, properties={prop: value})
-    table.append(rows([1]))
+    table = sqlite_catalog.create_table("ns.t", schema=ID_V_SCHEMA, properties={prop: value})
+    table.append(id_v_rows([1]))
     with pytest.raises(InvalidPropertyError) as info:
         expire_snapshots(table)
     assert prop in str(info.value) and value in str(info.value)
@@ -174,9 +166,9 @@ def test_partitioned_table_keeps_shared_files(sqlite_catalog: Any) -> None:
     spec = PartitionSpec(
         PartitionField(source_id=1, field_id=1000, transform=IdentityTransform(), name="id_p")
     )
-    table = sqlite_catalog.create_table("ns.p", schema=iceberg_schema(), partition_spec=spec)
-    table.append(rows([1, 2, 3]))
-    table.append(rows([4, 5]))
+    table = sqlite_catalog.create_table("ns.p", schema=id_v_iceberg_schema(), partition_spec=spec)
+    table.append(id_v_rows([1, 2, 3]))
+    table.append(id_v_rows([4, 5]))
     table.delete("id = 4")
     storage_before = storage_files(table)
     before = reachable(table, [s.snapshot_id for s in table.snapshots()], live_only=False)
@@ -190,9 +182,9 @@ def test_partitioned_table_keeps_shared_files(sqlite_catalog: Any) -> None:
 
 def test_concurrent_appends_during_expiry_lose_nothing(lake: Any) -> None:
     lake.create_namespace("ns")
-    table = lake.create_table("ns.busy", schema=SCHEMA)
+    table = lake.create_table("ns.busy", schema=ID_V_SCHEMA)
     for i in range(3):
-        table.append(rows([i]))
+        table.append(id_v_rows([i]))
     writer = lake.load_table("ns.busy")
 
     def expire() -> int:
@@ -214,9 +206,9 @@ def test_statistics_files_follow_their_snapshot(sqlite_catalog: Any) -> None:
 
     sqlite_catalog.create_namespace("ns")
     props = {"clean-orphan-file.enabled": "true"}
-    table = sqlite_catalog.create_table("ns.s", schema=SCHEMA, properties=props)
+    table = sqlite_catalog.create_table("ns.s", schema=ID_V_SCHEMA, properties=props)
     for i in range(3):
-        table.append(rows([i]))
+        table.append(id_v_rows([i]))
     first, _, last = (s.snapshot_id for s in table.snapshots())
     paths = {}
     for sid in (first, last):
@@ -243,19 +235,19 @@ def test_statistics_files_follow_their_snapshot(sqlite_catalog: Any) -> None:
 
 def test_flink_checkpoint_and_last_non_maintenance_snapshots_are_kept(sqlite_catalog: Any) -> None:
     sqlite_catalog.create_namespace("ns")
-    table = sqlite_catalog.create_table("ns.f", schema=SCHEMA)
-    table.append(rows([0]))
-    table.append(rows([1]), snapshot_properties={"flink.max-committed-checkpoint-id": "7"})
-    table.append(rows([2]))
+    table = sqlite_catalog.create_table("ns.f", schema=ID_V_SCHEMA)
+    table.append(id_v_rows([0]))
+    table.append(id_v_rows([1]), snapshot_properties={"flink.max-committed-checkpoint-id": "7"})
+    table.append(id_v_rows([2]))
     ids = [s.snapshot_id for s in table.snapshots()]
     plan = plan_expiry(table.metadata, now_ms=int(time.time() * 1000) + 1000, min_count=1, keep_duration_ms=0)
     assert plan.expire_ids == {ids[0]}  # the Flink checkpoint snapshot and everything newer stay
     # commits of Amoro's own (optimizing, data expiry, dangling deletes) do not count as the last commit
-    table.append(rows([3]), snapshot_properties={"snapshot-producer": "DATA_EXPIRATION"})
-    table.append(rows([4]), snapshot_properties={"snapshot-producer": "OPTIMIZE"})
+    table.append(id_v_rows([3]), snapshot_properties={"snapshot-producer": "DATA_EXPIRATION"})
+    table.append(id_v_rows([4]), snapshot_properties={"snapshot-producer": "OPTIMIZE"})
     plan = plan_expiry(table.metadata, now_ms=int(time.time() * 1000) + 1000, min_count=1, keep_duration_ms=0)
     assert plan.expire_ids == {ids[0]}
-    table.append(rows([5]), snapshot_properties={"flink.max-committed-checkpoint-id": "8"})
+    table.append(id_v_rows([5]), snapshot_properties={"flink.max-committed-checkpoint-id": "8"})
     result = expire_snapshots(table, now=int(time.time() * 1000) + 1000, keep_duration_ms=0)
     assert len(result.expired_snapshot_ids) == 5 and len(table.snapshots()) == 1
 
@@ -266,9 +258,9 @@ def test_old_metadata_files_with_delete_after_commit(lake: Any) -> None:
         "write.metadata.previous-versions-max": "2",
         "write.metadata.delete-after-commit.enabled": "true",
     }
-    table = lake.create_table("ns.meta", schema=SCHEMA, properties=props)
+    table = lake.create_table("ns.meta", schema=ID_V_SCHEMA, properties=props)
     for i in range(5):
-        table.append(rows([i]))
+        table.append(id_v_rows([i]))
     root = table.location().rstrip("/")
     # pyiceberg deleted versions 0..2 at commit; leave an old one behind as another engine might
     with table.io.new_output(f"{root}/metadata/00001-left-behind.metadata.json").create() as out:
@@ -282,7 +274,7 @@ def test_old_metadata_files_with_delete_after_commit(lake: Any) -> None:
     on_storage = {p for p in storage_files(table) if p.endswith(".metadata.json")}
     assert on_storage == logged | {norm(f"{root}/metadata/00099-in-flight.metadata.json")}
     assert result.deleted_metadata_files == 1
-    assert content_hash(read_table(table)) == content_hash(rows(range(5)))
+    assert content_hash(read_table(table)) == content_hash(id_v_rows(range(5)))
 
 
 def test_results_are_json_safe(sqlite_catalog: Any) -> None:
@@ -296,9 +288,9 @@ def test_results_are_json_safe(sqlite_catalog: Any) -> None:
     )
 
     sqlite_catalog.create_namespace("ns")
-    table = sqlite_catalog.create_table("ns.j", schema=SCHEMA)
-    table.append(rows([1]))
-    table.append(rows([2]))
+    table = sqlite_catalog.create_table("ns.j", schema=ID_V_SCHEMA)
+    table.append(id_v_rows([1]))
+    table.append(id_v_rows([2]))
     results = [
         expire_snapshots(table, keep_duration_ms=0),
         clean_orphan_files(table, force=True),
@@ -319,9 +311,9 @@ def test_a_concurrent_expiry_is_a_short_retryable_conflict(sqlite_catalog: Any) 
     from airflow_provider_amoro.maintenance.expire import _commit_expiry
 
     sqlite_catalog.create_namespace("ns")
-    table = sqlite_catalog.create_table("ns.t", schema=SCHEMA)
+    table = sqlite_catalog.create_table("ns.t", schema=ID_V_SCHEMA)
     for i in range(30):
-        table.append(rows([i]))
+        table.append(id_v_rows([i]))
     stale = sqlite_catalog.load_table("ns.t")
     now = table.current_snapshot().timestamp_ms + 10
     plan = plan_expiry(

@@ -7,16 +7,17 @@ independently with pyiceberg's ``inspect.entries``) and every kept snapshot must
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
+from builders import ID_V_SCHEMA, id_v_rows
+from catalogs import make_catalog
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from airflow_provider_amoro.maintenance import expire_snapshots
 from airflow_provider_amoro.testing.deletes import add_position_deletes, live_data_files
 
-from .helpers import SCHEMA, reachable, rows, snapshot_hashes, storage_files
+from .helpers import reachable, snapshot_hashes, storage_files
 
 OPS = st.lists(
     st.sampled_from(["append", "append", "delete", "overwrite", "posdelete", "tag"]), min_size=2, max_size=8
@@ -26,11 +27,11 @@ OPS = st.lists(
 def _apply(table: Any, op: str, step: int) -> None:
     base = step * 10
     if op == "append" or table.current_snapshot() is None:
-        table.append(rows(range(base, base + 3)))
+        table.append(id_v_rows(range(base, base + 3)))
     elif op == "delete":
         table.delete(f"id >= {base - 15}")
     elif op == "overwrite":
-        table.overwrite(rows(range(base, base + 2), tag="o"))
+        table.overwrite(id_v_rows(range(base, base + 2), tag="o"))
     elif op == "posdelete":
         files = [f for f in live_data_files(table) if f.record_count > 1]
         if files:
@@ -42,13 +43,9 @@ def _apply(table: Any, op: str, step: int) -> None:
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ops=OPS, min_count=st.integers(min_value=1, max_value=3))
 def test_random_histories(tmp_path_factory: Any, ops: list[str], min_count: int) -> None:
-    from pyiceberg.catalog.sql import SqlCatalog
-
-    root: Path = tmp_path_factory.mktemp("prop")
-    (root / "wh").mkdir()
-    catalog = SqlCatalog("p", uri=f"sqlite:///{root / 'c.db'}", warehouse=(root / "wh").as_uri())
+    catalog = make_catalog("sqlite", tmp_path_factory.mktemp("prop"))
     catalog.create_namespace("ns")
-    table = catalog.create_table("ns.t", schema=SCHEMA)
+    table = catalog.create_table("ns.t", schema=ID_V_SCHEMA)
     for step, op in enumerate(ops, start=1):
         _apply(table, op, step)
     before_ids = [s.snapshot_id for s in table.snapshots()]

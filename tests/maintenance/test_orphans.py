@@ -11,13 +11,15 @@ from typing import Any
 from urllib.parse import urlparse
 
 import pytest
+from builders import ID_V_SCHEMA, id_v_rows
+from catalogs import make_catalog
 
 from airflow_provider_amoro.maintenance import clean_orphan_files
 from airflow_provider_amoro.maintenance.storage import is_under, normalize_location
 from airflow_provider_amoro.testing.deletes import add_position_deletes, live_data_files
 from airflow_provider_amoro.testing.reader import read_table
 
-from .helpers import SCHEMA, reachable, rows, snapshot_hashes, storage_files, while_appending
+from .helpers import reachable, snapshot_hashes, storage_files, while_appending
 
 LATER = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=3)
 
@@ -31,9 +33,9 @@ def _write(table: Any, location: str, payload: bytes = b"stray") -> str:
 def _table_with_history(lake: Any, name: str = "ns.orders") -> Any:
     if ("ns",) not in lake.list_namespaces():
         lake.create_namespace("ns")
-    table = lake.create_table(name, schema=SCHEMA, properties={"clean-orphan-file.enabled": "true"})
-    table.append(rows(range(10)))
-    table.append(rows(range(10, 20)))
+    table = lake.create_table(name, schema=ID_V_SCHEMA, properties={"clean-orphan-file.enabled": "true"})
+    table.append(id_v_rows(range(10)))
+    table.append(id_v_rows(range(10, 20)))
     add_position_deletes(table, {live_data_files(table)[0].file_path: [0]})
     table.delete("id = 15")
     return table
@@ -79,7 +81,7 @@ def test_only_unreferenced_old_files_inside_the_table_go(lake: Any) -> None:
 
 def test_latest_flink_job_manifests_are_kept(sqlite_catalog: Any) -> None:
     table = _table_with_history(sqlite_catalog)
-    table.append(rows([99]), snapshot_properties={"flink.job-id": "0f1e2d3c"})
+    table.append(id_v_rows([99]), snapshot_properties={"flink.job-id": "0f1e2d3c"})
     root = table.location().rstrip("/")
     pending = _write(table, f"{root}/metadata/0f1e2d3c-1-2-0001.avro")  # a Flink checkpoint manifest
     other = _write(table, f"{root}/metadata/aaaa-1-2-0001.avro")
@@ -93,8 +95,8 @@ def test_latest_flink_job_manifests_are_kept(sqlite_catalog: Any) -> None:
 
 def test_opt_in_like_amoro(sqlite_catalog: Any) -> None:
     sqlite_catalog.create_namespace("ns")
-    table = sqlite_catalog.create_table("ns.t", schema=SCHEMA)
-    table.append(rows([1]))
+    table = sqlite_catalog.create_table("ns.t", schema=ID_V_SCHEMA)
+    table.append(id_v_rows([1]))
     stray = _write(table, f"{table.location().rstrip('/')}/data/stray.parquet")
     assert clean_orphan_files(table, now=LATER).skip_reason == "clean-orphan-file.enabled=false"
     assert normalize_location(stray) in storage_files(table)
@@ -155,15 +157,7 @@ def test_location_guard(location: str, folder: str, inside: bool) -> None:
 
 def test_pyarrow_s3_listing(s3_server: Any, tmp_path: Path) -> None:
     """pyiceberg's default (pyarrow) FileIO on S3: listing and reference matching (dry run)."""
-    from pyiceberg.catalog.sql import SqlCatalog
-
-    bucket = s3_server.new_bucket()
-    catalog = SqlCatalog(
-        "pa",
-        uri=f"sqlite:///{tmp_path / 'c.db'}",
-        warehouse=f"s3://{bucket}/wh",
-        **s3_server.pyiceberg_properties(),
-    )
+    catalog = make_catalog("s3", tmp_path, s3=s3_server)
     table = _table_with_history(catalog)
     stray = _write(table, f"{table.location().rstrip('/')}/data/sub/stray.parquet")
     result = clean_orphan_files(table, now=LATER, dry_run=True)
@@ -189,7 +183,7 @@ def test_files_written_after_a_listing_are_seen(lake: Any, request: pytest.Fixtu
             request.getfixturevalue("s3_server").s3fs().pipe(location.removeprefix("s3://"), b"12345")
         assert len(table.io.new_input(location)) == 5
     other = lake.load_table("ns.orders")
-    other.append(rows([1000]))
+    other.append(id_v_rows([1000]))
     assert 1000 in read_table(other).column("id").to_pylist()
 
 
@@ -246,9 +240,9 @@ def test_thousands_of_files_bounded_memory(sqlite_catalog: Any) -> None:
 def test_metadata_files_out_of_the_log_are_orphans(sqlite_catalog: Any) -> None:
     sqlite_catalog.create_namespace("ns")
     props = {"clean-orphan-file.enabled": "true", "write.metadata.previous-versions-max": "2"}
-    table = sqlite_catalog.create_table("ns.m", schema=SCHEMA, properties=props)
+    table = sqlite_catalog.create_table("ns.m", schema=ID_V_SCHEMA, properties=props)
     for i in range(5):
-        table.append(rows([i]))
+        table.append(id_v_rows([i]))
     listed = {p for p in storage_files(table) if p.endswith(".metadata.json")}
     kept = {normalize_location(e.metadata_file) for e in table.metadata.metadata_log}
     kept.add(normalize_location(table.metadata_location))
@@ -271,7 +265,7 @@ def test_bad_properties_raise(sqlite_catalog: Any, prop: str, value: str) -> Non
     from airflow_provider_amoro.maintenance import InvalidPropertyError
 
     sqlite_catalog.create_namespace("ns")
-    table = sqlite_catalog.create_table("ns.t", schema=SCHEMA, properties={prop: value})
+    table = sqlite_catalog.create_table("ns.t", schema=ID_V_SCHEMA, properties={prop: value})
     with pytest.raises(InvalidPropertyError) as info:
         clean_orphan_files(table, force=True)
     assert prop in str(info.value) and value in str(info.value)

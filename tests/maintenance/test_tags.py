@@ -12,11 +12,10 @@ import types
 from typing import Any
 
 import pytest
+from builders import ID_V_SCHEMA, id_v_rows
 
 from airflow_provider_amoro.maintenance import InvalidPropertyError, create_auto_tags
 from airflow_provider_amoro.maintenance.datefmt import format_java
-
-from .helpers import SCHEMA, rows
 
 UTC = dt.timezone.utc
 START = dt.datetime(2024, 1, 1, 23, 50, tzinfo=UTC)
@@ -30,10 +29,12 @@ def table(sqlite_catalog: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     clock = {"now": START.timestamp()}
     monkeypatch.setattr(snapshots, "time", types.SimpleNamespace(time=lambda: clock["now"]))
     sqlite_catalog.create_namespace("ns")
-    tbl = sqlite_catalog.create_table("ns.t", schema=SCHEMA, properties={"tag.auto-create.enabled": "true"})
+    tbl = sqlite_catalog.create_table(
+        "ns.t", schema=ID_V_SCHEMA, properties={"tag.auto-create.enabled": "true"}
+    )
     for i in range(3):
         clock["now"] += 15 * 60
-        tbl.append(rows([i]))
+        tbl.append(id_v_rows([i]))
     return tbl
 
 

@@ -32,9 +32,6 @@ from airflow_provider_amoro.optimizing.model import (
 )
 from airflow_provider_amoro.testing.reader import content_hash, read_table
 
-SCHEMA = pa.schema([pa.field("id", pa.int64(), nullable=False), pa.field("v", pa.string())])
-
-
 WIDE_SCHEMA = Schema(
     NestedField(1, "id", LongType(), required=True),
     NestedField(2, "v", StringType()),
@@ -49,12 +46,6 @@ PARTITION_FIELDS = {
     "day": PartitionField(source_id=4, field_id=1000, transform=DayTransform(), name="d_day"),
 }
 """Partition fields over :data:`WIDE_SCHEMA`, by name."""
-
-
-def rows(ids: Iterable[int], tag: str = "r") -> pa.Table:
-    """Rows ``id, v`` for the given ids."""
-    ids = list(ids)
-    return pa.table({"id": pa.array(ids, pa.int64()), "v": [f"{tag}{i}" for i in ids]}, schema=SCHEMA)
 
 
 def live(table: Any, content: str | None = "data") -> list[FileRef]:

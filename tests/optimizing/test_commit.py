@@ -10,6 +10,7 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
+from builders import ID_V_SCHEMA, id_v_rows
 from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.partitioning import PartitionField, PartitionSpec
 from pyiceberg.schema import Schema
@@ -29,7 +30,6 @@ from airflow_provider_amoro.testing.reader import canonical_rows, content_hash, 
 
 from .commit_support import (
     PARTITION_FIELDS,
-    SCHEMA,
     WIDE_SCHEMA,
     exists,
     hand_plan,
@@ -37,7 +37,6 @@ from .commit_support import (
     live,
     read_inputs,
     ref_of_path,
-    rows,
     snapshot_of,
     write_outputs,
 )
@@ -45,9 +44,9 @@ from .commit_support import (
 
 def _table(catalog: Any, name: str = "db.t", *, batches: int = 6, per: int = 10, **kw: Any) -> Any:
     catalog.create_namespace_if_not_exists("db")
-    table = catalog.create_table(name, schema=SCHEMA, **kw)
+    table = catalog.create_table(name, schema=ID_V_SCHEMA, **kw)
     for b in range(batches):
-        table.append(rows(range(b * per, (b + 1) * per)))
+        table.append(id_v_rows(range(b * per, (b + 1) * per)))
     return catalog.load_table(name)
 
 
@@ -159,7 +158,7 @@ def test_concurrent_append_is_kept(catalog: Any) -> None:
     plan = hand_plan(table, [{"rewrite_data_files": live(table)}])
     result = hand_rewrite(table, plan.tasks[0])
     other = catalog.load_table("db.t")
-    other.append(rows(range(1000, 1005), "new"))
+    other.append(id_v_rows(range(1000, 1005), "new"))
     res = commit(table, plan, [result])
     assert res.snapshot_id == table.current_snapshot().snapshot_id
     assert table.current_snapshot().parent_snapshot_id == other.current_snapshot().snapshot_id
@@ -220,7 +219,7 @@ def test_concurrent_equality_delete_still_applies_to_rewritten_rows(catalog: Any
     table = _table(catalog)
     plan = hand_plan(table, [{"rewrite_data_files": live(table)}])
     result = hand_rewrite(table, plan.tasks[0])
-    add_equality_deletes(catalog.load_table("db.t"), rows([3, 25, 59]), ["id"])
+    add_equality_deletes(catalog.load_table("db.t"), id_v_rows([3, 25, 59]), ["id"])
     expected = canonical_rows(read_table(catalog.load_table("db.t")))
     assert len(expected) == 57
 
@@ -236,7 +235,7 @@ def test_without_the_sequence_number_rule_rows_are_resurrected(sqlite_catalog: A
     table = _table(sqlite_catalog)
     plan = hand_plan(table, [{"rewrite_data_files": live(table)}])
     outputs = write_outputs(table, read_inputs(table, live(table)).cast(table.schema().as_arrow()))
-    add_equality_deletes(sqlite_catalog.load_table("db.t"), rows([3, 25, 59]), ["id"])
+    add_equality_deletes(sqlite_catalog.load_table("db.t"), id_v_rows([3, 25, 59]), ["id"])
     replace_files(table, remove_data=plan.tasks[0].rewrite_data_files, add_data=outputs, sequence_number=None)
     assert _ids(table) == list(range(60))  # the deleted rows are back: what commit() prevents
 
@@ -245,7 +244,7 @@ def test_dangling_deletes_are_removed_and_applying_ones_kept(catalog: Any) -> No
     table = _table(catalog, batches=3)  # files with ids 0-9, 10-19, 20-29
     f1, f2, f3 = sorted(live(table), key=lambda r: _first_id(table, r))
     add_position_deletes(table, {f1.path: [0], f3.path: [0]})  # one file naming f1 and f3
-    add_equality_deletes(table, rows([15]), ["id"])
+    add_equality_deletes(table, id_v_rows([15]), ["id"])
     table.refresh()
     before = canonical_rows(read_table(table))
     assert sorted(r[0] for r in before) == [i for i in range(30) if i not in (0, 15, 20)]
@@ -283,7 +282,7 @@ def _first_id(table: Any, ref: Any) -> int:
 def test_delete_missing_from_the_task_fails(sqlite_catalog: Any) -> None:
     """Safety net: a delete that applies to a rewritten file but was not read would resurrect rows."""
     table = _table(sqlite_catalog, batches=2)
-    add_equality_deletes(table, rows([1]), ["id"])
+    add_equality_deletes(table, id_v_rows([1]), ["id"])
     plan = hand_plan(table, [{"rewrite_data_files": live(table)}], kind="major")  # delete not listed
     result = hand_rewrite(table, plan.tasks[0])
     with pytest.raises(ValidationError, match="not read"):
@@ -297,7 +296,7 @@ def test_rewrite_pos_merges_deletes_into_one_position_delete_file(catalog: Any) 
     f1, f2 = live(table)
     add_position_deletes(table, {f1.path: [1]})
     add_position_deletes(table, {f1.path: [2]})
-    add_equality_deletes(table, rows([_first_id(table, f1) + 5]), ["id"])
+    add_equality_deletes(table, id_v_rows([_first_id(table, f1) + 5]), ["id"])
     table.refresh()
     before = canonical_rows(read_table(table))
     assert len(before) == 17
@@ -450,7 +449,7 @@ def test_commit_conflict_is_retried_with_fresh_metadata(catalog: Any) -> None:
     def interfere(state: Any) -> None:
         calls.append(state.snapshot.snapshot_id)
         if len(calls) == 1:
-            catalog.load_table("db.t").append(rows([500]))
+            catalog.load_table("db.t").append(id_v_rows([500]))
 
     res = replace_files(
         table,
@@ -473,7 +472,7 @@ def test_commit_conflict_is_retried_with_fresh_metadata(catalog: Any) -> None:
 
     def interfere_u(state: Any) -> None:
         calls.append(1)
-        catalog.load_table("db.u").append(rows([501]))
+        catalog.load_table("db.u").append(id_v_rows([501]))
 
     with pytest.raises(CommitFailedException):
         replace_files(table, remove_data=data, add_data=outputs, validate=interfere_u, max_retries=0)

@@ -6,20 +6,21 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
+from builders import ID_V_SCHEMA, id_v_rows
 from pyiceberg.typedef import Record
 
 from airflow_provider_amoro.optimizing.commit import ValidationError, commit, replace_files
 from airflow_provider_amoro.optimizing.delete_files import write_equality_delete_file
 from airflow_provider_amoro.testing.reader import canonical_rows, read_table
 
-from .commit_support import SCHEMA, exists, hand_plan, hand_rewrite, live, rows
+from .commit_support import exists, hand_plan, hand_rewrite, live
 
 
 def _table(catalog: Any, batches: int = 6) -> Any:
     catalog.create_namespace_if_not_exists("db")
-    table = catalog.create_table("db.t", schema=SCHEMA)
+    table = catalog.create_table("db.t", schema=ID_V_SCHEMA)
     for b in range(batches):
-        table.append(rows(range(b * 10, (b + 1) * 10)))
+        table.append(id_v_rows(range(b * 10, (b + 1) * 10)))
     return catalog.load_table("db.t")
 
 

@@ -10,6 +10,7 @@ import dataclasses
 from typing import Any
 
 import pytest
+from builders import ID_V_SCHEMA, id_v_rows
 from file_checks import missing_referenced_files
 from pyiceberg.exceptions import CommitStateUnknownException
 
@@ -19,14 +20,14 @@ from airflow_provider_amoro.optimizing.commit import ValidationError, commit, de
 from airflow_provider_amoro.optimizing.model import OptimizingPlan, TaskResult
 from airflow_provider_amoro.testing.reader import canonical_rows, read_table
 
-from .commit_support import SCHEMA, exists, hand_plan, hand_rewrite, live, rows
+from .commit_support import exists, hand_plan, hand_rewrite, live
 
 
 def _table(catalog: Any, name: str = "db.t", batches: int = 6) -> Any:
     catalog.create_namespace_if_not_exists("db")
-    table = catalog.create_table(name, schema=SCHEMA)
+    table = catalog.create_table(name, schema=ID_V_SCHEMA)
     for b in range(batches):
-        table.append(rows(range(b * 10, (b + 1) * 10)))
+        table.append(id_v_rows(range(b * 10, (b + 1) * 10)))
     return catalog.load_table(name)
 
 
@@ -82,7 +83,7 @@ def test_commit_again_after_the_landed_snapshot_expired(catalog: Any) -> None:
     table = _table(catalog)
     plan, results = _planned(table)
     landed = commit(table, plan, results).snapshot_id
-    table.append(rows(range(100, 105), "later"))
+    table.append(id_v_rows(range(100, 105), "later"))
     table.refresh()
     expired = expire_snapshots(table, keep_min_count=1, keep_duration_ms=0)
     assert landed in expired.expired_snapshot_ids

@@ -12,6 +12,7 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
+from builders import id_v_rows
 from pyiceberg.exceptions import CommitFailedException
 
 from airflow_provider_amoro.optimizing.commit import ValidationError, commit
@@ -28,11 +29,14 @@ from airflow_provider_amoro.testing.reader import read_table
 
 from .commit_support import exists, live
 
-SCHEMA = pa.schema([pa.field("id", pa.int64(), nullable=False), pa.field("v", pa.string(), nullable=False)])
+REQUIRED_ID_V_SCHEMA = pa.schema(
+    [pa.field("id", pa.int64(), nullable=False), pa.field("v", pa.string(), nullable=False)]
+)
+"""ID_V_SCHEMA with ``v`` required too."""
 
 
 def _rows(ids: list[int], tag: str = "a") -> pa.Table:
-    return pa.table({"id": pa.array(ids, pa.int64()), "v": [f"{tag}{i}" for i in ids]}, schema=SCHEMA)
+    return id_v_rows(ids, tag, schema=REQUIRED_ID_V_SCHEMA)
 
 
 def _state(table: Any) -> dict[int, str]:
@@ -47,7 +51,7 @@ def _state(table: Any) -> dict[int, str]:
 def _setup(catalog: Any, files: int = 14, per: int = 10, **props: str) -> tuple[Any, dict[int, str]]:
     catalog.create_namespace_if_not_exists("db")
     table = catalog.create_table(
-        "db.t", schema=SCHEMA, properties={"self-optimizing.target-size": "1048576", **props}
+        "db.t", schema=REQUIRED_ID_V_SCHEMA, properties={"self-optimizing.target-size": "1048576", **props}
     )
     for f in range(files):
         table.append(_rows(list(range(f * per, (f + 1) * per))))

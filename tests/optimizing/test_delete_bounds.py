@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pyarrow as pa
+from builders import ID_V_SCHEMA
 
 from airflow_provider_amoro.optimizing import evaluate
 from airflow_provider_amoro.optimizing.config import OptimizingConfig
@@ -12,20 +13,18 @@ from airflow_provider_amoro.optimizing.scan import DeleteIndex, live_files
 from airflow_provider_amoro.testing.deletes import add_position_deletes
 from airflow_provider_amoro.testing.reader import canonical_rows, read_table
 
-SCHEMA = pa.schema([pa.field("id", pa.int64(), nullable=False), pa.field("v", pa.string())])
-
 
 def test_a_delete_file_does_not_mark_files_outside_its_bounds(sqlite_catalog: Any) -> None:
     sqlite_catalog.create_namespace("db")
     # files of ~1.3 KB against a 1 KB target: every file is a target-size segment
     table = sqlite_catalog.create_table(
         "db.t",
-        schema=SCHEMA,
+        schema=ID_V_SCHEMA,
         properties={"self-optimizing.target-size": "1024", "self-optimizing.max-task-size-bytes": "1024"},
     )
     for b in range(3):
         ids = list(range(b * 20, (b + 1) * 20))
-        table.append(pa.table({"id": ids, "v": [f"value-{i:05d}" * 3 for i in ids]}, schema=SCHEMA))
+        table.append(pa.table({"id": ids, "v": [f"value-{i:05d}" * 3 for i in ids]}, schema=ID_V_SCHEMA))
     table.refresh()
     first, second, third = sorted(f.path for f in live_files(table).data_files)
     # one delete file for the two files with the lowest paths: bounds [first, second]

@@ -11,6 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from builders import ID_CAT_S_X_SCHEMA
 from pyiceberg.types import LongType
 
 from airflow_provider_amoro.optimizing.execute import execute
@@ -20,8 +21,6 @@ from airflow_provider_amoro.testing.deletes import add_position_deletes, file_re
 from airflow_provider_amoro.testing.reader import content_hash, read_table
 
 read_module = importlib.import_module("airflow_provider_amoro.optimizing.read")
-
-SCHEMA = pa.schema([("id", pa.int64()), ("cat", pa.string()), ("s", pa.string()), ("x", pa.float64())])
 
 
 def _rows(start: int, n: int) -> pa.Table:
@@ -33,7 +32,7 @@ def _rows(start: int, n: int) -> pa.Table:
             "s": pa.array([f"row-{i:08d}" if i % 7 else None for i in ids]),
             "x": ids / 3.0,
         },
-        schema=SCHEMA,
+        schema=ID_CAT_S_X_SCHEMA,
     )
 
 
@@ -61,7 +60,9 @@ def _small_files_table(catalog: Any, tmp_path: Path, files: int = 120, rows: int
     """``files`` tiny Parquet files registered in one commit (add_files: ids by name mapping),
     plus two files written by pyiceberg (field ids in the files, another physical schema)."""
     catalog.create_namespace("db")
-    table = catalog.create_table("db.t", schema=SCHEMA, properties={"self-optimizing.target-size": "1048576"})
+    table = catalog.create_table(
+        "db.t", schema=ID_CAT_S_X_SCHEMA, properties={"self-optimizing.target-size": "1048576"}
+    )
     src = tmp_path / "src"
     src.mkdir()
     paths = []
@@ -115,7 +116,7 @@ def test_files_with_deletes_or_evolved_schema_keep_the_per_file_path(
     table.append(
         pa.table(
             {
-                **{n: _rows(10_000, 40).column(n) for n in SCHEMA.names},
+                **{n: _rows(10_000, 40).column(n) for n in ID_CAT_S_X_SCHEMA.names},
                 "extra": pa.array(range(40), pa.int64()),
             }
         )

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from builders import id_v_rows
 
 from airflow_provider_amoro.optimizing.config import InvalidPropertyError
 from airflow_provider_amoro.optimizing.manifests import MANIFEST_CACHE, ManifestCache
@@ -20,7 +21,7 @@ from airflow_provider_amoro.optimizing.optimize import optimize
 from airflow_provider_amoro.optimizing.scan import live_files
 from airflow_provider_amoro.testing.reader import content_hash, read_table
 
-from .commit_support import WIDE_SCHEMA, rows
+from .commit_support import WIDE_SCHEMA
 
 COMMITS = 24
 
@@ -30,7 +31,7 @@ def _history_table(catalog: Any, commits: int = COMMITS, **props: str) -> Any:
     catalog.create_namespace_if_not_exists("db")
     table = catalog.create_table("db.t", schema=WIDE_SCHEMA, properties=props)
     for i in range(commits):
-        table.append(rows(range(100 * i, 100 * (i + 1))))
+        table.append(id_v_rows(range(100 * i, 100 * (i + 1))))
     return catalog.load_table("db.t")
 
 
@@ -104,7 +105,7 @@ def test_a_manifest_left_without_live_entries_is_dropped(catalog: Any) -> None:
     deleted_only = [m for m in _manifests(table) if not m.has_added_files() and not m.has_existing_files()]
     assert len(deleted_only) == 1
     for i in range(14, 28):
-        table.append(rows(range(100 * i, 100 * (i + 1))))
+        table.append(id_v_rows(range(100 * i, 100 * (i + 1))))
     before = content_hash(read_table(table))
 
     optimize(table, "minor")
@@ -207,7 +208,7 @@ def test_commit_after_a_concurrent_append_reads_only_the_new_manifest(catalog: A
     results = [execute(table, task) for task in p.tasks]
     assert MANIFEST_CACHE.reads == 14
     other = catalog.load_table("db.t")  # another writer appends meanwhile
-    other.append(rows(range(10_000, 10_100)))
+    other.append(id_v_rows(range(10_000, 10_100)))
     before = content_hash(read_table(catalog.load_table("db.t")))
 
     committed = commit(table, p, results)

@@ -13,8 +13,11 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
+from catalogs import on_catalogs
+from pyiceberg.catalog import Catalog
 from pyiceberg.partitioning import PartitionField, PartitionSpec
 from pyiceberg.transforms import IdentityTransform
+from s3_server import S3Server
 
 from airflow_provider_amoro.optimizing.optimize import optimize
 from airflow_provider_amoro.properties import PRODUCER_OPTIMIZE, SNAPSHOT_PRODUCER
@@ -273,10 +276,8 @@ def test_threads_and_nothing_to_do(sqlite_catalog: Any) -> None:
         optimize(table, "huge")
 
 
-@pytest.mark.s3
-@pytest.mark.parametrize("fsspec", [False, True], ids=["pyarrow-io", "fsspec-io"])
-def test_s3_warehouse_end_to_end(s3_server: Any, tmp_path: Any, fsspec: bool) -> None:
-    catalog = _s3_catalog(s3_server, tmp_path, fsspec=fsspec)
+@on_catalogs("s3", "s3-fsspec")
+def test_s3_warehouse_end_to_end(catalog: Catalog, s3_server: S3Server) -> None:
     table = _create(catalog)
     rng = random.Random(1)
     _fill(table, batches=13, per=25)
@@ -298,25 +299,13 @@ def test_s3_warehouse_end_to_end(s3_server: Any, tmp_path: Any, fsspec: bool) ->
         assert fs.exists(ref.path.removeprefix("s3://"))
 
 
-def _s3_catalog(server: Any, tmp_path: Any, *, fsspec: bool) -> Any:
-    from pyiceberg.catalog.sql import SqlCatalog
-
-    return SqlCatalog(
-        "s3cat",
-        uri=f"sqlite:///{tmp_path / 'c.db'}",
-        warehouse=f"s3://{server.new_bucket()}/wh",
-        **server.pyiceberg_properties(fsspec=fsspec),
-    )
-
-
-@pytest.mark.s3
-def test_s3_refused_commit_deletes_its_outputs(s3_server: Any, tmp_path: Any) -> None:
+@on_catalogs("s3-fsspec")
+def test_s3_refused_commit_deletes_its_outputs(catalog: Catalog, s3_server: S3Server) -> None:
     from airflow_provider_amoro.optimizing.commit import ValidationError, commit
     from airflow_provider_amoro.optimizing.execute import execute
     from airflow_provider_amoro.optimizing.plan import plan as make_plan
 
-    # fsspec IO: see tests/s3_server.py on pyarrow's S3 deletes against rclone
-    catalog = _s3_catalog(s3_server, tmp_path, fsspec=True)
+    # fsspec IO (the catalog kind): see tests/s3_server.py on pyarrow's S3 deletes against rclone
     table = _create(catalog)
     _fill(table, batches=13, per=25)
     table = catalog.load_table("db.t")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import itertools
 import shutil
 import tempfile
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +20,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+from catalogs import make_catalog
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.partitioning import PartitionField, PartitionSpec
 from pyiceberg.schema import Schema
 from pyiceberg.transforms import BucketTransform
@@ -152,10 +151,7 @@ class History:
 
 
 def _new_table(partitioned: bool, root: Path) -> Any:
-    (root / "wh").mkdir()
-    catalog = SqlCatalog(
-        f"p{uuid.uuid4().hex[:8]}", uri=f"sqlite:///{root / 'c.db'}", warehouse=(root / "wh").as_uri()
-    )
+    catalog = make_catalog("sqlite", root)
     catalog.create_namespace("db")
     spec = (
         PartitionSpec(PartitionField(source_id=1, field_id=1000, transform=BucketTransform(2), name="b"))

@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pyarrow as pa
+from builders import ID_V_SCHEMA
 
 from airflow_provider_amoro.optimizing import evaluate
 from airflow_provider_amoro.optimizing import plan as make_plan
-
-SCHEMA = pa.schema([pa.field("id", pa.int64(), nullable=False), pa.field("v", pa.string())])
 
 
 def v3_small_files(catalog: Any, identifier: str = "db.v3") -> Any:
@@ -23,9 +22,9 @@ def v3_small_files(catalog: Any, identifier: str = "db.v3") -> Any:
 
     namespace = identifier.rpartition(".")[0]
     catalog.create_namespace_if_not_exists(namespace)
-    v2 = catalog.create_table(identifier, schema=SCHEMA)
+    v2 = catalog.create_table(identifier, schema=ID_V_SCHEMA)
     for i in range(13):
-        v2.append(pa.table({"id": [i], "v": [f"r{i}"]}, schema=SCHEMA))
+        v2.append(pa.table({"id": [i], "v": [f"r{i}"]}, schema=ID_V_SCHEMA))
     assert evaluate(v2).kind == "minor"
     metadata = TableMetadataV3.model_validate(
         {**v2.metadata.model_dump(), "format-version": 3, "next-row-id": 0}

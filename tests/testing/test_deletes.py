@@ -8,6 +8,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from builders import ID_CAT_V_SCHEMA, id_cat_v_rows
 from pyiceberg.exceptions import ValidationException
 from pyiceberg.manifest import DataFileContent
 from pyiceberg.schema import Schema
@@ -24,14 +25,6 @@ from airflow_provider_amoro.testing.deletes import (
     write_position_delete_file,
 )
 from airflow_provider_amoro.testing.reader import read_table
-
-SCHEMA = pa.schema([("id", pa.int64()), ("cat", pa.string()), ("v", pa.string())])
-
-
-def _rows(ids: list[int]) -> pa.Table:
-    return pa.table(
-        {"id": ids, "cat": [f"c{i % 3}" for i in ids], "v": [f"v{i}" for i in ids]}, schema=SCHEMA
-    )
 
 
 def _ids(table: Any) -> list[int]:
@@ -73,9 +66,9 @@ def _file_ids(table: Any, path: str) -> list[int]:
 
 def test_position_deletes_unpartitioned(catalog: Any) -> None:
     catalog.create_namespace("db")
-    table = catalog.create_table("db.t", schema=SCHEMA)
-    table.append(_rows(list(range(10))))
-    table.append(_rows(list(range(10, 20))))
+    table = catalog.create_table("db.t", schema=ID_CAT_V_SCHEMA)
+    table.append(id_cat_v_rows(list(range(10))))
+    table.append(id_cat_v_rows(list(range(10, 20))))
     files = sorted(live_data_files(table), key=lambda f: f.file_path)
     first_ids = _file_ids(table, files[0].file_path)
     second_ids = _file_ids(table, files[1].file_path)
@@ -116,10 +109,10 @@ def test_position_deletes_unpartitioned(catalog: Any) -> None:
 
 def test_deletes_across_commits_identity_partitioned(sqlite_catalog: Any) -> None:
     sqlite_catalog.create_namespace("db")
-    table = sqlite_catalog.create_table("db.t", schema=SCHEMA)
+    table = sqlite_catalog.create_table("db.t", schema=ID_CAT_V_SCHEMA)
     with table.update_spec() as spec:
         spec.add_identity("cat")
-    table.append(_rows(list(range(30))))
+    table.append(id_cat_v_rows(list(range(30))))
     files = live_data_files(table)
     assert len(files) == 3
     alive = set(range(30))
@@ -131,7 +124,7 @@ def test_deletes_across_commits_identity_partitioned(sqlite_catalog: Any) -> Non
             alive.discard(ids[round_no])
         add_position_deletes(table, deletes)
         assert _ids(table) == sorted(alive)
-    add_equality_deletes(table, _rows([12, 13, 14]), ["id"])
+    add_equality_deletes(table, id_cat_v_rows([12, 13, 14]), ["id"])
     alive -= {12, 13, 14}
     assert _ids(table) == sorted(alive)
     entries = _entries(table)
@@ -147,14 +140,14 @@ def test_deletes_across_commits_identity_partitioned(sqlite_catalog: Any) -> Non
 
 def test_equality_deletes_bucket_partition_and_later_appends(sqlite_catalog: Any) -> None:
     sqlite_catalog.create_namespace("db")
-    table = sqlite_catalog.create_table("db.t", schema=SCHEMA)
+    table = sqlite_catalog.create_table("db.t", schema=ID_CAT_V_SCHEMA)
     with table.update_spec() as spec:
         spec.add_field("id", BucketTransform(4), "id_bucket")
-    table.append(_rows(list(range(40))))
+    table.append(id_cat_v_rows(list(range(40))))
     add_equality_deletes(table, pa.table({"id": [1, 2, 3, 39, 1000]}), ["id"])
     assert _ids(table) == sorted(set(range(40)) - {1, 2, 3, 39})
     # a row appended later with a deleted key stays: the delete's sequence number is lower
-    table.append(_rows([1, 2]))
+    table.append(id_cat_v_rows([1, 2]))
     assert _ids(table) == sorted((set(range(40)) - {3, 39}) | {1, 2})
     eq = [e for e in _entries(table) if e["data_file"]["content"] == 2]
     assert 1 <= len(eq) <= 4
@@ -163,10 +156,11 @@ def test_equality_deletes_bucket_partition_and_later_appends(sqlite_catalog: Any
 
 def test_equality_deletes_string_key_and_null(sqlite_catalog: Any) -> None:
     sqlite_catalog.create_namespace("db")
-    table = sqlite_catalog.create_table("db.t", schema=SCHEMA)
+    table = sqlite_catalog.create_table("db.t", schema=ID_CAT_V_SCHEMA)
     table.append(
         pa.table(
-            {"id": [1, 2, 3, 4], "cat": ["a", None, "b", None], "v": ["x", "y", "z", "w"]}, schema=SCHEMA
+            {"id": [1, 2, 3, 4], "cat": ["a", None, "b", None], "v": ["x", "y", "z", "w"]},
+            schema=ID_CAT_V_SCHEMA,
         )
     )
     add_equality_deletes(table, pa.table({"cat": pa.array([None, "b"], pa.string())}), ["cat"])
@@ -213,10 +207,10 @@ def test_day_partition_pos_and_eq_deletes(sqlite_catalog: Any) -> None:
 
 def test_upsert_with_equality_deletes(catalog: Any) -> None:
     catalog.create_namespace("db")
-    table = catalog.create_table("db.t", schema=SCHEMA)
+    table = catalog.create_table("db.t", schema=ID_CAT_V_SCHEMA)
     with table.update_spec() as spec:
         spec.add_identity("cat")
-    table.append(_rows(list(range(9))))
+    table.append(id_cat_v_rows(list(range(9))))
     upsert_with_equality_deletes(
         table,
         pa.table({"id": [0, 4, 100], "cat": ["c0", "c1", "c1"], "v": ["n0", "n4", "n100"]}),
@@ -239,15 +233,15 @@ def test_upsert_with_equality_deletes(catalog: Any) -> None:
 
 def test_errors_leave_no_files(sqlite_catalog: Any, tmp_path: Any) -> None:
     sqlite_catalog.create_namespace("db")
-    table = sqlite_catalog.create_table("db.t", schema=SCHEMA)
-    table.append(_rows(list(range(5))))
+    table = sqlite_catalog.create_table("db.t", schema=ID_CAT_V_SCHEMA)
+    table.append(id_cat_v_rows(list(range(5))))
     path = live_data_files(table)[0].file_path
     with pytest.raises(ValueError, match="not a live data file"):
         add_position_deletes(table, {path + ".x": [0]})
     with pytest.raises(ValueError, match="outside"):
         add_position_deletes(table, {path: [5]})
     with pytest.raises(ValueError, match="duplicate keys"):
-        upsert_with_equality_deletes(table, _rows([1, 1]), ["id"])
+        upsert_with_equality_deletes(table, id_cat_v_rows([1, 1]), ["id"])
     with pytest.raises(ValueError, match="lack columns"):
         add_equality_deletes(table, pa.table({"v": ["a"]}), ["id"])
     files = [p for p in (tmp_path / "warehouse").rglob("*.parquet")]
@@ -256,9 +250,9 @@ def test_errors_leave_no_files(sqlite_catalog: Any, tmp_path: Any) -> None:
 
 def test_concurrent_removal_of_referenced_file_fails(sqlite_catalog: Any, tmp_path: Any) -> None:
     sqlite_catalog.create_namespace("db")
-    table = sqlite_catalog.create_table("db.t", schema=SCHEMA)
-    table.append(_rows(list(range(5))))
-    table.append(_rows(list(range(5, 10))))
+    table = sqlite_catalog.create_table("db.t", schema=ID_CAT_V_SCHEMA)
+    table.append(id_cat_v_rows(list(range(5))))
+    table.append(id_cat_v_rows(list(range(5, 10))))
     stale = sqlite_catalog.load_table("db.t")
     fresh = sqlite_catalog.load_table("db.t")
     fresh.delete("id < 5")  # removes the first data file entirely
@@ -274,7 +268,7 @@ def test_concurrent_removal_of_referenced_file_fails(sqlite_catalog: Any, tmp_pa
     # a stale table object still commits when the data file is live (optimistic retry)
     stale = sqlite_catalog.load_table("db.t")
     fresh = sqlite_catalog.load_table("db.t")
-    fresh.append(_rows([50]))
+    fresh.append(id_cat_v_rows([50]))
     keep = live_data_files(stale)[0]
     add_position_deletes(stale, {keep.file_path: [0]})
     table = sqlite_catalog.load_table("db.t")
@@ -284,8 +278,8 @@ def test_concurrent_removal_of_referenced_file_fails(sqlite_catalog: Any, tmp_pa
 
 def test_write_position_delete_file_without_commit(sqlite_catalog: Any) -> None:
     sqlite_catalog.create_namespace("db")
-    table = sqlite_catalog.create_table("db.t", schema=SCHEMA)
-    table.append(_rows(list(range(5))))
+    table = sqlite_catalog.create_table("db.t", schema=ID_CAT_V_SCHEMA)
+    table.append(id_cat_v_rows(list(range(5))))
     data_file = live_data_files(table)[0]
     df = write_position_delete_file(
         table, [(data_file.file_path, 4), (data_file.file_path, 1)], spec_id=0, partition=data_file.partition
@@ -298,13 +292,13 @@ def test_write_position_delete_file_without_commit(sqlite_catalog: Any) -> None:
 
 def test_file_refs_sequence_numbers_and_referenced_file(sqlite_catalog: Any) -> None:
     sqlite_catalog.create_namespace("db")
-    table = sqlite_catalog.create_table("db.t", schema=SCHEMA)
-    table.append(_rows([1, 2]))
-    table.append(_rows([3, 4]))
+    table = sqlite_catalog.create_table("db.t", schema=ID_CAT_V_SCHEMA)
+    table.append(id_cat_v_rows([1, 2]))
+    table.append(id_cat_v_rows([3, 4]))
     first, second = (f.file_path for f in sorted(live_data_files(table), key=lambda f: f.file_path))
     add_position_deletes(table, {first: [0]})
     add_position_deletes(table, {first: [1], second: [0]})
-    upsert_with_equality_deletes(table, _rows([5]), ["id"])
+    upsert_with_equality_deletes(table, id_cat_v_rows([5]), ["id"])
     data, deletes = file_refs(table)
     assert sorted(d.data_sequence_number for d in data) == [1, 2, 5]
     pos = sorted(
