@@ -56,8 +56,15 @@ lint:
 	$(VENV)/bin/ruff check airflow_provider_amoro tests dags benchmarks
 	$(VENV)/bin/ruff format --check airflow_provider_amoro tests dags benchmarks
 
+# The tests' shared helpers (catalogs, schemas and row builders, table views) are typed too.
+TYPED_TEST_HELPERS = tests/conftest.py tests/catalogs.py tests/builders.py tests/s3_server.py \
+  tests/file_checks.py tests/maintenance/conftest.py tests/maintenance/helpers.py \
+  tests/optimizing/_tables.py tests/optimizing/commit_support.py tests/optimizing/_synthetic.py \
+  tests/integration/conftest.py tests/integration/tables.py
+
 typecheck:
 	$(VENV)/bin/mypy airflow_provider_amoro
+	MYPYPATH=tests $(VENV)/bin/mypy $(TYPED_TEST_HELPERS)
 
 check: install lint typecheck
 

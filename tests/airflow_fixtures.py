@@ -31,6 +31,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pyiceberg.catalog import Catalog
+from pyiceberg.table import Table
 
 _HOME_VAR = "_AMORO_TEST_AIRFLOW_HOME"
 
@@ -86,7 +88,7 @@ def airflow_db() -> Path:
     return AIRFLOW_TEST_HOME
 
 
-def catalog_connection(catalog: Any) -> dict[str, Any]:
+def catalog_connection(catalog: Catalog) -> dict[str, Any]:
     """The ``amoro`` connection (as an ``AIRFLOW_CONN_*`` JSON body) for a pyiceberg SQL catalog."""
     return {
         "conn_type": "amoro",
@@ -99,7 +101,7 @@ def catalog_connection(catalog: Any) -> dict[str, Any]:
     }
 
 
-def set_connection(monkeypatch: pytest.MonkeyPatch, conn_id: str, catalog: Any) -> None:
+def set_connection(monkeypatch: pytest.MonkeyPatch, conn_id: str, catalog: Catalog) -> None:
     """Expose ``catalog`` as Airflow connection ``conn_id`` through an env var.
 
     Triggers share one catalog client per connection per process and rebuild it only after a
@@ -113,7 +115,7 @@ def set_connection(monkeypatch: pytest.MonkeyPatch, conn_id: str, catalog: Any) 
 
 
 @pytest.fixture
-def amoro_conn(sqlite_catalog: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+def amoro_conn(sqlite_catalog: Catalog, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """The ``sqlite_catalog`` exposed as connection ``amoro_default``; yields the catalog."""
     set_connection(monkeypatch, "amoro_default", sqlite_catalog)
     yield sqlite_catalog
@@ -127,7 +129,7 @@ def sync_dag(dag: Any) -> None:
     from airflow.utils.session import create_session
 
     with create_session() as session:
-        DagBundlesManager().sync_bundles_to_db(session=session)
+        DagBundlesManager().sync_bundles_to_db(session=session)  # type: ignore[no-untyped-call]
     with create_session() as session:
         update_dag_parsing_results_in_db(
             "dags-folder", None, [LazyDeserializedDAG.from_dag(dag)], {}, None, set(), session=session
@@ -203,7 +205,7 @@ def asset_events(uri: str) -> list[dict[str, Any]]:
 # ---- small tables for operator/sensor/trigger tests ---------------------------------------------
 
 
-def small_file_table(catalog: Any, identifier: str, *, files: int = 6, rows_per_file: int = 50) -> Any:
+def small_file_table(catalog: Catalog, identifier: str, *, files: int = 6, rows_per_file: int = 50) -> Table:
     """Create ``identifier`` with ``files`` small appends (one data file each) and 1 MB target size."""
     import pyarrow as pa
 
@@ -229,7 +231,7 @@ def small_file_table(catalog: Any, identifier: str, *, files: int = 6, rows_per_
     return table
 
 
-def append_rows(table: Any, ids: list[int]) -> int:
+def append_rows(table: Table, ids: list[int]) -> int:
     """Append rows with the given ids; returns the new snapshot id."""
     import pyarrow as pa
 
@@ -240,7 +242,7 @@ def append_rows(table: Any, ids: list[int]) -> int:
     return int(snap.snapshot_id)
 
 
-def compact_all(table: Any) -> int:
+def compact_all(table: Table) -> int:
     """A real optimizer-style commit: rewrite every data file into one (REPLACE, producer OPTIMIZE).
 
     Uses the engine's ``replace_files`` commit; returns the new snapshot id.

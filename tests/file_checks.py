@@ -7,8 +7,9 @@ independently of the cleanup code under test.
 from __future__ import annotations
 
 import os
-from typing import Any
 from urllib.parse import urlparse
+
+from pyiceberg.table import Table
 
 
 def _local(path: str) -> str:
@@ -16,7 +17,7 @@ def _local(path: str) -> str:
     return parsed.path if parsed.scheme in ("file", "") else path
 
 
-def referenced_files(table: Any) -> set[str]:
+def referenced_files(table: Table) -> set[str]:
     """Local paths of every data and delete file any retained snapshot references (live entries)."""
     table.refresh()
     out: set[str] = set()
@@ -31,12 +32,12 @@ def referenced_files(table: Any) -> set[str]:
     return out
 
 
-def missing_referenced_files(table: Any) -> list[str]:
+def missing_referenced_files(table: Table) -> list[str]:
     """Referenced files that do not exist (must be empty)."""
     return sorted(p for p in referenced_files(table) if not os.path.exists(p))
 
 
-def data_folder_files(table: Any) -> set[str]:
+def data_folder_files(table: Table) -> set[str]:
     """Every file under the table's local ``data/`` folder."""
     root = _local(table.location().rstrip("/") + "/data")
     found: set[str] = set()
@@ -45,6 +46,6 @@ def data_folder_files(table: Any) -> set[str]:
     return found
 
 
-def unreferenced_data_files(table: Any) -> list[str]:
+def unreferenced_data_files(table: Table) -> list[str]:
     """Files in the data folder that no retained snapshot references (leftovers)."""
     return sorted(data_folder_files(table) - referenced_files(table))

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pyarrow as pa
+from pyiceberg.catalog import Catalog
 
 from airflow_provider_amoro.testing.reader import content_hash, read_table
 
 
-def test_reader_matches_pyiceberg_and_time_travel(catalog: Any) -> None:
+def test_reader_matches_pyiceberg_and_time_travel(catalog: Catalog) -> None:
     catalog.create_namespace("db")
     table = catalog.create_table("db.t", schema=pa.schema([("id", pa.int64()), ("v", pa.string())]))
     table.append(pa.table({"id": [1, 2, 3], "v": ["a", "b", "c"]}))

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 from airflow_fixtures import append_rows, asset_events, run_dag, small_file_table, task_states, xcom_value
+from pyiceberg.table import Table
 
 from airflow_provider_amoro.assets import table_asset_uri, table_change_asset_uri
 from airflow_provider_amoro.dag_factory import build_dags, loads
@@ -49,11 +50,11 @@ def factory_yaml(cache_dir: Path, *, overrides: str = "", maintenance: str = "ex
     )
 
 
-def data_files(table: Any) -> int:
+def data_files(table: Table) -> int:
     return sum(1 for _ in table.inspect.files().to_pylist() if True)
 
 
-def live_files(table: Any) -> int:
+def live_files(table: Table) -> int:
     from airflow_provider_amoro.testing.deletes import live_data_files
 
     return len(live_data_files(table))

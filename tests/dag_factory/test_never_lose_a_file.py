@@ -15,7 +15,9 @@ from typing import Any
 import pytest
 from airflow_fixtures import run_dag, small_file_table, task_states, xcom_value
 from file_checks import missing_referenced_files, unreferenced_data_files
+from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import CommitStateUnknownException
+from pyiceberg.table import Table
 
 from airflow_provider_amoro.dag_factory import build_dags, loads
 from airflow_provider_amoro.maintenance.expire import expire_snapshots
@@ -90,14 +92,14 @@ def _dag(tmp_path: Path, identifier: str) -> Any:
     return build_dags(loads(yaml))[table_dag_id("amoro_default", identifier)]
 
 
-def _proof(catalog: Any, identifier: str, expected: list[Any]) -> Any:
+def _proof(catalog: Catalog, identifier: str, expected: list[Any]) -> Any:
     table = catalog.load_table(identifier)
     assert canonical_rows(read_table(table)) == expected
     assert missing_referenced_files(table) == []
     return table
 
 
-def _optimizer_snapshots(table: Any) -> list[Any]:
+def _optimizer_snapshots(table: Table) -> list[Any]:
     table.refresh()
     return [s for s in table.metadata.snapshots if s.summary and s.summary[PROCESS_ID_KEY]]
 
@@ -160,7 +162,7 @@ def _unknown_once(base: Any, *, applied: bool) -> Any:
     armed = [1]
 
     class UnknownOnce(SqlCatalog):
-        def commit_table(self, table: Any, requirements: Any, updates: Any) -> Any:
+        def commit_table(self, table: Table, requirements: Any, updates: Any) -> Any:
             if not armed[0]:
                 return super().commit_table(table, requirements, updates)
             armed[0] = 0

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from airflow_fixtures import set_connection, small_file_table
+from pyiceberg.catalog import Catalog
 
 from airflow_provider_amoro.dag_factory import build_dags, loads
 from airflow_provider_amoro.dag_factory.cache import CachedTable, cache_file, read_cache, write_cache
@@ -39,7 +40,7 @@ def config_for(cache: Path, evaluate: bool = True) -> Any:
 
 
 def test_sync_discovers_selected_tables_and_parse_builds_their_dags(
-    catalog: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    catalog: Catalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     set_connection(monkeypatch, "lake", catalog)
     small_file_table(catalog, "sales.orders", files=6)
@@ -89,7 +90,7 @@ def test_sync_discovers_selected_tables_and_parse_builds_their_dags(
 
 
 def test_catalog_sync_dag_runs_in_airflow_and_writes_the_cache(
-    airflow_db: Any, sqlite_catalog: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    airflow_db: Any, sqlite_catalog: Catalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from airflow_fixtures import run_dag, task_states, xcom_value
 
@@ -105,7 +106,7 @@ def test_catalog_sync_dag_runs_in_airflow_and_writes_the_cache(
 
 
 def test_sync_without_evaluation_caches_a_metadata_estimate(
-    sqlite_catalog: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    sqlite_catalog: Catalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     set_connection(monkeypatch, "lake", sqlite_catalog)
     small_file_table(sqlite_catalog, "sales.orders", files=6)
@@ -117,7 +118,7 @@ def test_sync_without_evaluation_caches_a_metadata_estimate(
 
 
 def test_a_broken_table_is_cached_with_its_error_and_the_sync_goes_on(
-    sqlite_catalog: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    sqlite_catalog: Catalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     set_connection(monkeypatch, "lake", sqlite_catalog)
     small_file_table(sqlite_catalog, "sales.orders", files=2)
@@ -139,7 +140,7 @@ def test_a_broken_table_is_cached_with_its_error_and_the_sync_goes_on(
 
 
 def test_sync_is_incremental_parallel_and_bounded_in_time(
-    sqlite_catalog: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    sqlite_catalog: Catalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     set_connection(monkeypatch, "lake", sqlite_catalog)
     for i in range(6):
@@ -222,7 +223,7 @@ catalogs:
 
 
 def test_an_include_that_matches_nothing_is_reported(
-    sqlite_catalog: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    sqlite_catalog: Catalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     set_connection(monkeypatch, "lake", sqlite_catalog)
     small_file_table(sqlite_catalog, "sales.orders", files=1)
@@ -232,7 +233,7 @@ def test_an_include_that_matches_nothing_is_reported(
 
 
 def test_an_empty_catalog_name_says_which_names_hold_tables(
-    sqlite_catalog: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    sqlite_catalog: Catalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The connection's catalog name holds nothing, another name does: the sync log names it."""
     small_file_table(sqlite_catalog, "sales.orders", files=1)

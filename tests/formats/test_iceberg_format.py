@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 from optimizing._tables import append_many, make_table
+from pyiceberg.catalog import Catalog
 
 from airflow_provider_amoro.formats import FileKind, FormatName, IcebergTable, TableFormat, open_table
 from airflow_provider_amoro.optimizing import optimize
@@ -14,7 +14,7 @@ from airflow_provider_amoro.properties import PRODUCER_OPTIMIZE, OptimizingKind
 from airflow_provider_amoro.testing.deletes import add_position_deletes, live_data_files
 
 
-def test_iceberg_table_through_the_seam(catalog: Any) -> None:
+def test_iceberg_table_through_the_seam(catalog: Catalog) -> None:
     table = make_table(catalog, "db.events", spec="identity")
     fmt = open_table(table)
     assert isinstance(fmt, TableFormat)
@@ -46,7 +46,7 @@ def test_iceberg_table_through_the_seam(catalog: Any) -> None:
     assert {f.kind for f in files} == {FileKind.DATA}
 
 
-def test_delete_files_and_optimize_commits_are_told_apart(catalog: Any) -> None:
+def test_delete_files_and_optimize_commits_are_told_apart(catalog: Catalog) -> None:
     table = append_many(make_table(catalog, "db.t"), 3, n=10)
     victim = live_data_files(table)[0].file_path
     table = add_position_deletes(table, {victim: [0, 1]})
@@ -63,7 +63,7 @@ def test_delete_files_and_optimize_commits_are_told_apart(catalog: Any) -> None:
     assert sum(f.record_count for f in fmt.files() if f.kind is FileKind.DATA) == 28
 
 
-def test_capabilities_by_format_version_and_mixed_store(catalog: Any) -> None:
+def test_capabilities_by_format_version_and_mixed_store(catalog: Catalog) -> None:
     v1 = open_table(make_table(catalog, "db.v1", format_version=1))
     assert v1.capabilities.can_optimize
     assert v1.capabilities.optimizing_kinds == frozenset(OptimizingKind)
@@ -80,7 +80,7 @@ def test_capabilities_by_format_version_and_mixed_store(catalog: Any) -> None:
     assert "MIXED_ICEBERG base store" in (mixed.capabilities.reason or "")
 
 
-def test_format_v3_is_not_optimized(catalog: Any) -> None:
+def test_format_v3_is_not_optimized(catalog: Catalog) -> None:
     # pyiceberg 0.12 cannot create v3 tables; read a v2 table's metadata as v3, as a v3 writer leaves it.
     from pyiceberg.table import Table
     from pyiceberg.table.metadata import TableMetadataV3

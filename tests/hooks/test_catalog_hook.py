@@ -10,6 +10,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 from airflow_fixtures import airflow_db  # noqa: F401 - fixture
+from pyiceberg.catalog import Catalog
 
 from airflow_provider_amoro.hooks.catalog import (
     AmoroCatalogError,
@@ -34,7 +35,7 @@ def _set_conn(monkeypatch: pytest.MonkeyPatch, conn_id: str, **extra: Any) -> No
     monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(body))
 
 
-def _conn_for(catalog: Any) -> dict[str, Any]:
+def _conn_for(catalog: Catalog) -> dict[str, Any]:
     return {
         "catalog_type": "sql",
         "uri": catalog.properties["uri"],
@@ -43,7 +44,7 @@ def _conn_for(catalog: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-def populated(catalog: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+def populated(catalog: Catalog, monkeypatch: pytest.MonkeyPatch) -> Any:
     """The catalog fixture with a few tables, exposed as connection ``lake``."""
     for ns in ("sales", "web"):
         catalog.create_namespace(ns)
@@ -219,7 +220,7 @@ def test_embedded_lakehouse_when_configured(monkeypatch: pytest.MonkeyPatch, tmp
     assert AmoroCatalogHook().list_tables("demo.*") == ["demo.t"]
 
 
-def test_pyiceberg_keys_are_accepted(catalog: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pyiceberg_keys_are_accepted(catalog: Catalog, monkeypatch: pytest.MonkeyPatch) -> None:
     """A connection written like a ``.pyiceberg.yaml`` entry (``type: sql``) works as is."""
     catalog.create_namespace("sales")
     catalog.create_table("sales.orders", schema=SCHEMA)
@@ -237,7 +238,7 @@ def test_pyiceberg_keys_are_accepted(catalog: Any, monkeypatch: pytest.MonkeyPat
     assert hook.catalog_config()[1]["pool_pre_ping"] == "true"
 
 
-def test_other_catalog_names_are_named(catalog: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_other_catalog_names_are_named(catalog: Catalog, monkeypatch: pytest.MonkeyPatch) -> None:
     """Tables written under another catalog name: the Test button fails and says which names exist."""
     catalog.create_namespace("sales")
     catalog.create_table("sales.orders", schema=SCHEMA)
@@ -333,7 +334,7 @@ def test_redact_uri() -> None:
 
 @pytest.mark.usefixtures("airflow_db")
 def test_connection_in_the_metadata_db_is_seen_outside_a_task(
-    catalog: Any, monkeypatch: pytest.MonkeyPatch
+    catalog: Catalog, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Scripts and ``dag_factory sync`` run outside a task: a connection stored in Airflow's metadata
     DB (the UI's *Admin > Connections*) is found there too."""

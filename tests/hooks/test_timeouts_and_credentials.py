@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from catalog_servers import RestCatalogServer, black_hole
+from pyiceberg.catalog import Catalog
 
 from airflow_provider_amoro.hooks.catalog import AmoroCatalogError, AmoroCatalogHook
 
@@ -90,7 +91,7 @@ def test_rest_static_token_cannot_refresh_and_says_so(monkeypatch: pytest.Monkey
 
 
 def test_vended_storage_credentials_are_refreshed_while_the_table_lives(
-    monkeypatch: pytest.MonkeyPatch, sqlite_catalog: Any
+    monkeypatch: pytest.MonkeyPatch, sqlite_catalog: Catalog
 ) -> None:
     """A REST catalog vends short-lived storage credentials with each table load; pyiceberg never
     renews them. The hook swaps in fresh ones every ``credential_refresh`` seconds."""

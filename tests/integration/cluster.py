@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pyiceberg.catalog import Catalog
+
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 AIRFLOW = str(VENV_BIN / "airflow")
@@ -504,7 +506,7 @@ class AirflowCluster:
         return [dict(zip(keys, r, strict=True)) for r in rows]
 
 
-def connection_env(conn_id: str, catalog: Any) -> dict[str, str]:
+def connection_env(conn_id: str, catalog: Catalog) -> dict[str, str]:
     """``AIRFLOW_CONN_<ID>`` for a pyiceberg SQL catalog (its name, URI and warehouse)."""
     from airflow_fixtures import catalog_connection
 

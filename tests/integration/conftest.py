@@ -6,9 +6,10 @@ import os
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
+from catalogs import make_catalog
+from pyiceberg.catalog.sql import SqlCatalog
 
 from .cluster import create_database, drop_database, pg_url
 
@@ -27,14 +28,15 @@ def _postgres_or_skip() -> None:
 
 
 @pytest.fixture(scope="module")
-def pg_catalog(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """A pyiceberg SQL catalog in a fresh PostgreSQL database with a local warehouse."""
-    from pyiceberg.catalog.sql import SqlCatalog
+def pg_catalog(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SqlCatalog]:
+    """A pyiceberg SQL catalog in a fresh PostgreSQL database with a local warehouse.
 
+    Its own database (not the session's ``pg_database``): separate Airflow processes reach it by URL.
+    """
     _postgres_or_skip()
     db = create_database("amoro_it_catalog")
-    warehouse = tmp_path_factory.mktemp("warehouse")
-    catalog = SqlCatalog(f"it_{db[-8:]}", uri=pg_url(db), warehouse=warehouse.as_uri())
+    root = tmp_path_factory.mktemp("it_catalog")
+    catalog = make_catalog("postgres", root, postgres_url=pg_url(db), name=f"it_{db[-8:]}")
     try:
         yield catalog
     finally:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from pyiceberg.catalog import Catalog
+from pyiceberg.table import Table
 
 PARTITIONS = 6
 FILES_PER_PARTITION = 3
@@ -10,13 +11,13 @@ ROWS_PER_FILE = 200
 
 
 def partitioned_small_file_table(
-    catalog: Any,
+    catalog: Catalog,
     identifier: str,
     *,
     partitions: int = PARTITIONS,
     files_per_partition: int = FILES_PER_PARTITION,
     quota: str = "0.5",
-) -> Any:
+) -> Table:
     """Create ``identifier`` partitioned by ``p`` with small files in every partition.
 
     Each append writes one file per partition, so every partition holds ``files_per_partition``
@@ -63,7 +64,7 @@ def partitioned_small_file_table(
     return table
 
 
-def optimize_snapshots(table: Any) -> list[int]:
+def optimize_snapshots(table: Table) -> list[int]:
     """Ids of the table's snapshots committed by the optimizer (``snapshot-producer=OPTIMIZE``)."""
     return [
         s.snapshot_id

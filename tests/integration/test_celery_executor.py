@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from pyiceberg.catalog.sql import SqlCatalog
 
 from airflow_provider_amoro.testing.reader import content_hash, read_table
 
@@ -35,7 +36,9 @@ def dag_id(ident: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def celery_cluster(pg_catalog: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowCluster]:
+def celery_cluster(
+    pg_catalog: SqlCatalog, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[AirflowCluster]:
     import redis
 
     try:
@@ -68,7 +71,7 @@ def celery_cluster(pg_catalog: Any, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 def test_mapped_execute_tasks_spread_over_both_workers(
-    celery_cluster: AirflowCluster, pg_catalog: Any
+    celery_cluster: AirflowCluster, pg_catalog: SqlCatalog
 ) -> None:
     started = time.monotonic()
     before = read_table(pg_catalog.load_table(SPREAD))
@@ -92,7 +95,7 @@ def test_mapped_execute_tasks_spread_over_both_workers(
 
 
 def test_worker_killed_mid_task_the_run_still_optimizes_once(
-    celery_cluster: AirflowCluster, pg_catalog: Any
+    celery_cluster: AirflowCluster, pg_catalog: SqlCatalog
 ) -> None:
     started = time.monotonic()
     before = read_table(pg_catalog.load_table(KILLED))

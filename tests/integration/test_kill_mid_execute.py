@@ -15,10 +15,10 @@ import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from file_checks import missing_referenced_files, unreferenced_data_files
+from pyiceberg.catalog.sql import SqlCatalog
 
 from airflow_provider_amoro.testing.reader import canonical_rows, read_table
 
@@ -60,7 +60,9 @@ globals().update(build_dags(load_config(config_path(None)), operators=ops))
 
 
 @pytest.fixture(scope="module")
-def kill_cluster(pg_catalog: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowCluster]:
+def kill_cluster(
+    pg_catalog: SqlCatalog, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[AirflowCluster]:
     partitioned_small_file_table(pg_catalog, TABLE)
     home = tmp_path_factory.mktemp("sigkill")
     config = factory_yaml(home / "amoro.yaml", tables=[TABLE], slots=2, cache_dir=home / "cache")
@@ -87,7 +89,7 @@ def kill_cluster(pg_catalog: Any, tmp_path_factory: pytest.TempPathFactory) -> I
 
 
 def test_sigkill_mid_execute_then_one_more_run_leaves_no_unreferenced_file(
-    kill_cluster: AirflowCluster, pg_catalog: Any
+    kill_cluster: AirflowCluster, pg_catalog: SqlCatalog
 ) -> None:
     started = time.monotonic()
     table = pg_catalog.load_table(TABLE)

@@ -17,6 +17,8 @@ from datetime import datetime
 from typing import Any
 
 import pytest
+from pyiceberg.catalog.sql import SqlCatalog
+from pyiceberg.table import Table
 
 from airflow_provider_amoro.assets import table_change_asset_uri
 from airflow_provider_amoro.dag_factory.cache import CachedTable, write_cache
@@ -50,7 +52,9 @@ def max_overlap(intervals: list[tuple[datetime, datetime]]) -> int:
 
 
 @pytest.fixture(scope="module")
-def local_cluster(pg_catalog: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowCluster]:
+def local_cluster(
+    pg_catalog: SqlCatalog, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[AirflowCluster]:
     """Scheduler, DAG processor, API server and triggerer (LocalExecutor) managing three tables."""
     for ident in (*TABLES, WATCHED, HOT):
         partitioned_small_file_table(pg_catalog, ident)
@@ -100,7 +104,7 @@ def dag_id(ident: str) -> str:
 
 
 def test_scheduler_runs_two_tables_in_parallel_within_one_pool(
-    local_cluster: AirflowCluster, pg_catalog: Any
+    local_cluster: AirflowCluster, pg_catalog: SqlCatalog
 ) -> None:
     started = time.monotonic()
     cluster = local_cluster
@@ -143,7 +147,7 @@ def test_scheduler_runs_two_tables_in_parallel_within_one_pool(
     print(f"\nLocalExecutor, two tables in one pool: {time.monotonic() - started:.0f} s")
 
 
-def append_partition_rows(table: Any, first_id: int) -> None:
+def append_partition_rows(table: Table, first_id: int) -> None:
     """An external writer's commit: one small file in each of the 6 partitions."""
     import pyarrow as pa
 
@@ -155,7 +159,7 @@ def append_partition_rows(table: Any, first_id: int) -> None:
 
 
 def test_external_commits_trigger_the_dag_and_its_own_commits_do_not(
-    local_cluster: AirflowCluster, pg_catalog: Any
+    local_cluster: AirflowCluster, pg_catalog: SqlCatalog
 ) -> None:
     """The AssetWatcher (TableChangeTrigger in the triggerer) runs the DAG on a writer's commit;
     the optimizer's REPLACE commit that run makes does not schedule another run."""
@@ -204,7 +208,7 @@ def test_external_commits_trigger_the_dag_and_its_own_commits_do_not(
 
 
 def test_the_higher_priority_table_goes_first_when_the_pool_is_full(
-    local_cluster: AirflowCluster, pg_catalog: Any
+    local_cluster: AirflowCluster, pg_catalog: SqlCatalog
 ) -> None:
     """A one-slot group: the low-priority table starts first, then the one with the higher
     ``priority_weight`` (YAML) overtakes its waiting tasks. The cached cost plays no part (it would

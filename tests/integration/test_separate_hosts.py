@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from pyiceberg.catalog.sql import SqlCatalog
 
 from airflow_provider_amoro.assets import table_change_asset_uri
 from airflow_provider_amoro.testing.reader import content_hash, read_table
@@ -55,7 +56,7 @@ def _redis_or_skip() -> None:
 
 @pytest.fixture(scope="module")
 def hosts_cluster(
-    pg_catalog: Any, s3_server: Any, tmp_path_factory: pytest.TempPathFactory
+    pg_catalog: SqlCatalog, s3_server: Any, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[AirflowCluster, str]]:
     from s3_server import ACCESS_KEY, REGION, SECRET_KEY
 
@@ -117,7 +118,7 @@ catalog_sync:
 
 
 def test_a_table_is_optimized_end_to_end_from_the_first_parse_with_no_manual_step(
-    hosts_cluster: tuple[AirflowCluster, str], pg_catalog: Any, s3_server: Any
+    hosts_cluster: tuple[AirflowCluster, str], pg_catalog: SqlCatalog, s3_server: Any
 ) -> None:
     cluster, table_list = hosts_cluster
     started = time.monotonic()

@@ -9,21 +9,21 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Iterable
-from typing import Any
 from urllib.parse import urlparse
 
 from builders import id_v_rows
+from pyiceberg.table import Table
 
 from airflow_provider_amoro.testing.reader import content_hash, read_table
 
 
-def storage_files(table: Any, root: str | None = None) -> set[str]:
+def storage_files(table: Table, root: str | None = None) -> set[str]:
     """Every file under ``root`` (default: the table location), as ``scheme://…`` strings."""
     location = (root or table.location()).rstrip("/")
     parsed = urlparse(location)
     if parsed.scheme in ("", "file"):
         base = parsed.path
-        found = set()
+        found: set[str] = set()
         for folder, _dirs, names in os.walk(base):
             found.update("file://" + os.path.join(folder, n) for n in names)
         return found
@@ -46,11 +46,12 @@ def norm(path: str) -> str:
     return path
 
 
-def reachable(table: Any, snapshot_ids: Any, *, live_only: bool = True) -> set[str]:
+def reachable(table: Table, snapshot_ids: Iterable[int], *, live_only: bool = True) -> set[str]:
     """Manifest lists, manifests and content files the given snapshots reach (pyiceberg inspect)."""
     result: set[str] = set()
     for sid in snapshot_ids:
         snapshot = table.snapshot_by_id(sid)
+        assert snapshot is not None, f"no snapshot {sid}"
         result.add(norm(snapshot.manifest_list))
         result.update(norm(m.manifest_path) for m in snapshot.manifests(table.io))
         entries = table.inspect.entries(snapshot_id=sid).to_pylist()
@@ -60,7 +61,7 @@ def reachable(table: Any, snapshot_ids: Any, *, live_only: bool = True) -> set[s
     return result
 
 
-def snapshot_hashes(table: Any) -> dict[int, str]:
+def snapshot_hashes(table: Table) -> dict[int, str]:
     """content_hash of every snapshot, read with iceberg-rust."""
     return {
         s.snapshot_id: content_hash(read_table(table, snapshot_id=s.snapshot_id)) for s in table.snapshots()
@@ -68,7 +69,7 @@ def snapshot_hashes(table: Any) -> dict[int, str]:
 
 
 def while_appending(
-    writer: Any, ids: Iterable[int], action: Callable[[], int], repeat: int
+    writer: Table, ids: Iterable[int], action: Callable[[], int], repeat: int
 ) -> tuple[int, list[int]]:
     """Run ``action`` ``repeat`` times while a thread appends one row per id through ``writer``.
 

@@ -6,7 +6,9 @@ from typing import Any
 
 import pyarrow as pa
 from builders import ID_V_SCHEMA, id_v_iceberg_schema, id_v_rows
+from pyiceberg.catalog import Catalog
 from pyiceberg.partitioning import PartitionField, PartitionSpec
+from pyiceberg.table import Table
 from pyiceberg.transforms import IdentityTransform
 
 from airflow_provider_amoro.maintenance import clean_dangling_delete_files, expire_snapshots
@@ -21,7 +23,7 @@ from airflow_provider_amoro.testing.reader import content_hash, read_table
 from .helpers import norm, storage_files
 
 
-def _file_with(table: Any, row_id: int) -> str:
+def _file_with(table: Table, row_id: int) -> str:
     return next(f.file_path for f in live_data_files(table) if f.lower_bounds and _holds(f, row_id))
 
 
@@ -34,7 +36,7 @@ def _holds(data_file: Any, row_id: int) -> bool:
     return bool(low <= row_id <= high)
 
 
-def test_dangling_position_and_equality_deletes(lake: Any) -> None:
+def test_dangling_position_and_equality_deletes(lake: Catalog) -> None:
     lake.create_namespace("ns")
     table = lake.create_table("ns.t", schema=ID_V_SCHEMA)
     table.append(id_v_rows(range(0, 5)))
@@ -86,7 +88,7 @@ def test_dangling_position_and_equality_deletes(lake: Any) -> None:
     assert content_hash(read_table(table)) == before
 
 
-def test_position_delete_bounds_decide(sqlite_catalog: Any) -> None:
+def test_position_delete_bounds_decide(sqlite_catalog: Catalog) -> None:
     """A partitioned position delete naming two files keeps applying while one of them is live."""
     sqlite_catalog.create_namespace("ns")
     field = PartitionField(source_id=2, field_id=1000, transform=IdentityTransform(), name="v")
@@ -105,7 +107,7 @@ def test_position_delete_bounds_decide(sqlite_catalog: Any) -> None:
     assert [d.content for d in find_dangling_delete_files(table)] == ["position_deletes"]
 
 
-def test_switches(sqlite_catalog: Any) -> None:
+def test_switches(sqlite_catalog: Catalog) -> None:
     sqlite_catalog.create_namespace("ns")
     table = sqlite_catalog.create_table(
         "ns.t", schema=ID_V_SCHEMA, properties={"clean-dangling-delete-files.enabled": "false"}

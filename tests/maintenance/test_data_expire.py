@@ -8,8 +8,10 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
+from pyiceberg.catalog import Catalog
 from pyiceberg.partitioning import UNPARTITIONED_PARTITION_SPEC, PartitionField, PartitionSpec
 from pyiceberg.schema import Schema
+from pyiceberg.table import Table
 from pyiceberg.transforms import (
     DayTransform,
     HourTransform,
@@ -86,7 +88,7 @@ SPECS = {
 }
 
 
-def _table(catalog: Any, field: str, level: str, *, partitioned: bool = True, **props: str) -> Any:
+def _table(catalog: Catalog, field: str, level: str, *, partitioned: bool = True, **props: str) -> Any:
     catalog.create_namespace("ns")
     properties = {
         "data-expire.enabled": "true",
@@ -105,7 +107,7 @@ def _table(catalog: Any, field: str, level: str, *, partitioned: bool = True, **
     return table
 
 
-def _ids(table: Any) -> set[int]:
+def _ids(table: Table) -> set[int]:
     table.refresh()
     return set(read_table(table).column("id").to_pylist())
 
@@ -117,7 +119,7 @@ EARLY_DAY_4 = {10}  # the file holding only 2024-01-04T01:00
 
 
 @pytest.mark.parametrize("field", ["ts", "tz", "d", "n", "s"])
-def test_file_level(sqlite_catalog: Any, field: str) -> None:
+def test_file_level(sqlite_catalog: Catalog, field: str) -> None:
     table = _table(sqlite_catalog, field, "file")
     dry = expire_data(table, now=NOW, dry_run=True)
     assert _ids(table) == ALL and dry.expired_data_files > 0
@@ -141,7 +143,7 @@ def test_file_level(sqlite_catalog: Any, field: str) -> None:
 
 
 @pytest.mark.parametrize("field", ["ts", "tz", "d", "n", "s"])
-def test_partition_level(sqlite_catalog: Any, field: str) -> None:
+def test_partition_level(sqlite_catalog: Catalog, field: str) -> None:
     table = _table(sqlite_catalog, field, "partition")
     result = expire_data(table, now=NOW)
     # day partitions 1..3 end before the expiry point; day 4 does not, so its early file stays.
@@ -153,20 +155,20 @@ def test_partition_level(sqlite_catalog: Any, field: str) -> None:
     assert len(result.expired_partitions) == {"d": 0, "s": 4}.get(field, 3)
 
 
-def test_partition_level_month_and_unpartitioned(sqlite_catalog: Any) -> None:
+def test_partition_level_month_and_unpartitioned(sqlite_catalog: Catalog) -> None:
     table = _table(sqlite_catalog, "d", "partition")
     later = dt.datetime(2024, 2, 3, 0, 0, tzinfo=UTC)  # expiry point 2024-02-01: January is over
     assert expire_data(table, now=later).expired_data_files == 6
     assert _ids(table) == set()
 
 
-def test_partition_level_needs_a_partition_on_the_field(sqlite_catalog: Any) -> None:
+def test_partition_level_needs_a_partition_on_the_field(sqlite_catalog: Catalog) -> None:
     table = _table(sqlite_catalog, "ts", "partition", partitioned=False)
     assert expire_data(table, now=NOW).expired_data_files == 0
     assert _ids(table) == ALL
 
 
-def test_dangling_deletes_go_with_the_data(sqlite_catalog: Any) -> None:
+def test_dangling_deletes_go_with_the_data(sqlite_catalog: Catalog) -> None:
     table = _table(sqlite_catalog, "ts", "file")
     first = min(live_data_files(table), key=lambda f: f.file_path if "2024-01-01" in f.file_path else "~")
     add_position_deletes(table, {first.file_path: [0]})
@@ -179,7 +181,7 @@ def test_dangling_deletes_go_with_the_data(sqlite_catalog: Any) -> None:
     assert table.current_snapshot().summary.additional_properties["total-delete-files"] == "0"
 
 
-def test_nulls_never_expire_and_seconds_format(sqlite_catalog: Any) -> None:
+def test_nulls_never_expire_and_seconds_format(sqlite_catalog: Catalog) -> None:
     table = _table(
         sqlite_catalog,
         "n",
@@ -202,7 +204,7 @@ def test_nulls_never_expire_and_seconds_format(sqlite_catalog: Any) -> None:
     assert {100, 200, 201} <= _ids(table)
 
 
-def test_last_commit_time_and_switches(sqlite_catalog: Any) -> None:
+def test_last_commit_time_and_switches(sqlite_catalog: Catalog) -> None:
     table = _table(sqlite_catalog, "ts", "file", **{"data-expire.base-on-rule": "LAST_COMMIT_TIME"})
     # the last commit is now (2026+), so with 2 days retention every 2024 row expires
     assert expire_data(table).expired_data_files == 6
@@ -227,7 +229,7 @@ def test_last_commit_time_and_switches(sqlite_catalog: Any) -> None:
         ("data-expire.datetime-string-pattern", "yyyy-MM-dd'T"),
     ],
 )
-def test_bad_values(sqlite_catalog: Any, prop: str, value: str) -> None:
+def test_bad_values(sqlite_catalog: Catalog, prop: str, value: str) -> None:
     field = "s" if prop == "data-expire.datetime-string-pattern" else "ts"
     table = _table(sqlite_catalog, field, "file", **{prop: value})
     with pytest.raises(InvalidPropertyError) as info:
@@ -254,7 +256,7 @@ def test_expiry_point_rules() -> None:
     assert day.partition_expired(MonthTransform(), 647) and not day.partition_expired(MonthTransform(), 648)
 
 
-def _recent_table(catalog: Any) -> tuple[Any, set[int]]:
+def _recent_table(catalog: Catalog) -> tuple[Any, set[int]]:
     """An unpartitioned table with one 2020 file (ids 0, 1) and one file written just now whose
     rows are 1 s old (ids 10, 11), retention 2 s from the last data commit, file level."""
     catalog.create_namespace("ns")
@@ -275,7 +277,7 @@ def _recent_table(catalog: Any) -> tuple[Any, set[int]]:
     return table, {10, 11}
 
 
-def test_last_commit_time_ignores_an_optimize_commit_at_the_head(sqlite_catalog: Any) -> None:
+def test_last_commit_time_ignores_an_optimize_commit_at_the_head(sqlite_catalog: Catalog) -> None:
     """Optimizing alone never moves the expiry point (issue: rows inside the retention were dropped)."""
     from airflow_fixtures import compact_all
 
@@ -292,7 +294,7 @@ def test_last_commit_time_ignores_an_optimize_commit_at_the_head(sqlite_catalog:
     assert _ids(table) == before == {0, 1, *recent}
 
 
-def test_last_commit_time_ignores_a_maintenance_commit_at_the_head(sqlite_catalog: Any) -> None:
+def test_last_commit_time_ignores_a_maintenance_commit_at_the_head(sqlite_catalog: Catalog) -> None:
     table, recent = _recent_table(sqlite_catalog)
     time.sleep(2.5)
     first = expire_data(table)  # drops the 2020 file: the head is now a DATA_EXPIRATION commit
@@ -312,7 +314,7 @@ def test_last_commit_time_ignores_a_maintenance_commit_at_the_head(sqlite_catalo
 
 
 @pytest.mark.parametrize("pattern", ["dd-MM-yyyy", "yy-MM-dd", "yyyy-M-d", "yyyy-dd", "MM/dd/yyyy"])
-def test_string_patterns_that_do_not_sort_as_text_are_refused(sqlite_catalog: Any, pattern: str) -> None:
+def test_string_patterns_that_do_not_sort_as_text_are_refused(sqlite_catalog: Catalog, pattern: str) -> None:
     """With dd-MM-yyyy, rows dated 2099 used to expire: the text 01-01-2099 sorts before 04-01-2024."""
     table = _table(sqlite_catalog, "s", "file", **{"data-expire.datetime-string-pattern": pattern})
     table.append(

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from builders import ID_V_SCHEMA, id_v_iceberg_schema, id_v_rows
+from pyiceberg.catalog import Catalog
 from pyiceberg.partitioning import PartitionField, PartitionSpec
 from pyiceberg.transforms import IdentityTransform
 
@@ -22,7 +23,7 @@ from airflow_provider_amoro.testing.reader import content_hash, read_table
 from .helpers import norm, reachable, snapshot_hashes, storage_files, while_appending
 
 
-def _history(lake: Any) -> tuple[Any, int]:
+def _history(lake: Catalog) -> tuple[Any, int]:
     """Appends, a pyiceberg delete, position deletes, an upsert and a tag; returns (table, tagged id)."""
     lake.create_namespace("ns")
     table = lake.create_table("ns.orders", schema=ID_V_SCHEMA)
@@ -39,7 +40,7 @@ def _history(lake: Any) -> tuple[Any, int]:
     return table, tagged
 
 
-def test_expire_deletes_exactly_the_unreachable_files(lake: Any) -> None:
+def test_expire_deletes_exactly_the_unreachable_files(lake: Catalog) -> None:
     table, tagged = _history(lake)
     before_ids = [s.snapshot_id for s in table.snapshots()]
     hashes = snapshot_hashes(table)
@@ -72,7 +73,7 @@ def test_expire_deletes_exactly_the_unreachable_files(lake: Any) -> None:
     assert again.expired_snapshot_ids == [] and again.deleted_files == 0
 
 
-def test_expire_respects_protected_snapshot_and_duration(sqlite_catalog: Any) -> None:
+def test_expire_respects_protected_snapshot_and_duration(sqlite_catalog: Catalog) -> None:
     sqlite_catalog.create_namespace("ns")
     table = sqlite_catalog.create_table("ns.t", schema=ID_V_SCHEMA)
     for i in range(5):
@@ -91,7 +92,7 @@ def test_expire_respects_protected_snapshot_and_duration(sqlite_catalog: Any) ->
     assert table.scan().to_arrow().num_rows == 5
 
 
-def test_expire_unknown_protected_snapshot_skips(sqlite_catalog: Any) -> None:
+def test_expire_unknown_protected_snapshot_skips(sqlite_catalog: Catalog) -> None:
     sqlite_catalog.create_namespace("ns")
     table = sqlite_catalog.create_table("ns.t", schema=ID_V_SCHEMA)
     table.append(id_v_rows([1]))
@@ -101,7 +102,7 @@ def test_expire_unknown_protected_snapshot_skips(sqlite_catalog: Any) -> None:
     assert len(table.snapshots()) == 2
 
 
-def test_ref_retention_fields(sqlite_catalog: Any) -> None:
+def test_ref_retention_fields(sqlite_catalog: Catalog) -> None:
     sqlite_catalog.create_namespace("ns")
     table = sqlite_catalog.create_table("ns.t", schema=ID_V_SCHEMA)
     for i in range(4):
@@ -125,7 +126,7 @@ def test_ref_retention_fields(sqlite_catalog: Any) -> None:
     assert plan.expire_ids == set()
 
 
-def test_gc_and_table_expire_switches(sqlite_catalog: Any) -> None:
+def test_gc_and_table_expire_switches(sqlite_catalog: Catalog) -> None:
     sqlite_catalog.create_namespace("ns")
     table = sqlite_catalog.create_table("ns.t", schema=ID_V_SCHEMA, properties={"gc.enabled": "false"})
     table.append(id_v_rows([1]))
@@ -152,7 +153,7 @@ def test_gc_and_table_expire_switches(sqlite_catalog: Any) -> None:
         ("gc.enabled", "yes"),
     ],
 )
-def test_bad_properties_raise(sqlite_catalog: Any, prop: str, value: str) -> None:
+def test_bad_properties_raise(sqlite_catalog: Catalog, prop: str, value: str) -> None:
     sqlite_catalog.create_namespace("ns")
     table = sqlite_catalog.create_table("ns.t", schema=ID_V_SCHEMA, properties={prop: value})
     table.append(id_v_rows([1]))
@@ -161,7 +162,7 @@ def test_bad_properties_raise(sqlite_catalog: Any, prop: str, value: str) -> Non
     assert prop in str(info.value) and value in str(info.value)
 
 
-def test_partitioned_table_keeps_shared_files(sqlite_catalog: Any) -> None:
+def test_partitioned_table_keeps_shared_files(sqlite_catalog: Catalog) -> None:
     sqlite_catalog.create_namespace("ns")
     spec = PartitionSpec(
         PartitionField(source_id=1, field_id=1000, transform=IdentityTransform(), name="id_p")
@@ -180,7 +181,7 @@ def test_partitioned_table_keeps_shared_files(sqlite_catalog: Any) -> None:
     assert {norm(t.file.file_path) for t in table.scan().plan_files()} <= storage_files(table)
 
 
-def test_concurrent_appends_during_expiry_lose_nothing(lake: Any) -> None:
+def test_concurrent_appends_during_expiry_lose_nothing(lake: Catalog) -> None:
     lake.create_namespace("ns")
     table = lake.create_table("ns.busy", schema=ID_V_SCHEMA)
     for i in range(3):
@@ -199,7 +200,7 @@ def test_concurrent_appends_during_expiry_lose_nothing(lake: Any) -> None:
         read_table(table, snapshot_id=snapshot.snapshot_id)
 
 
-def test_statistics_files_follow_their_snapshot(sqlite_catalog: Any) -> None:
+def test_statistics_files_follow_their_snapshot(sqlite_catalog: Catalog) -> None:
     from pyiceberg.table.statistics import StatisticsFile
 
     from airflow_provider_amoro.maintenance import clean_orphan_files
@@ -233,7 +234,7 @@ def test_statistics_files_follow_their_snapshot(sqlite_catalog: Any) -> None:
     assert [s.snapshot_id for s in table.metadata.statistics] == [last]
 
 
-def test_flink_checkpoint_and_last_non_maintenance_snapshots_are_kept(sqlite_catalog: Any) -> None:
+def test_flink_checkpoint_and_last_non_maintenance_snapshots_are_kept(sqlite_catalog: Catalog) -> None:
     sqlite_catalog.create_namespace("ns")
     table = sqlite_catalog.create_table("ns.f", schema=ID_V_SCHEMA)
     table.append(id_v_rows([0]))
@@ -252,7 +253,7 @@ def test_flink_checkpoint_and_last_non_maintenance_snapshots_are_kept(sqlite_cat
     assert len(result.expired_snapshot_ids) == 5 and len(table.snapshots()) == 1
 
 
-def test_old_metadata_files_with_delete_after_commit(lake: Any) -> None:
+def test_old_metadata_files_with_delete_after_commit(lake: Catalog) -> None:
     lake.create_namespace("ns")
     props = {
         "write.metadata.previous-versions-max": "2",
@@ -277,7 +278,7 @@ def test_old_metadata_files_with_delete_after_commit(lake: Any) -> None:
     assert content_hash(read_table(table)) == content_hash(id_v_rows(range(5)))
 
 
-def test_results_are_json_safe(sqlite_catalog: Any) -> None:
+def test_results_are_json_safe(sqlite_catalog: Catalog) -> None:
     import json
 
     from airflow_provider_amoro.maintenance import (
@@ -303,7 +304,7 @@ def test_results_are_json_safe(sqlite_catalog: Any) -> None:
     assert results[0].to_dict()["deleted_files"] == results[0].deleted_files == 1  # one manifest list
 
 
-def test_a_concurrent_expiry_is_a_short_retryable_conflict(sqlite_catalog: Any) -> None:
+def test_a_concurrent_expiry_is_a_short_retryable_conflict(sqlite_catalog: Catalog) -> None:
     """Two expiries racing: the loser's commit is a CommitFailedException (retried by
     ``expire_snapshots``), with a short message, not pyiceberg's ValueError listing every snapshot."""
     from pyiceberg.exceptions import CommitFailedException

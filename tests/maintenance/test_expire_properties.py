@@ -13,6 +13,7 @@ from builders import ID_V_SCHEMA, id_v_rows
 from catalogs import make_catalog
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pyiceberg.table import Table
 
 from airflow_provider_amoro.maintenance import expire_snapshots
 from airflow_provider_amoro.testing.deletes import add_position_deletes, live_data_files
@@ -24,7 +25,7 @@ OPS = st.lists(
 )
 
 
-def _apply(table: Any, op: str, step: int) -> None:
+def _apply(table: Table, op: str, step: int) -> None:
     base = step * 10
     if op == "append" or table.current_snapshot() is None:
         table.append(id_v_rows(range(base, base + 3)))
@@ -63,7 +64,7 @@ def test_random_histories(tmp_path_factory: Any, ops: list[str], min_count: int)
         assert snapshot_hashes_for(table, sid) == hashes[sid]
 
 
-def snapshot_hashes_for(table: Any, snapshot_id: int) -> str:
+def snapshot_hashes_for(table: Table, snapshot_id: int) -> str:
     from airflow_provider_amoro.testing.reader import content_hash, read_table
 
     return content_hash(read_table(table, snapshot_id=snapshot_id))

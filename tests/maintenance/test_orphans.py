@@ -13,6 +13,8 @@ from urllib.parse import urlparse
 import pytest
 from builders import ID_V_SCHEMA, id_v_rows
 from catalogs import make_catalog
+from pyiceberg.catalog import Catalog
+from pyiceberg.table import Table
 
 from airflow_provider_amoro.maintenance import clean_orphan_files
 from airflow_provider_amoro.maintenance.storage import is_under, normalize_location
@@ -24,13 +26,13 @@ from .helpers import reachable, snapshot_hashes, storage_files, while_appending
 LATER = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=3)
 
 
-def _write(table: Any, location: str, payload: bytes = b"stray") -> str:
+def _write(table: Table, location: str, payload: bytes = b"stray") -> str:
     with table.io.new_output(location).create(overwrite=True) as out:
         out.write(payload)
     return location
 
 
-def _table_with_history(lake: Any, name: str = "ns.orders") -> Any:
+def _table_with_history(lake: Catalog, name: str = "ns.orders") -> Any:
     if ("ns",) not in lake.list_namespaces():
         lake.create_namespace("ns")
     table = lake.create_table(name, schema=ID_V_SCHEMA, properties={"clean-orphan-file.enabled": "true"})
@@ -41,7 +43,7 @@ def _table_with_history(lake: Any, name: str = "ns.orders") -> Any:
     return table
 
 
-def test_only_unreferenced_old_files_inside_the_table_go(lake: Any) -> None:
+def test_only_unreferenced_old_files_inside_the_table_go(lake: Catalog) -> None:
     table = _table_with_history(lake)
     neighbour = _table_with_history(lake, "ns.orders2")
     root = table.location().rstrip("/")
@@ -79,7 +81,7 @@ def test_only_unreferenced_old_files_inside_the_table_go(lake: Any) -> None:
     assert result.to_dict()["orphan_files"] == len(strays)
 
 
-def test_latest_flink_job_manifests_are_kept(sqlite_catalog: Any) -> None:
+def test_latest_flink_job_manifests_are_kept(sqlite_catalog: Catalog) -> None:
     table = _table_with_history(sqlite_catalog)
     table.append(id_v_rows([99]), snapshot_properties={"flink.job-id": "0f1e2d3c"})
     root = table.location().rstrip("/")
@@ -93,7 +95,7 @@ def test_latest_flink_job_manifests_are_kept(sqlite_catalog: Any) -> None:
     assert result.deleted_files == 2
 
 
-def test_opt_in_like_amoro(sqlite_catalog: Any) -> None:
+def test_opt_in_like_amoro(sqlite_catalog: Catalog) -> None:
     sqlite_catalog.create_namespace("ns")
     table = sqlite_catalog.create_table("ns.t", schema=ID_V_SCHEMA)
     table.append(id_v_rows([1]))
@@ -107,7 +109,7 @@ def test_opt_in_like_amoro(sqlite_catalog: Any) -> None:
     assert clean_orphan_files(table, now=LATER, force=True).skip_reason == "gc.enabled=false"
 
 
-def test_fresh_files_are_kept(lake: Any) -> None:
+def test_fresh_files_are_kept(lake: Catalog) -> None:
     table = _table_with_history(lake)
     stray = _write(table, f"{table.location().rstrip('/')}/data/in-flight.parquet")
     result = clean_orphan_files(table)  # default window: 2880 minutes
@@ -120,7 +122,7 @@ def test_fresh_files_are_kept(lake: Any) -> None:
     assert clean_orphan_files(table, now=LATER).deleted_files == 1
 
 
-def test_symlinks_are_never_followed_or_deleted(sqlite_catalog: Any, tmp_path: Path) -> None:
+def test_symlinks_are_never_followed_or_deleted(sqlite_catalog: Catalog, tmp_path: Path) -> None:
     table = _table_with_history(sqlite_catalog)
     outside = tmp_path / "precious"
     outside.mkdir()
@@ -165,7 +167,7 @@ def test_pyarrow_s3_listing(s3_server: Any, tmp_path: Path) -> None:
     assert result.orphan_files == 1 and result.orphan_paths_sample == [normalize_location(stray)]
 
 
-def test_files_written_after_a_listing_are_seen(lake: Any, request: pytest.FixtureRequest) -> None:
+def test_files_written_after_a_listing_are_seen(lake: Catalog, request: pytest.FixtureRequest) -> None:
     """A cleaning's listing leaves no stale directory listing behind in the table's filesystem.
 
     fsspec hands every user of the same options one filesystem instance, and s3fs answers ``info``
@@ -187,7 +189,7 @@ def test_files_written_after_a_listing_are_seen(lake: Any, request: pytest.Fixtu
     assert 1000 in read_table(other).column("id").to_pylist()
 
 
-def test_concurrent_appends_lose_nothing(lake: Any) -> None:
+def test_concurrent_appends_lose_nothing(lake: Catalog) -> None:
     table = _table_with_history(lake)
     writer_table = lake.load_table("ns.orders")
     local = table.location().startswith("file:")
@@ -210,7 +212,7 @@ def test_concurrent_appends_lose_nothing(lake: Any) -> None:
     assert deleted == (1 if local else 0)
 
 
-def test_thousands_of_files_bounded_memory(sqlite_catalog: Any) -> None:
+def test_thousands_of_files_bounded_memory(sqlite_catalog: Catalog) -> None:
     import tracemalloc
 
     table = _table_with_history(sqlite_catalog)
@@ -237,7 +239,7 @@ def test_thousands_of_files_bounded_memory(sqlite_catalog: Any) -> None:
     assert referenced <= left and not any("stray-" in p for p in left)
 
 
-def test_metadata_files_out_of_the_log_are_orphans(sqlite_catalog: Any) -> None:
+def test_metadata_files_out_of_the_log_are_orphans(sqlite_catalog: Catalog) -> None:
     sqlite_catalog.create_namespace("ns")
     props = {"clean-orphan-file.enabled": "true", "write.metadata.previous-versions-max": "2"}
     table = sqlite_catalog.create_table("ns.m", schema=ID_V_SCHEMA, properties=props)
@@ -261,7 +263,7 @@ def test_metadata_files_out_of_the_log_are_orphans(sqlite_catalog: Any) -> None:
         ("clean-orphan-file.enabled", "maybe"),
     ],
 )
-def test_bad_properties_raise(sqlite_catalog: Any, prop: str, value: str) -> None:
+def test_bad_properties_raise(sqlite_catalog: Catalog, prop: str, value: str) -> None:
     from airflow_provider_amoro.maintenance import InvalidPropertyError
 
     sqlite_catalog.create_namespace("ns")
@@ -271,7 +273,7 @@ def test_bad_properties_raise(sqlite_catalog: Any, prop: str, value: str) -> Non
     assert prop in str(info.value) and value in str(info.value)
 
 
-def test_empty_old_local_folders_go(sqlite_catalog: Any) -> None:
+def test_empty_old_local_folders_go(sqlite_catalog: Catalog) -> None:
     table = _table_with_history(sqlite_catalog)
     data_dir = Path(urlparse(table.location()).path) / "data"
     old = time.time() - 3 * 86400

@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 from builders import ID_V_SCHEMA, id_v_rows
+from pyiceberg.catalog import Catalog
+from pyiceberg.table import Table
 
 from airflow_provider_amoro.maintenance import InvalidPropertyError, create_auto_tags
 from airflow_provider_amoro.maintenance.datefmt import format_java
@@ -22,7 +24,7 @@ START = dt.datetime(2024, 1, 1, 23, 50, tzinfo=UTC)
 
 
 @pytest.fixture
-def table(sqlite_catalog: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+def table(sqlite_catalog: Catalog, monkeypatch: pytest.MonkeyPatch) -> Any:
     """Snapshots committed at 2024-01-02 00:05, 00:20 and 00:35 UTC."""
     import pyiceberg.table.snapshots as snapshots
 
@@ -38,14 +40,14 @@ def table(sqlite_catalog: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     return tbl
 
 
-def _ids(table: Any) -> list[int]:
+def _ids(table: Table) -> list[int]:
     return [s.snapshot_id for s in table.snapshots()]
 
 
 NOW = dt.datetime(2024, 1, 2, 0, 40, tzinfo=UTC)
 
 
-def test_daily(table: Any) -> None:
+def test_daily(table: Table) -> None:
     result = create_auto_tags(table, now=NOW)
     assert result.created and result.tag_name == "tag-20240101"
     assert table.metadata.refs["tag-20240101"].snapshot_id == _ids(table)[0]
@@ -55,7 +57,7 @@ def test_daily(table: Any) -> None:
     assert [r for r in table.metadata.refs if r != "main"] == ["tag-20240101"]
 
 
-def test_offset_and_max_age(table: Any) -> None:
+def test_offset_and_max_age(table: Table) -> None:
     table.transaction().set_properties(
         {"tag.auto-create.trigger.offset.minutes": "10", "tag.auto-create.max-age-ms": "86400000"}
     ).commit_transaction()
@@ -64,7 +66,7 @@ def test_offset_and_max_age(table: Any) -> None:
     assert table.metadata.refs["tag-20240101"].max_ref_age_ms == 86_400_000
 
 
-def test_max_delay_and_not_yet(table: Any) -> None:
+def test_max_delay_and_not_yet(table: Table) -> None:
     table.transaction().set_properties(
         {"tag.auto-create.trigger.max-delay.minutes": "3"}
     ).commit_transaction()
@@ -83,7 +85,7 @@ def test_max_delay_and_not_yet(table: Any) -> None:
     assert "tag-20240101" not in table.metadata.refs
 
 
-def test_hourly(table: Any) -> None:
+def test_hourly(table: Table) -> None:
     # no tag-format: Amoro's hourly default 'tag-'yyyyMMddHH
     table.transaction().set_properties({"tag.auto-create.trigger.period": "hourly"}).commit_transaction()
     result = create_auto_tags(table, now=NOW)
@@ -92,7 +94,7 @@ def test_hourly(table: Any) -> None:
     assert later.tag_name == "tag-2024010200" and not later.created
 
 
-def test_monthly(table: Any) -> None:
+def test_monthly(table: Table) -> None:
     table.transaction().set_properties(
         {"tag.auto-create.trigger.period": "monthly", "tag.auto-create.tag-format": "'month_'yyyy-MM"}
     ).commit_transaction()
@@ -105,7 +107,7 @@ def test_monthly(table: Any) -> None:
     assert result.created and result.snapshot_id == _ids(table)[0]
 
 
-def test_disabled_and_bad_values(table: Any) -> None:
+def test_disabled_and_bad_values(table: Table) -> None:
     table.transaction().set_properties({"tag.auto-create.enabled": "false"}).commit_transaction()
     assert create_auto_tags(table, now=NOW).skip_reason == "tag.auto-create.enabled=false"
     for prop, value in [

@@ -6,11 +6,12 @@ from typing import Any
 
 from pyiceberg.conversions import to_bytes
 from pyiceberg.manifest import DataFile, DataFileContent, FileFormat
+from pyiceberg.table import Table
 from pyiceberg.typedef import Record
 from pyiceberg.types import LongType
 
 
-def synthetic_data_file(table: Any, i: int, partition: Record, size: int) -> DataFile:
+def synthetic_data_file(table: Table, i: int, partition: Record, size: int) -> DataFile:
     """A data file entry with realistic statistics; the file itself does not exist."""
     df = DataFile.from_args(
         content=DataFileContent.DATA,
@@ -31,7 +32,7 @@ def synthetic_data_file(table: Any, i: int, partition: Record, size: int) -> Dat
 
 
 def add_synthetic_files(
-    table: Any, count: int, *, per_commit: int = 10_000, partitions: int = 10, size: int = 100_000
+    table: Table, count: int, *, per_commit: int = 10_000, partitions: int = 10, size: int = 100_000
 ) -> Any:
     """Fast-append ``count`` synthetic data files, ``per_commit`` per snapshot (one manifest each).
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pyarrow as pa
+from pyiceberg.catalog import Catalog
 from pyiceberg.partitioning import PartitionField, PartitionSpec
 from pyiceberg.schema import Schema
+from pyiceberg.table import Table
 from pyiceberg.transforms import BucketTransform, DayTransform, IdentityTransform
 from pyiceberg.types import DateType, LongType, NestedField, StringType
 
@@ -43,13 +45,13 @@ def rows(start: int, n: int, *, cats: tuple[str, ...] = ("a",), days: int = 1, p
 
 
 def make_table(
-    catalog: Any,
+    catalog: Catalog,
     name: str = "db.t",
     *,
     spec: str = "unpartitioned",
     properties: dict[str, str] | None = None,
     format_version: int = 2,
-) -> Any:
+) -> Table:
     """Create a table in ``catalog`` (namespace created when missing)."""
     ns = name.rsplit(".", 1)[0]
     if (ns,) not in catalog.list_namespaces():
@@ -58,7 +60,7 @@ def make_table(
     return catalog.create_table(name, schema=SCHEMA, partition_spec=SPECS[spec], properties=props)
 
 
-def append_many(table: Any, count: int, n: int = 10, **kwargs: Any) -> Any:
+def append_many(table: Table, count: int, n: int = 10, **kwargs: Any) -> Table:
     """``count`` small appends of ``n`` rows each (one file per partition touched, per append)."""
     for i in range(count):
         table.append(rows(i * n, n, **kwargs))

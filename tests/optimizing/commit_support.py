@@ -19,6 +19,7 @@ from pyiceberg.io.pyarrow import _dataframe_to_data_files
 from pyiceberg.manifest import DataFile
 from pyiceberg.partitioning import PartitionField
 from pyiceberg.schema import Schema
+from pyiceberg.table import Table
 from pyiceberg.transforms import BucketTransform, DayTransform, IdentityTransform
 from pyiceberg.types import DateType, LongType, NestedField, StringType
 
@@ -48,19 +49,19 @@ PARTITION_FIELDS = {
 """Partition fields over :data:`WIDE_SCHEMA`, by name."""
 
 
-def live(table: Any, content: str | None = "data") -> list[FileRef]:
+def live(table: Table, content: str | None = "data") -> list[FileRef]:
     """Live files of the current snapshot as FileRefs, ordered by path."""
     table.refresh()
     return sorted(HeadState.load(table.metadata, table.io).refs(content), key=lambda r: r.path)
 
 
-def ref_of_path(table: Any, path: str) -> FileRef:
+def ref_of_path(table: Table, path: str) -> FileRef:
     """The live FileRef of one path."""
     return next(r for r in live(table, None) if r.path == path)
 
 
 def hand_plan(
-    table: Any,
+    table: Table,
     tasks: Sequence[dict[str, Any]],
     kind: str = "minor",
     properties: dict[str, str] | None = None,
@@ -68,6 +69,7 @@ def hand_plan(
     """A plan on the table's current snapshot; each task dict holds FileRef lists by RewriteTask field."""
     table.refresh()
     snap = table.current_snapshot()
+    assert snap is not None, "hand_plan needs a table with a snapshot"
     built = []
     for i, t in enumerate(tasks):
         files = [*t.get("rewrite_data_files", []), *t.get("rewrite_pos_data_files", [])]
@@ -95,7 +97,7 @@ def hand_plan(
     )
 
 
-def read_inputs(table: Any, refs: Sequence[FileRef]) -> pa.Table:
+def read_inputs(table: Table, refs: Sequence[FileRef]) -> pa.Table:
     """Rows of the given data files, deletes NOT applied."""
     parts = []
     for ref in refs:
@@ -104,7 +106,7 @@ def read_inputs(table: Any, refs: Sequence[FileRef]) -> pa.Table:
     return pa.concat_tables(parts, promote_options="default")
 
 
-def write_outputs(table: Any, data: pa.Table) -> list[DataFile]:
+def write_outputs(table: Table, data: pa.Table) -> list[DataFile]:
     """Write rows as new data files of the table's current spec (no commit)."""
     files = list(_dataframe_to_data_files(table.metadata, data, table.io, write_uuid=uuid.uuid4()))
     for df in files:
@@ -113,7 +115,7 @@ def write_outputs(table: Any, data: pa.Table) -> list[DataFile]:
 
 
 def hand_rewrite(
-    table: Any, task: RewriteTask, drop_ids: Iterable[int] = (), extra_outputs: Sequence[DataFile] = ()
+    table: Table, task: RewriteTask, drop_ids: Iterable[int] = (), extra_outputs: Sequence[DataFile] = ()
 ) -> TaskResult:
     """Rewrite a task's data files, dropping rows whose id is in ``drop_ids``."""
     outputs: list[DataFile] = list(extra_outputs)
@@ -138,13 +140,13 @@ def hand_rewrite(
     )
 
 
-def snapshot_of(table: Any) -> tuple[int | None, str]:
+def snapshot_of(table: Table) -> tuple[int | None, str]:
     """(current snapshot id, content hash by the independent reader)."""
     table.refresh()
     snap = table.current_snapshot()
     return (snap.snapshot_id if snap else None), content_hash(read_table(table))
 
 
-def exists(table: Any, path: str) -> bool:
+def exists(table: Table, path: str) -> bool:
     """Whether a file exists in the table's storage."""
     return bool(table.io.new_input(path).exists())

@@ -11,9 +11,11 @@ from typing import Any
 import pyarrow as pa
 import pytest
 from builders import ID_V_SCHEMA, id_v_rows
+from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.partitioning import PartitionField, PartitionSpec
 from pyiceberg.schema import Schema
+from pyiceberg.table import Table
 from pyiceberg.types import LongType, NestedField, StringType
 
 from airflow_provider_amoro.optimizing.commit import (
@@ -42,7 +44,7 @@ from .commit_support import (
 )
 
 
-def _table(catalog: Any, name: str = "db.t", *, batches: int = 6, per: int = 10, **kw: Any) -> Any:
+def _table(catalog: Catalog, name: str = "db.t", *, batches: int = 6, per: int = 10, **kw: Any) -> Any:
     catalog.create_namespace_if_not_exists("db")
     table = catalog.create_table(name, schema=ID_V_SCHEMA, **kw)
     for b in range(batches):
@@ -50,11 +52,11 @@ def _table(catalog: Any, name: str = "db.t", *, batches: int = 6, per: int = 10,
     return catalog.load_table(name)
 
 
-def _ids(table: Any) -> list[int]:
+def _ids(table: Table) -> list[int]:
     return sorted(read_table(table).column("id").to_pylist())
 
 
-def _raw_entries(table: Any, manifest_path: str) -> list[Any]:
+def _raw_entries(table: Table, manifest_path: str) -> list[Any]:
     from pyiceberg.avro.file import AvroFile
     from pyiceberg.manifest import (
         MANIFEST_ENTRY_SCHEMAS,
@@ -74,7 +76,7 @@ def _raw_entries(table: Any, manifest_path: str) -> list[Any]:
         return list(reader)
 
 
-def _entries(table: Any) -> dict[str, Any]:
+def _entries(table: Table) -> dict[str, Any]:
     snap = table.current_snapshot()
     out = {}
     for m in snap.manifests(table.io):
@@ -83,7 +85,7 @@ def _entries(table: Any) -> dict[str, Any]:
     return out
 
 
-def test_compaction_is_one_replace_snapshot_with_base_sequence_number(catalog: Any) -> None:
+def test_compaction_is_one_replace_snapshot_with_base_sequence_number(catalog: Catalog) -> None:
     table = _table(catalog, batches=8)
     before = read_table(table)
     data = live(table)
@@ -133,7 +135,7 @@ def test_compaction_is_one_replace_snapshot_with_base_sequence_number(catalog: A
     assert content_hash(table.scan().to_arrow()) == content_hash(before)
 
 
-def test_partial_rewrite_keeps_other_files_and_their_manifest_entries(sqlite_catalog: Any) -> None:
+def test_partial_rewrite_keeps_other_files_and_their_manifest_entries(sqlite_catalog: Catalog) -> None:
     table = _table(sqlite_catalog, batches=5)
     before = read_table(table)
     data = live(table)
@@ -153,7 +155,7 @@ def test_partial_rewrite_keeps_other_files_and_their_manifest_entries(sqlite_cat
     assert content_hash(read_table(table)) == content_hash(before)
 
 
-def test_concurrent_append_is_kept(catalog: Any) -> None:
+def test_concurrent_append_is_kept(catalog: Catalog) -> None:
     table = _table(catalog)
     plan = hand_plan(table, [{"rewrite_data_files": live(table)}])
     result = hand_rewrite(table, plan.tasks[0])
@@ -166,7 +168,7 @@ def test_concurrent_append_is_kept(catalog: Any) -> None:
     assert table.current_snapshot().summary["total-records"] == "65"
 
 
-def test_concurrent_overwrite_of_rewritten_file_fails_and_cleans_up(catalog: Any) -> None:
+def test_concurrent_overwrite_of_rewritten_file_fails_and_cleans_up(catalog: Catalog) -> None:
     table = _table(catalog)
     plan = hand_plan(table, [{"rewrite_data_files": live(table)}])
     result = hand_rewrite(table, plan.tasks[0])
@@ -184,7 +186,7 @@ def test_concurrent_overwrite_of_rewritten_file_fails_and_cleans_up(catalog: Any
     assert not any(exists(table, p) for p in outputs)
 
 
-def test_concurrent_position_delete_on_rewritten_file_fails(catalog: Any) -> None:
+def test_concurrent_position_delete_on_rewritten_file_fails(catalog: Catalog) -> None:
     table = _table(catalog)
     data = live(table)
     plan = hand_plan(table, [{"rewrite_data_files": data[:3]}])
@@ -201,7 +203,7 @@ def test_concurrent_position_delete_on_rewritten_file_fails(catalog: Any) -> Non
     assert not any(exists(table, p) for p in outputs)
 
 
-def test_concurrent_position_delete_on_a_file_not_rewritten_is_fine(catalog: Any) -> None:
+def test_concurrent_position_delete_on_a_file_not_rewritten_is_fine(catalog: Catalog) -> None:
     table = _table(catalog)
     data = live(table)
     plan = hand_plan(table, [{"rewrite_data_files": data[:3]}])
@@ -214,7 +216,7 @@ def test_concurrent_position_delete_on_a_file_not_rewritten_is_fine(catalog: Any
     assert len(live(table, "position_deletes")) == 1
 
 
-def test_concurrent_equality_delete_still_applies_to_rewritten_rows(catalog: Any) -> None:
+def test_concurrent_equality_delete_still_applies_to_rewritten_rows(catalog: Catalog) -> None:
     """The sequence-number rule: rows deleted while the optimizer ran stay deleted."""
     table = _table(catalog)
     plan = hand_plan(table, [{"rewrite_data_files": live(table)}])
@@ -230,7 +232,7 @@ def test_concurrent_equality_delete_still_applies_to_rewritten_rows(catalog: Any
     assert len(live(table, "equality_deletes")) == 1
 
 
-def test_without_the_sequence_number_rule_rows_are_resurrected(sqlite_catalog: Any) -> None:
+def test_without_the_sequence_number_rule_rows_are_resurrected(sqlite_catalog: Catalog) -> None:
     """Control for the test above: outputs committed with a NEW sequence number resurrect rows."""
     table = _table(sqlite_catalog)
     plan = hand_plan(table, [{"rewrite_data_files": live(table)}])
@@ -240,7 +242,7 @@ def test_without_the_sequence_number_rule_rows_are_resurrected(sqlite_catalog: A
     assert _ids(table) == list(range(60))  # the deleted rows are back: what commit() prevents
 
 
-def test_dangling_deletes_are_removed_and_applying_ones_kept(catalog: Any) -> None:
+def test_dangling_deletes_are_removed_and_applying_ones_kept(catalog: Catalog) -> None:
     table = _table(catalog, batches=3)  # files with ids 0-9, 10-19, 20-29
     f1, f2, f3 = sorted(live(table), key=lambda r: _first_id(table, r))
     add_position_deletes(table, {f1.path: [0], f3.path: [0]})  # one file naming f1 and f3
@@ -275,11 +277,11 @@ def test_dangling_deletes_are_removed_and_applying_ones_kept(catalog: Any) -> No
     assert table.current_snapshot().summary["total-position-deletes"] == "0"
 
 
-def _first_id(table: Any, ref: Any) -> int:
+def _first_id(table: Table, ref: Any) -> int:
     return int(read_inputs(table, [ref]).column("id")[0].as_py())
 
 
-def test_delete_missing_from_the_task_fails(sqlite_catalog: Any) -> None:
+def test_delete_missing_from_the_task_fails(sqlite_catalog: Catalog) -> None:
     """Safety net: a delete that applies to a rewritten file but was not read would resurrect rows."""
     table = _table(sqlite_catalog, batches=2)
     add_equality_deletes(table, id_v_rows([1]), ["id"])
@@ -291,7 +293,7 @@ def test_delete_missing_from_the_task_fails(sqlite_catalog: Any) -> None:
     assert not any(exists(table, o["file_path"]) for o in result.outputs)
 
 
-def test_rewrite_pos_merges_deletes_into_one_position_delete_file(catalog: Any) -> None:
+def test_rewrite_pos_merges_deletes_into_one_position_delete_file(catalog: Catalog) -> None:
     table = _table(catalog, batches=2)
     f1, f2 = live(table)
     add_position_deletes(table, {f1.path: [1]})
@@ -338,13 +340,13 @@ def test_rewrite_pos_merges_deletes_into_one_position_delete_file(catalog: Any) 
     assert table.current_snapshot().summary["total-delete-files"] == "1"
 
 
-def _partition(table: Any, ref: Any) -> Any:
+def _partition(table: Table, ref: Any) -> Any:
     from airflow_provider_amoro.optimizing.model import decode_partition
 
     return decode_partition(ref.partition)
 
 
-def test_v1_table_replace(catalog: Any) -> None:
+def test_v1_table_replace(catalog: Catalog) -> None:
     table = _table(catalog, properties={"format-version": "1"})
     assert table.metadata.format_version == 1
     before = read_table(table)
@@ -358,7 +360,7 @@ def test_v1_table_replace(catalog: Any) -> None:
 
 
 @pytest.mark.parametrize("field", list(PARTITION_FIELDS.values()), ids=list(PARTITION_FIELDS))
-def test_partitioned_tables(sqlite_catalog: Any, field: PartitionField) -> None:
+def test_partitioned_tables(sqlite_catalog: Catalog, field: PartitionField) -> None:
     import datetime as dt
 
     sqlite_catalog.create_namespace("db")
@@ -401,7 +403,7 @@ def test_partitioned_tables(sqlite_catalog: Any, field: PartitionField) -> None:
     assert sum(k.startswith("partitions.") for k in summary) == len(by_partition)
 
 
-def test_missing_result_or_wrong_counts_fail_and_clean_up(sqlite_catalog: Any) -> None:
+def test_missing_result_or_wrong_counts_fail_and_clean_up(sqlite_catalog: Catalog) -> None:
     table = _table(sqlite_catalog)
     data = live(table)
     plan = hand_plan(table, [{"rewrite_data_files": data[:3]}, {"rewrite_data_files": data[3:]}])
@@ -428,7 +430,7 @@ def test_missing_result_or_wrong_counts_fail_and_clean_up(sqlite_catalog: Any) -
     assert snapshot_of(table)[1] == expected[1]
 
 
-def test_missing_output_file_fails(sqlite_catalog: Any) -> None:
+def test_missing_output_file_fails(sqlite_catalog: Catalog) -> None:
     table = _table(sqlite_catalog)
     plan = hand_plan(table, [{"rewrite_data_files": live(table)}])
     result = hand_rewrite(table, plan.tasks[0])
@@ -439,7 +441,7 @@ def test_missing_output_file_fails(sqlite_catalog: Any) -> None:
     assert snapshot_of(table) == expected
 
 
-def test_commit_conflict_is_retried_with_fresh_metadata(catalog: Any) -> None:
+def test_commit_conflict_is_retried_with_fresh_metadata(catalog: Catalog) -> None:
     """A real catalog conflict: another writer commits after our refresh and before our commit."""
     table = _table(catalog)
     data = live(table)
@@ -481,7 +483,7 @@ def test_commit_conflict_is_retried_with_fresh_metadata(catalog: Any) -> None:
     assert _unreferenced_metadata_files(table) == set()
 
 
-def _unreferenced_metadata_files(table: Any) -> set[str]:
+def _unreferenced_metadata_files(table: Table) -> set[str]:
     """Avro files in the table's metadata folder that no snapshot references (leftover manifests)."""
     from pathlib import Path
     from urllib.parse import urlparse
@@ -495,7 +497,7 @@ def _unreferenced_metadata_files(table: Any) -> set[str]:
     return {p for p in on_disk if p not in {Path(urlparse(r).path).as_uri() for r in referenced}}
 
 
-def test_replace_files_refuses_files_that_are_not_live(sqlite_catalog: Any) -> None:
+def test_replace_files_refuses_files_that_are_not_live(sqlite_catalog: Catalog) -> None:
     table = _table(sqlite_catalog, batches=2)
     with pytest.raises(ValidationError, match="no longer live"):
         replace_files(table, remove_deletes=["file:///nowhere/x.parquet"])
@@ -503,7 +505,7 @@ def test_replace_files_refuses_files_that_are_not_live(sqlite_catalog: Any) -> N
         replace_files(table, remove_deletes=[live(table)[0].path])
 
 
-def test_evolved_spec_rewrite_and_concurrent_equality_delete_in_new_spec(sqlite_catalog: Any) -> None:
+def test_evolved_spec_rewrite_and_concurrent_equality_delete_in_new_spec(sqlite_catalog: Catalog) -> None:
     schema = Schema(
         NestedField(1, "id", LongType(), required=True),
         NestedField(2, "v", StringType()),
@@ -556,7 +558,7 @@ def test_evolved_spec_rewrite_and_concurrent_equality_delete_in_new_spec(sqlite_
     assert not any(exists(table, o["file_path"]) for o in result.outputs)
 
 
-def test_delete_manifest_losing_one_of_two_files_is_rewritten_with_existing_entries(catalog: Any) -> None:
+def test_delete_manifest_losing_one_of_two_files_is_rewritten_with_existing_entries(catalog: Catalog) -> None:
     from airflow_provider_amoro.testing.deletes import commit_row_delta
 
     table = _table(catalog, batches=2)
@@ -589,14 +591,16 @@ def test_delete_manifest_losing_one_of_two_files_is_rewritten_with_existing_entr
     [("after", KeyboardInterrupt), ("before", KeyboardInterrupt), ("after", OSError), ("before", OSError)],
     ids=["killed-after-apply", "killed-before-apply", "error-after-apply", "error-before-apply"],
 )
-def test_failure_inside_the_catalog_call(sqlite_catalog: Any, when: str, error: type[BaseException]) -> None:
+def test_failure_inside_the_catalog_call(
+    sqlite_catalog: Catalog, when: str, error: type[BaseException]
+) -> None:
     """Outputs are deleted only when the commit surely did not land (fault injected around a real commit)."""
     from pyiceberg.catalog.sql import SqlCatalog
 
     class FaultyCatalog(SqlCatalog):
         armed = False
 
-        def commit_table(self, table: Any, requirements: Any, updates: Any) -> Any:
+        def commit_table(self, table: Table, requirements: Any, updates: Any) -> Any:
             if not self.armed:
                 return super().commit_table(table, requirements, updates)
             self.armed = False
@@ -629,7 +633,7 @@ def test_failure_inside_the_catalog_call(sqlite_catalog: Any, when: str, error: 
     assert any(exists(fresh, p) for p in outputs) is kept
 
 
-def test_rollback_after_the_plan_refuses_the_commit(sqlite_catalog: Any) -> None:
+def test_rollback_after_the_plan_refuses_the_commit(sqlite_catalog: Catalog) -> None:
     table = _table(sqlite_catalog, batches=4)
     first = table.metadata.snapshots[0].snapshot_id
     plan = hand_plan(table, [{"rewrite_data_files": live(table)[:1]}])

@@ -7,6 +7,8 @@ from typing import Any
 import pyarrow as pa
 import pytest
 from builders import ID_V_SCHEMA, id_v_rows
+from pyiceberg.catalog import Catalog
+from pyiceberg.table import Table
 from pyiceberg.typedef import Record
 
 from airflow_provider_amoro.optimizing.commit import ValidationError, commit, replace_files
@@ -16,7 +18,7 @@ from airflow_provider_amoro.testing.reader import canonical_rows, read_table
 from .commit_support import exists, hand_plan, hand_rewrite, live
 
 
-def _table(catalog: Any, batches: int = 6) -> Any:
+def _table(catalog: Catalog, batches: int = 6) -> Any:
     catalog.create_namespace_if_not_exists("db")
     table = catalog.create_table("db.t", schema=ID_V_SCHEMA)
     for b in range(batches):
@@ -24,7 +26,7 @@ def _table(catalog: Any, batches: int = 6) -> Any:
     return catalog.load_table("db.t")
 
 
-def _deleted_only(table: Any) -> list[str]:
+def _deleted_only(table: Table) -> list[str]:
     """Manifests of the head snapshot without a live entry that an earlier snapshot wrote."""
     table.refresh()
     head = table.current_snapshot()
@@ -36,7 +38,7 @@ def _deleted_only(table: Any) -> list[str]:
     ]
 
 
-def test_deleted_only_manifests_are_not_carried_forward(catalog: Any) -> None:
+def test_deleted_only_manifests_are_not_carried_forward(catalog: Catalog) -> None:
     table = _table(catalog)
     expected = canonical_rows(read_table(table))
     originals = live(table)
@@ -53,7 +55,7 @@ def test_deleted_only_manifests_are_not_carried_forward(catalog: Any) -> None:
     assert canonical_rows(read_table(table)) == expected
 
 
-def test_concurrent_equality_delete_with_an_old_sequence_number_is_refused(catalog: Any) -> None:
+def test_concurrent_equality_delete_with_an_old_sequence_number_is_refused(catalog: Catalog) -> None:
     """Its rows would come back: the outputs carry the base sequence number, above the delete's."""
     table = _table(catalog)
     plan = hand_plan(table, [{"rewrite_data_files": live(table)}])
@@ -75,7 +77,7 @@ def test_concurrent_equality_delete_with_an_old_sequence_number_is_refused(catal
     assert not any(exists(table, o["file_path"]) for o in result.outputs)
 
 
-def test_concurrent_equality_delete_with_a_new_sequence_number_is_fine(catalog: Any) -> None:
+def test_concurrent_equality_delete_with_a_new_sequence_number_is_fine(catalog: Catalog) -> None:
     table = _table(catalog)
     plan = hand_plan(table, [{"rewrite_data_files": live(table)}])
     result = hand_rewrite(table, plan.tasks[0])

@@ -12,7 +12,9 @@ from typing import Any
 import pytest
 from builders import ID_V_SCHEMA, id_v_rows
 from file_checks import missing_referenced_files
+from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import CommitStateUnknownException
+from pyiceberg.table import Table
 
 from airflow_provider_amoro.maintenance.expire import expire_snapshots
 from airflow_provider_amoro.optimizing.cleanup import PROCESS_ID_KEY, snapshot_of_process
@@ -23,7 +25,7 @@ from airflow_provider_amoro.testing.reader import canonical_rows, read_table
 from .commit_support import exists, hand_plan, hand_rewrite, live
 
 
-def _table(catalog: Any, name: str = "db.t", batches: int = 6) -> Any:
+def _table(catalog: Catalog, name: str = "db.t", batches: int = 6) -> Any:
     catalog.create_namespace_if_not_exists("db")
     table = catalog.create_table(name, schema=ID_V_SCHEMA)
     for b in range(batches):
@@ -31,7 +33,7 @@ def _table(catalog: Any, name: str = "db.t", batches: int = 6) -> Any:
     return catalog.load_table(name)
 
 
-def _planned(table: Any) -> tuple[OptimizingPlan, list[TaskResult]]:
+def _planned(table: Table) -> tuple[OptimizingPlan, list[TaskResult]]:
     plan = hand_plan(table, [{"rewrite_data_files": live(table)}])
     return plan, [hand_rewrite(table, plan.tasks[0])]
 
@@ -40,13 +42,13 @@ def _outputs(results: list[TaskResult]) -> list[str]:
     return [o["file_path"] for r in results for o in r.outputs]
 
 
-def _safe(table: Any, expected: list[Any]) -> None:
+def _safe(table: Table, expected: list[Any]) -> None:
     table.refresh()
     assert canonical_rows(read_table(table)) == expected
     assert missing_referenced_files(table) == []
 
 
-def test_the_snapshot_summary_names_the_process(catalog: Any) -> None:
+def test_the_snapshot_summary_names_the_process(catalog: Catalog) -> None:
     table = _table(catalog)
     plan, results = _planned(table)
     res = commit(table, plan, results)
@@ -58,7 +60,7 @@ def test_the_snapshot_summary_names_the_process(catalog: Any) -> None:
     assert again.plan_id == plan.plan_id and {t.plan_id for t in again.tasks} == {plan.plan_id}
 
 
-def test_committing_twice_returns_the_landed_commit(catalog: Any) -> None:
+def test_committing_twice_returns_the_landed_commit(catalog: Catalog) -> None:
     table = _table(catalog)
     expected = canonical_rows(read_table(table))
     plan, results = _planned(table)
@@ -79,7 +81,7 @@ def test_committing_twice_returns_the_landed_commit(catalog: Any) -> None:
     _safe(table, expected)
 
 
-def test_commit_again_after_the_landed_snapshot_expired(catalog: Any) -> None:
+def test_commit_again_after_the_landed_snapshot_expired(catalog: Catalog) -> None:
     table = _table(catalog)
     plan, results = _planned(table)
     landed = commit(table, plan, results).snapshot_id
@@ -98,7 +100,7 @@ def test_commit_again_after_the_landed_snapshot_expired(catalog: Any) -> None:
     _safe(table, expected)
 
 
-def test_a_repeated_commit_with_other_outputs_deletes_only_those(catalog: Any) -> None:
+def test_a_repeated_commit_with_other_outputs_deletes_only_those(catalog: Catalog) -> None:
     """The execute task ran again after the commit landed: its new files are garbage, the old ones live."""
     table = _table(catalog)
     expected = canonical_rows(read_table(table))
@@ -115,7 +117,7 @@ def test_a_repeated_commit_with_other_outputs_deletes_only_those(catalog: Any) -
     _safe(table, expected)
 
 
-def test_failed_commit_never_deletes_files_a_retained_snapshot_references(catalog: Any) -> None:
+def test_failed_commit_never_deletes_files_a_retained_snapshot_references(catalog: Catalog) -> None:
     """Whatever the exception, cleanup checks references first (outputs only an older snapshot names)."""
     table = _table(catalog)
     plan, results = _planned(table)
@@ -138,13 +140,15 @@ def test_failed_commit_never_deletes_files_a_retained_snapshot_references(catalo
     _safe(table, expected)
 
 
-def test_commit_state_unknown_keeps_outputs_and_a_retry_finds_the_landed_commit(sqlite_catalog: Any) -> None:
+def test_commit_state_unknown_keeps_outputs_and_a_retry_finds_the_landed_commit(
+    sqlite_catalog: Catalog,
+) -> None:
     from pyiceberg.catalog.sql import SqlCatalog
 
     class AppliesThenRaises(SqlCatalog):
         armed = False
 
-        def commit_table(self, table: Any, requirements: Any, updates: Any) -> Any:
+        def commit_table(self, table: Table, requirements: Any, updates: Any) -> Any:
             response = super().commit_table(table, requirements, updates)
             if self.armed:
                 self.armed = False
@@ -166,7 +170,7 @@ def test_commit_state_unknown_keeps_outputs_and_a_retry_finds_the_landed_commit(
     _safe(sqlite_catalog.load_table("db.t"), expected)
 
 
-def test_an_interrupted_commit_keeps_outputs(sqlite_catalog: Any) -> None:
+def test_an_interrupted_commit_keeps_outputs(sqlite_catalog: Catalog) -> None:
     """A BaseException (task timeout, stop) before the catalog call: the outcome is left to the caller."""
     table = _table(sqlite_catalog)
     plan, results = _planned(table)
@@ -189,7 +193,7 @@ def test_an_interrupted_commit_keeps_outputs(sqlite_catalog: Any) -> None:
     assert all(exists(table, p) for p in _outputs(results))
 
 
-def test_planned_outputs_carry_the_process_prefix_and_are_found_by_it(sqlite_catalog: Any) -> None:
+def test_planned_outputs_carry_the_process_prefix_and_are_found_by_it(sqlite_catalog: Catalog) -> None:
     """Files a worker wrote but never reported are found by name in the folders recorded at planning."""
     import posixpath
 

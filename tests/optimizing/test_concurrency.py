@@ -13,7 +13,9 @@ from typing import Any
 import pyarrow as pa
 import pytest
 from builders import id_v_rows
+from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import CommitFailedException
+from pyiceberg.table import Table
 
 from airflow_provider_amoro.optimizing.commit import ValidationError, commit
 from airflow_provider_amoro.optimizing.execute import execute
@@ -39,7 +41,7 @@ def _rows(ids: list[int], tag: str = "a") -> pa.Table:
     return id_v_rows(ids, tag, schema=REQUIRED_ID_V_SCHEMA)
 
 
-def _state(table: Any) -> dict[int, str]:
+def _state(table: Table) -> dict[int, str]:
     table.refresh()
     got = read_table(table)
     pairs = list(zip(got.column("id").to_pylist(), got.column("v").to_pylist(), strict=True))
@@ -48,7 +50,7 @@ def _state(table: Any) -> dict[int, str]:
     return state
 
 
-def _setup(catalog: Any, files: int = 14, per: int = 10, **props: str) -> tuple[Any, dict[int, str]]:
+def _setup(catalog: Catalog, files: int = 14, per: int = 10, **props: str) -> tuple[Any, dict[int, str]]:
     catalog.create_namespace_if_not_exists("db")
     table = catalog.create_table(
         "db.t", schema=REQUIRED_ID_V_SCHEMA, properties={"self-optimizing.target-size": "1048576", **props}
@@ -59,7 +61,7 @@ def _setup(catalog: Any, files: int = 14, per: int = 10, **props: str) -> tuple[
     return table, _state(table)
 
 
-def _plan_and_execute(table: Any, kind: str | None = None) -> tuple[OptimizingPlan, list[TaskResult]]:
+def _plan_and_execute(table: Table, kind: str | None = None) -> tuple[OptimizingPlan, list[TaskResult]]:
     plan = make_plan(table, kind)  # type: ignore[arg-type]
     assert plan.tasks, "expected something to optimize"
     return plan, [execute(table, task) for task in plan.tasks]
@@ -73,7 +75,7 @@ def _rewritten(plan: OptimizingPlan) -> list[str]:
     return sorted(f.path for t in plan.tasks for f in t.rewrite_data_files)
 
 
-def test_concurrent_append_is_kept(catalog: Any) -> None:
+def test_concurrent_append_is_kept(catalog: Catalog) -> None:
     table, model = _setup(catalog)
     plan, results = _plan_and_execute(table)
     catalog.load_table("db.t").append(_rows([500, 501], "new"))
@@ -84,7 +86,7 @@ def test_concurrent_append_is_kept(catalog: Any) -> None:
     assert len(live(table)) == 2  # the compacted file and the concurrent append
 
 
-def test_concurrent_position_delete_on_a_rewritten_file_fails_cleanly(catalog: Any) -> None:
+def test_concurrent_position_delete_on_a_rewritten_file_fails_cleanly(catalog: Catalog) -> None:
     table, model = _setup(catalog)
     plan, results = _plan_and_execute(table)
     other = catalog.load_table("db.t")
@@ -103,7 +105,7 @@ def test_concurrent_position_delete_on_a_rewritten_file_fails_cleanly(catalog: A
     assert _state(table) == expected
 
 
-def test_concurrent_equality_delete_on_rewritten_rows_still_applies(catalog: Any) -> None:
+def test_concurrent_equality_delete_on_rewritten_rows_still_applies(catalog: Catalog) -> None:
     """The sequence-number rule: the delete committed during the optimizing keeps deleting."""
     table, model = _setup(catalog)
     plan, results = _plan_and_execute(table)
@@ -119,7 +121,7 @@ def test_concurrent_equality_delete_on_rewritten_rows_still_applies(catalog: Any
     assert compacted.data_sequence_number == plan.base_sequence_number
 
 
-def test_concurrent_upsert_keeps_the_new_versions(sqlite_catalog: Any) -> None:
+def test_concurrent_upsert_keeps_the_new_versions(sqlite_catalog: Catalog) -> None:
     table, model = _setup(sqlite_catalog)
     plan, results = _plan_and_execute(table)
     upsert_with_equality_deletes(sqlite_catalog.load_table("db.t"), _rows([5, 6, 900], "u"), ["id"])
@@ -129,7 +131,7 @@ def test_concurrent_upsert_keeps_the_new_versions(sqlite_catalog: Any) -> None:
 
 
 @pytest.mark.parametrize("how", ["delete", "overwrite"])
-def test_concurrent_removal_of_a_rewritten_file_fails(sqlite_catalog: Any, how: str) -> None:
+def test_concurrent_removal_of_a_rewritten_file_fails(sqlite_catalog: Catalog, how: str) -> None:
     table, _ = _setup(sqlite_catalog)
     plan, results = _plan_and_execute(table)
     other = sqlite_catalog.load_table("db.t")
@@ -144,7 +146,7 @@ def test_concurrent_removal_of_a_rewritten_file_fails(sqlite_catalog: Any, how: 
     assert not any(exists(table, p) for p in _outputs(results))
 
 
-def test_two_optimizers_on_one_table_only_one_commits(sqlite_catalog: Any) -> None:
+def test_two_optimizers_on_one_table_only_one_commits(sqlite_catalog: Catalog) -> None:
     table, model = _setup(sqlite_catalog)
     first = _plan_and_execute(table)
     second = _plan_and_execute(sqlite_catalog.load_table("db.t"))
@@ -156,7 +158,7 @@ def test_two_optimizers_on_one_table_only_one_commits(sqlite_catalog: Any) -> No
     assert all(exists(table, p) for p in _outputs(first[1]))
 
 
-def test_rewrite_pos_with_a_concurrent_position_delete_on_the_same_file(sqlite_catalog: Any) -> None:
+def test_rewrite_pos_with_a_concurrent_position_delete_on_the_same_file(sqlite_catalog: Catalog) -> None:
     """Rewrite-pos keeps the data file, so a new position delete for it is no conflict."""
     table, _ = _setup(
         sqlite_catalog,
@@ -181,7 +183,7 @@ def test_rewrite_pos_with_a_concurrent_position_delete_on_the_same_file(sqlite_c
     assert len(live(table, "position_deletes")) == 2 and live(table, "equality_deletes") == []
 
 
-def test_writer_threads_racing_the_optimizer(catalog: Any) -> None:
+def test_writer_threads_racing_the_optimizer(catalog: Catalog) -> None:
     """Appends and equality deletes from another thread while optimize() runs: conflicts retried."""
     table, model = _setup(catalog, files=20, per=5)
     lock = threading.Lock()

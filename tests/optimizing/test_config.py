@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pyarrow as pa
 import pytest
+from pyiceberg.catalog import Catalog
 
 from airflow_provider_amoro.optimizing import InvalidPropertyError, OptimizingConfig
 from airflow_provider_amoro.optimizing import config as c
@@ -125,7 +124,7 @@ def test_negative_intervals_mean_never_and_are_valid() -> None:
     assert cfg.full_trigger_interval_ms == -1
 
 
-def test_from_table_binds_filter_to_schema(sqlite_catalog: Any) -> None:
+def test_from_table_binds_filter_to_schema(sqlite_catalog: Catalog) -> None:
     sqlite_catalog.create_namespace("db")
     schema = pa.schema([("id", pa.int64()), ("day", pa.string())])
     table = sqlite_catalog.create_table(

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pyarrow as pa
 from builders import ID_V_SCHEMA
+from pyiceberg.catalog import Catalog
 
 from airflow_provider_amoro.optimizing import evaluate
 from airflow_provider_amoro.optimizing.config import OptimizingConfig
@@ -14,7 +13,7 @@ from airflow_provider_amoro.testing.deletes import add_position_deletes
 from airflow_provider_amoro.testing.reader import canonical_rows, read_table
 
 
-def test_a_delete_file_does_not_mark_files_outside_its_bounds(sqlite_catalog: Any) -> None:
+def test_a_delete_file_does_not_mark_files_outside_its_bounds(sqlite_catalog: Catalog) -> None:
     sqlite_catalog.create_namespace("db")
     # files of ~1.3 KB against a 1 KB target: every file is a target-size segment
     table = sqlite_catalog.create_table(

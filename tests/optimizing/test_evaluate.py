@@ -7,6 +7,8 @@ import time
 from typing import Any
 
 import pytest
+from pyiceberg.catalog import Catalog
+from pyiceberg.table import Table
 from pyiceberg.transforms import IdentityTransform
 
 from airflow_provider_amoro.optimizing import OptimizingConfig, evaluate
@@ -309,7 +311,7 @@ SMALL = {
 }
 
 
-def test_real_identity_table_minor_by_file_count(catalog: Any) -> None:
+def test_real_identity_table_minor_by_file_count(catalog: Catalog) -> None:
     table = make_table(catalog, spec="identity", properties=SMALL)
     append_many(table, 14, cats=("a", "b"))  # 14 fragments in each of cat=a, cat=b
     table.append(rows(10_000, 3, cats=("c",)))
@@ -324,7 +326,7 @@ def test_real_identity_table_minor_by_file_count(catalog: Any) -> None:
     assert ev.health_score < 70
 
 
-def test_real_interval_uses_now(sqlite_catalog: Any) -> None:
+def test_real_interval_uses_now(sqlite_catalog: Catalog) -> None:
     table = make_table(sqlite_catalog, spec="day", properties=SMALL)
     append_many(table, 3, days=1)
     assert evaluate(table, now=NOW, last_minor_ms=NOW - 1000).kind is None
@@ -334,7 +336,7 @@ def test_real_interval_uses_now(sqlite_catalog: Any) -> None:
     assert ev.partitions[0].path == "day_day=2024-01-01"
 
 
-def test_real_bucket_undersized_major_and_full(sqlite_catalog: Any) -> None:
+def test_real_bucket_undersized_major_and_full(sqlite_catalog: Catalog) -> None:
     props = {**SMALL, "self-optimizing.full.trigger.interval": "86400000"}
     table = make_table(sqlite_catalog, spec="unpartitioned", properties=props)
     for i in range(3):
@@ -346,7 +348,7 @@ def test_real_bucket_undersized_major_and_full(sqlite_catalog: Any) -> None:
     assert evaluate(table, now=NOW, last_minor_ms=NOW).kind == "full"  # never fully optimized
 
 
-def test_real_bucket_partitions(catalog: Any) -> None:
+def test_real_bucket_partitions(catalog: Catalog) -> None:
     table = make_table(catalog, spec="bucket", properties=SMALL)
     append_many(table, 4, n=40)
     ev = evaluate(table, now=NOW, last_minor_ms=NOW)
@@ -354,7 +356,7 @@ def test_real_bucket_partitions(catalog: Any) -> None:
     assert sum(p.data_files for p in ev.partitions) == ev.data_files
 
 
-def test_real_evolved_spec_partitions_per_spec(catalog: Any) -> None:
+def test_real_evolved_spec_partitions_per_spec(catalog: Catalog) -> None:
     table = make_table(catalog, spec="unpartitioned", properties=SMALL)
     append_many(table, 12)
     with table.update_spec() as update:
@@ -368,7 +370,7 @@ def test_real_evolved_spec_partitions_per_spec(catalog: Any) -> None:
     assert "unpartitioned: 12 fragments" in " ".join(ev.reasons)
 
 
-def test_real_v1_table(sqlite_catalog: Any) -> None:
+def test_real_v1_table(sqlite_catalog: Catalog) -> None:
     table = make_table(sqlite_catalog, spec="identity", properties=SMALL, format_version=1)
     append_many(table, 12)
     ev = evaluate(table, now=NOW, last_minor_ms=NOW)
@@ -376,7 +378,7 @@ def test_real_v1_table(sqlite_catalog: Any) -> None:
     assert ev.sequence_number == 0
 
 
-def test_real_filter_limits_partitions(catalog: Any) -> None:
+def test_real_filter_limits_partitions(catalog: Catalog) -> None:
     props = {**SMALL, "self-optimizing.filter": "cat = 'b'"}
     table = make_table(catalog, spec="identity", properties=props)
     append_many(table, 13, cats=("a", "b"))
@@ -386,7 +388,7 @@ def test_real_filter_limits_partitions(catalog: Any) -> None:
     assert "self-optimizing.filter" in ev.reasons[0]
 
 
-def test_real_disabled(sqlite_catalog: Any) -> None:
+def test_real_disabled(sqlite_catalog: Catalog) -> None:
     table = make_table(sqlite_catalog, properties={**SMALL, "self-optimizing.enabled": "false"})
     append_many(table, 13)
     ev = evaluate(table, now=NOW)
@@ -394,7 +396,7 @@ def test_real_disabled(sqlite_catalog: Any) -> None:
     assert "self-optimizing.enabled=false" in ev.reasons[0]
 
 
-def test_real_bad_property_raises(sqlite_catalog: Any) -> None:
+def test_real_bad_property_raises(sqlite_catalog: Catalog) -> None:
     from airflow_provider_amoro.optimizing import InvalidPropertyError
 
     table = make_table(sqlite_catalog, properties={"self-optimizing.fragment-ratio": "0"})
@@ -404,20 +406,20 @@ def test_real_bad_property_raises(sqlite_catalog: Any) -> None:
         evaluate(table, config=OptimizingConfig(filter="nope > 1"))
 
 
-def test_real_empty_table(catalog: Any) -> None:
+def test_real_empty_table(catalog: Catalog) -> None:
     table = make_table(catalog)
     ev = evaluate(table, now=NOW)
     assert ev.kind is None and ev.snapshot_id is None and ev.health_score == 100
 
 
-def _segment_table(catalog: Any, n_segments: int = 1) -> Any:
+def _segment_table(catalog: Catalog, n_segments: int = 1) -> Table:
     table = make_table(catalog, spec="identity", properties=SMALL)
     for i in range(n_segments):
         table.append(rows(i * 20_000, 10_000))  # ~51 KB: target-size segment (> 48000 B)
     return table
 
 
-def test_real_position_deletes_over_ratio_is_major(catalog: Any) -> None:
+def test_real_position_deletes_over_ratio_is_major(catalog: Catalog) -> None:
     table = _segment_table(catalog)
     (seg,) = live_files(table).data_files
     assert seg.size_bytes > 48000
@@ -428,7 +430,7 @@ def test_real_position_deletes_over_ratio_is_major(catalog: Any) -> None:
     assert ev.partitions[0].pos_delete_records == 1001
 
 
-def test_real_two_position_delete_files_is_minor(catalog: Any) -> None:
+def test_real_two_position_delete_files_is_minor(catalog: Catalog) -> None:
     table = _segment_table(catalog)
     (seg,) = live_files(table).data_files
     table = add_position_deletes(table, {seg.path: [1, 2]})
@@ -441,7 +443,7 @@ def test_real_two_position_delete_files_is_minor(catalog: Any) -> None:
     assert ev.health_score < 100
 
 
-def test_real_equality_deletes_and_upserts(catalog: Any) -> None:
+def test_real_equality_deletes_and_upserts(catalog: Catalog) -> None:
     table = make_table(catalog, spec="identity", properties=SMALL)
     append_many(table, 3)
     for i in range(5):

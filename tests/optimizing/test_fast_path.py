@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from builders import ID_CAT_S_X_SCHEMA
+from pyiceberg.catalog import Catalog
 from pyiceberg.types import LongType
 
 from airflow_provider_amoro.optimizing.execute import execute
@@ -56,7 +57,7 @@ def _task(data: list[FileRef], deletes: list[FileRef]) -> RewriteTask:
     )
 
 
-def _small_files_table(catalog: Any, tmp_path: Path, files: int = 120, rows: int = 50) -> Any:
+def _small_files_table(catalog: Catalog, tmp_path: Path, files: int = 120, rows: int = 50) -> Any:
     """``files`` tiny Parquet files registered in one commit (add_files: ids by name mapping),
     plus two files written by pyiceberg (field ids in the files, another physical schema)."""
     catalog.create_namespace("db")
@@ -77,7 +78,7 @@ def _small_files_table(catalog: Any, tmp_path: Path, files: int = 120, rows: int
 
 
 def test_delete_free_small_files_take_one_scan_and_keep_every_row(
-    sqlite_catalog: Any, tmp_path: Path, monkeypatch: Any
+    sqlite_catalog: Catalog, tmp_path: Path, monkeypatch: Any
 ) -> None:
     table = _small_files_table(sqlite_catalog, tmp_path)
     expected = read_table(table)
@@ -104,7 +105,7 @@ def test_delete_free_small_files_take_one_scan_and_keep_every_row(
 
 
 def test_files_with_deletes_or_evolved_schema_keep_the_per_file_path(
-    sqlite_catalog: Any, tmp_path: Path
+    sqlite_catalog: Catalog, tmp_path: Path
 ) -> None:
     table = _small_files_table(sqlite_catalog, tmp_path, files=30, rows=20)
     data, _ = file_refs(table)
@@ -137,7 +138,7 @@ def test_files_with_deletes_or_evolved_schema_keep_the_per_file_path(
 
 @pytest.mark.parametrize("failure", ["short", "missing", "not-parquet", "corrupt-pages"])
 def test_broken_file_in_the_fast_path_fails_cleanly(
-    sqlite_catalog: Any, tmp_path: Path, failure: str
+    sqlite_catalog: Catalog, tmp_path: Path, failure: str
 ) -> None:
     table = _small_files_table(sqlite_catalog, tmp_path, files=40, rows=2000)
     data, deletes = file_refs(table)
@@ -173,7 +174,7 @@ def _scan_threads() -> list[Any]:
 
 
 def test_fast_path_reads_a_bounded_distance_ahead_of_a_slow_writer(
-    sqlite_catalog: Any, tmp_path: Path, monkeypatch: Any
+    sqlite_catalog: Catalog, tmp_path: Path, monkeypatch: Any
 ) -> None:
     """A writer slower than the scan (the usual case: the encoder is the bottleneck) must not make
     the read side hold most of the task in memory. One dataset scan over all files decoded ahead
@@ -209,7 +210,9 @@ def test_fast_path_reads_a_bounded_distance_ahead_of_a_slow_writer(
     assert not _scan_threads()
 
 
-def test_fast_path_producer_stops_when_the_reader_stops_early(sqlite_catalog: Any, tmp_path: Path) -> None:
+def test_fast_path_producer_stops_when_the_reader_stops_early(
+    sqlite_catalog: Catalog, tmp_path: Path
+) -> None:
     table = _small_files_table(sqlite_catalog, tmp_path, files=40, rows=20_000)
     data, _ = file_refs(table)
     index = DeleteIndex.load(table, data, [])

@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 from builders import id_v_rows
+from pyiceberg.catalog import Catalog
+from pyiceberg.table import Table
 
 from airflow_provider_amoro.optimizing.config import InvalidPropertyError
 from airflow_provider_amoro.optimizing.manifests import MANIFEST_CACHE, ManifestCache
@@ -26,7 +28,7 @@ from .commit_support import WIDE_SCHEMA
 COMMITS = 24
 
 
-def _history_table(catalog: Any, commits: int = COMMITS, **props: str) -> Any:
+def _history_table(catalog: Catalog, commits: int = COMMITS, **props: str) -> Any:
     """One data file per commit (``id`` 100*i .. 100*i+99), so one manifest per commit."""
     catalog.create_namespace_if_not_exists("db")
     table = catalog.create_table("db.t", schema=WIDE_SCHEMA, properties=props)
@@ -35,16 +37,16 @@ def _history_table(catalog: Any, commits: int = COMMITS, **props: str) -> Any:
     return catalog.load_table("db.t")
 
 
-def _manifests(table: Any) -> list[Any]:
+def _manifests(table: Table) -> list[Any]:
     return list(table.current_snapshot().manifests(table.io))
 
 
-def _seqs(table: Any) -> dict[str, tuple[int, int | None]]:
+def _seqs(table: Table) -> dict[str, tuple[int, int | None]]:
     files = live_files(table)
     return {f.path: (f.data_sequence_number, f.file_sequence_number) for f in files.data_files}
 
 
-def test_one_process_reads_each_manifest_once_and_the_next_reads_few(catalog: Any) -> None:
+def test_one_process_reads_each_manifest_once_and_the_next_reads_few(catalog: Catalog) -> None:
     table = _history_table(catalog)
     before = content_hash(read_table(table))
     head = _manifests(table)
@@ -67,7 +69,7 @@ def test_one_process_reads_each_manifest_once_and_the_next_reads_few(catalog: An
     assert MANIFEST_CACHE.reads == len(_manifests(table)) <= 2
 
 
-def test_replace_commit_merges_small_manifests_and_keeps_sequence_numbers(catalog: Any) -> None:
+def test_replace_commit_merges_small_manifests_and_keeps_sequence_numbers(catalog: Catalog) -> None:
     # the filter limits the rewrite to the first 6 files: 18 single-file manifests stay untouched
     table = _history_table(
         catalog, **{"self-optimizing.filter": "id < 600", "commit.manifest.min-count-to-merge": "10"}
@@ -93,13 +95,13 @@ def test_replace_commit_merges_small_manifests_and_keeps_sequence_numbers(catalo
     assert live_files(table).data_files == cached
 
 
-def test_few_small_manifests_are_not_merged(catalog: Any) -> None:
+def test_few_small_manifests_are_not_merged(catalog: Catalog) -> None:
     table = _history_table(catalog, **{"self-optimizing.filter": "id < 600"})  # default min count 100
     optimize(table, "minor")
     assert len(_manifests(table)) == 2 + COMMITS - 6
 
 
-def test_a_manifest_left_without_live_entries_is_dropped(catalog: Any) -> None:
+def test_a_manifest_left_without_live_entries_is_dropped(catalog: Catalog) -> None:
     table = _history_table(catalog, commits=14)
     optimize(table, "minor")
     deleted_only = [m for m in _manifests(table) if not m.has_added_files() and not m.has_existing_files()]
@@ -115,7 +117,7 @@ def test_a_manifest_left_without_live_entries_is_dropped(catalog: Any) -> None:
     assert content_hash(read_table(table)) == before
 
 
-def test_a_bad_manifest_merge_property_names_the_key_and_commits_nothing(catalog: Any) -> None:
+def test_a_bad_manifest_merge_property_names_the_key_and_commits_nothing(catalog: Catalog) -> None:
     table = _history_table(catalog, commits=13, **{"commit.manifest.min-count-to-merge": "many"})
     snapshot = table.current_snapshot().snapshot_id
     with pytest.raises(InvalidPropertyError, match=r"commit\.manifest\.min-count-to-merge='many'"):
@@ -157,7 +159,7 @@ def _entry_tuple(e: Any) -> tuple[Any, ...]:
 
 
 @pytest.mark.parametrize("fmt", ["1", "2"])
-def test_cached_reader_reads_the_same_entries_as_pyiceberg(catalog: Any, fmt: str) -> None:
+def test_cached_reader_reads_the_same_entries_as_pyiceberg(catalog: Catalog, fmt: str) -> None:
     from airflow_provider_amoro.iceberg_compat import read_manifest_entries
     from airflow_provider_amoro.testing.deletes import add_position_deletes, live_data_files
 
@@ -197,7 +199,7 @@ def test_paused_gc_nests_and_restores_the_collector() -> None:
         gc.enable()
 
 
-def test_commit_after_a_concurrent_append_reads_only_the_new_manifest(catalog: Any) -> None:
+def test_commit_after_a_concurrent_append_reads_only_the_new_manifest(catalog: Catalog) -> None:
     from airflow_provider_amoro.optimizing.commit import commit
     from airflow_provider_amoro.optimizing.execute import execute
     from airflow_provider_amoro.optimizing.plan import plan

@@ -9,7 +9,9 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
+from pyiceberg.catalog import Catalog
 from pyiceberg.schema import Schema
+from pyiceberg.table import Table
 from pyiceberg.types import (
     IntegerType,
     ListType,
@@ -56,7 +58,7 @@ SCHEMA = Schema(
 )
 
 
-def _rows(table: Any, ids: list[int]) -> pa.Table:
+def _rows(table: Table, ids: list[int]) -> pa.Table:
     return pa.Table.from_pylist(
         [
             {
@@ -72,7 +74,7 @@ def _rows(table: Any, ids: list[int]) -> pa.Table:
     )
 
 
-def _table(catalog: Any) -> Any:
+def _table(catalog: Catalog) -> Any:
     catalog.create_namespace("db")
     table = catalog.create_table("db.nested", schema=SCHEMA)
     for b in range(4):
@@ -81,7 +83,7 @@ def _table(catalog: Any) -> Any:
 
 
 @pytest.mark.parametrize("deletes", ["none", "position", "equality", "both"])
-def test_nested_columns_are_optimized_with_deletes(catalog: Any, deletes: str) -> None:
+def test_nested_columns_are_optimized_with_deletes(catalog: Catalog, deletes: str) -> None:
     table = _table(catalog)
     if deletes in ("position", "both"):
         first = sorted(f.file_path for f in live_data_files(table))[0]

@@ -16,6 +16,7 @@ import pytest
 from catalogs import on_catalogs
 from pyiceberg.catalog import Catalog
 from pyiceberg.partitioning import PartitionField, PartitionSpec
+from pyiceberg.table import Table
 from pyiceberg.transforms import IdentityTransform
 from s3_server import S3Server
 
@@ -36,7 +37,7 @@ KB = 1024
 SCHEMA = WIDE_SCHEMA
 
 
-def _rows(table: Any, ids: list[int], rng: random.Random, width: int = 8) -> pa.Table:
+def _rows(table: Table, ids: list[int], rng: random.Random, width: int = 8) -> pa.Table:
     return pa.table(
         {
             "id": pa.array(ids, pa.int64()),
@@ -48,7 +49,7 @@ def _rows(table: Any, ids: list[int], rng: random.Random, width: int = 8) -> pa.
     )
 
 
-def _create(catalog: Any, name: str = "db.t", *, spec: PartitionSpec | None = None, **props: str) -> Any:
+def _create(catalog: Catalog, name: str = "db.t", *, spec: PartitionSpec | None = None, **props: str) -> Any:
     catalog.create_namespace_if_not_exists("db")
     properties = {"self-optimizing.target-size": str(256 * KB), **props}
     return catalog.create_table(
@@ -57,7 +58,7 @@ def _create(catalog: Any, name: str = "db.t", *, spec: PartitionSpec | None = No
 
 
 def _fill(
-    table: Any, batches: int, per: int, *, seed: int = 7, width: int = 8, files_per_commit: int = 1
+    table: Table, batches: int, per: int, *, seed: int = 7, width: int = 8, files_per_commit: int = 1
 ) -> None:
     """Append ``batches`` files of ``per`` rows, ``files_per_commit`` files per snapshot."""
     from pyiceberg.io.pyarrow import _dataframe_to_data_files
@@ -75,14 +76,14 @@ def _fill(
                     append.append_data_file(df)
 
 
-def _assert_optimize_snapshot(table: Any, kind: str) -> None:
+def _assert_optimize_snapshot(table: Table, kind: str) -> None:
     summary = table.current_snapshot().summary
     assert summary.operation.value == "replace"
     assert summary[SNAPSHOT_PRODUCER] == PRODUCER_OPTIMIZE
     assert summary["optimizing.kind"] == kind
 
 
-def test_hundreds_of_tiny_appends_minor_to_a_few_target_size_files(catalog: Any) -> None:
+def test_hundreds_of_tiny_appends_minor_to_a_few_target_size_files(catalog: Catalog) -> None:
     target = 256 * KB
     table = _create(catalog, **{"self-optimizing.max-task-size-bytes": str(4 * target)})
     _fill(table, batches=200, per=100, width=48, files_per_commit=20)  # 200 files of ~6 KB
@@ -113,7 +114,7 @@ def test_hundreds_of_tiny_appends_minor_to_a_few_target_size_files(catalog: Any)
     assert optimize(table).kind is None
 
 
-def test_deletes_then_major_and_full_keep_rows_and_full_leaves_no_delete_files(catalog: Any) -> None:
+def test_deletes_then_major_and_full_keep_rows_and_full_leaves_no_delete_files(catalog: Catalog) -> None:
     table = _create(catalog, **{"self-optimizing.major.trigger.duplicate-ratio": "0.05"})
     rng = random.Random(3)
     _fill(table, batches=6, per=200, width=32)
@@ -151,7 +152,7 @@ def test_deletes_then_major_and_full_keep_rows_and_full_leaves_no_delete_files(c
     assert full.health_after == 100
 
 
-def test_a_missing_data_file_fails_the_task_and_nothing_is_committed(sqlite_catalog: Any) -> None:
+def test_a_missing_data_file_fails_the_task_and_nothing_is_committed(sqlite_catalog: Catalog) -> None:
     table = _create(sqlite_catalog)
     _fill(table, batches=14, per=20)
     table = sqlite_catalog.load_table("db.t")
@@ -166,7 +167,7 @@ def test_a_missing_data_file_fails_the_task_and_nothing_is_committed(sqlite_cata
     assert _data_files_on_disk(table) == data_dir_before  # no output left behind
 
 
-def test_a_corrupt_data_file_fails_the_task_and_nothing_is_committed(sqlite_catalog: Any) -> None:
+def test_a_corrupt_data_file_fails_the_task_and_nothing_is_committed(sqlite_catalog: Catalog) -> None:
     table = _create(sqlite_catalog)
     _fill(table, batches=14, per=20)
     table = sqlite_catalog.load_table("db.t")
@@ -183,14 +184,14 @@ def test_a_corrupt_data_file_fails_the_task_and_nothing_is_committed(sqlite_cata
     assert _data_files_on_disk(table) == data_dir_before
 
 
-def _data_files_on_disk(table: Any) -> set[str]:
+def _data_files_on_disk(table: Table) -> set[str]:
     from pathlib import Path
     from urllib.parse import urlparse
 
     return {str(p) for p in (Path(urlparse(table.location()).path) / "data").rglob("*.parquet")}
 
 
-def test_v1_table(catalog: Any) -> None:
+def test_v1_table(catalog: Catalog) -> None:
     table = _create(catalog, **{"format-version": "1"})
     _fill(table, batches=15, per=20)
     table = catalog.load_table("db.t")
@@ -205,7 +206,7 @@ def test_v1_table(catalog: Any) -> None:
 
 
 @pytest.mark.parametrize("field", list(PARTITION_FIELDS.values()), ids=list(PARTITION_FIELDS))
-def test_partitioned_tables_with_deletes(sqlite_catalog: Any, field: PartitionField) -> None:
+def test_partitioned_tables_with_deletes(sqlite_catalog: Catalog, field: PartitionField) -> None:
     table = _create(sqlite_catalog, spec=PartitionSpec(field))
     rng = random.Random(11)
     _fill(table, batches=13, per=30)
@@ -230,7 +231,7 @@ def test_partitioned_tables_with_deletes(sqlite_catalog: Any, field: PartitionFi
     assert live(table, "position_deletes") == [] and live(table, "equality_deletes") == []
 
 
-def test_evolved_spec_is_rewritten_into_the_current_spec(sqlite_catalog: Any) -> None:
+def test_evolved_spec_is_rewritten_into_the_current_spec(sqlite_catalog: Catalog) -> None:
     table = _create(sqlite_catalog)
     _fill(table, batches=8, per=20)
     with table.update_spec() as update:
@@ -253,7 +254,7 @@ def test_evolved_spec_is_rewritten_into_the_current_spec(sqlite_catalog: Any) ->
     assert len(live(table)) == 3
 
 
-def test_threads_and_nothing_to_do(sqlite_catalog: Any) -> None:
+def test_threads_and_nothing_to_do(sqlite_catalog: Catalog) -> None:
     table = _create(
         sqlite_catalog,
         spec=PartitionSpec(

@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pyiceberg.catalog import Catalog
+from pyiceberg.table import Table
 from pyiceberg.transforms import IdentityTransform
 
 from airflow_provider_amoro.optimizing import OptimizingConfig, OptimizingPlan, plan
@@ -230,14 +232,14 @@ def test_evaluate_and_plan_100k_files_fast() -> None:
 # ----------------------------------------------------------------------------- real tables
 
 
-def test_real_empty_table(catalog: Any) -> None:
+def test_real_empty_table(catalog: Catalog) -> None:
     table = make_table(catalog)
     p = plan(table, now=NOW)
     assert (p.kind, p.tasks, p.base_snapshot_id, p.base_sequence_number) == (None, [], None, None)
     assert plan(table, "full", now=NOW).tasks == []
 
 
-def test_real_minor_plan_on_small_appends(catalog: Any) -> None:
+def test_real_minor_plan_on_small_appends(catalog: Catalog) -> None:
     table = make_table(catalog, spec="identity", properties=SMALL)
     append_many(table, 13, cats=("a", "b", "c"))
     p = plan(table, now=NOW, last_minor_ms=NOW)
@@ -254,7 +256,7 @@ def test_real_minor_plan_on_small_appends(catalog: Any) -> None:
     assert OptimizingPlan.from_json(p.to_json()) == p
 
 
-def test_real_cap_and_old_snapshot(sqlite_catalog: Any) -> None:
+def test_real_cap_and_old_snapshot(sqlite_catalog: Catalog) -> None:
     table = make_table(sqlite_catalog, spec="identity", properties=SMALL)
     append_many(table, 12, cats=("a",))
     first = table.current_snapshot()
@@ -266,7 +268,7 @@ def test_real_cap_and_old_snapshot(sqlite_catalog: Any) -> None:
     assert [t.partition_path for t in old.tasks] == ["cat=a"]
 
 
-def test_real_evolved_spec_and_v1(catalog: Any) -> None:
+def test_real_evolved_spec_and_v1(catalog: Catalog) -> None:
     table = make_table(catalog, spec="unpartitioned", properties=SMALL, format_version=1)
     append_many(table, 3)
     with table.update_spec() as update:
@@ -278,7 +280,7 @@ def test_real_evolved_spec_and_v1(catalog: Any) -> None:
     _check_invariants(p, [], 64000)
 
 
-def test_real_deletes_attached_to_tasks(catalog: Any) -> None:
+def test_real_deletes_attached_to_tasks(catalog: Catalog) -> None:
     table = make_table(catalog, spec="identity", properties=SMALL)
     table.append(rows(0, 10_000))  # target-size segment
     append_many(table, 4, n=5)
@@ -300,7 +302,7 @@ def test_real_deletes_attached_to_tasks(catalog: Any) -> None:
     assert any(d.content == "equality_deletes" for d in rewrite_task.delete_files)
 
 
-def test_real_plans_execute_and_commit_without_losing_rows(catalog: Any) -> None:
+def test_real_plans_execute_and_commit_without_losing_rows(catalog: Catalog) -> None:
     """Plans made here run through execute + commit; every row survives, and the table gets healthier."""
     from airflow_provider_amoro.optimizing.commit import commit
     from airflow_provider_amoro.optimizing.evaluate import evaluate
@@ -371,7 +373,7 @@ def _tables(draw: Any) -> tuple[list[FileRef], list[FileRef], OptimizingConfig]:
 
 @settings(max_examples=100, deadline=None)
 @given(_tables(), st.sampled_from([None, "minor", "major", "full"]))
-def test_plan_invariants_hold_for_any_table(table: Any, kind: Any) -> None:
+def test_plan_invariants_hold_for_any_table(table: Table, kind: Any) -> None:
     files, deletes, cfg = table
     p = _plan(files, deletes, kind, cfg=cfg)
     _check_invariants(p, deletes, cfg.max_task_size)
@@ -381,7 +383,7 @@ def test_plan_invariants_hold_for_any_table(table: Any, kind: Any) -> None:
     assert {f.path for t in p.tasks for f in [*t.rewrite_data_files, *t.rewrite_pos_data_files]} <= live
 
 
-def test_real_full_sorts_a_lone_unsorted_file_once(sqlite_catalog: Any) -> None:
+def test_real_full_sorts_a_lone_unsorted_file_once(sqlite_catalog: Catalog) -> None:
     from airflow_provider_amoro.optimizing.commit import commit
     from airflow_provider_amoro.optimizing.evaluate import evaluate
     from airflow_provider_amoro.optimizing.execute import execute

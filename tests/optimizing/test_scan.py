@@ -8,6 +8,7 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
+from pyiceberg.catalog import Catalog
 from pyiceberg.expressions.parser import parse
 from pyiceberg.transforms import IdentityTransform
 
@@ -18,14 +19,14 @@ from airflow_provider_amoro.testing.deletes import add_equality_deletes, add_pos
 from ._tables import append_many, make_table, rows
 
 
-def test_empty_table_has_no_files(catalog: Any) -> None:
+def test_empty_table_has_no_files(catalog: Catalog) -> None:
     table = make_table(catalog)
     files = live_files(table)
     assert files.snapshot_id is None
     assert files.data_files == [] and files.delete_files == []
 
 
-def test_matches_pyiceberg_scan_and_time_travel(catalog: Any) -> None:
+def test_matches_pyiceberg_scan_and_time_travel(catalog: Catalog) -> None:
     table = make_table(catalog, spec="identity")
     append_many(table, 3, cats=("a", "b"))
     first = table.current_snapshot()
@@ -50,7 +51,7 @@ def test_matches_pyiceberg_scan_and_time_travel(catalog: Any) -> None:
         live_files(table, 123456789)
 
 
-def test_v1_table_sequence_numbers_are_zero(sqlite_catalog: Any) -> None:
+def test_v1_table_sequence_numbers_are_zero(sqlite_catalog: Catalog) -> None:
     table = make_table(sqlite_catalog, format_version=1)
     append_many(table, 2)
     files = live_files(table)
@@ -59,7 +60,7 @@ def test_v1_table_sequence_numbers_are_zero(sqlite_catalog: Any) -> None:
     assert files.format_version == 1
 
 
-def test_evolved_spec_files_keep_their_spec_and_path(catalog: Any) -> None:
+def test_evolved_spec_files_keep_their_spec_and_path(catalog: Catalog) -> None:
     table = make_table(catalog, spec="unpartitioned")
     append_many(table, 2)
     with table.update_spec() as update:
@@ -74,7 +75,7 @@ def test_evolved_spec_files_keep_their_spec_and_path(catalog: Any) -> None:
     assert {files.partition_path(0, f.partition) for f in by_spec[0]} == {""}
 
 
-def test_day_partition_path_is_human(sqlite_catalog: Any) -> None:
+def test_day_partition_path_is_human(sqlite_catalog: Catalog) -> None:
     table = make_table(sqlite_catalog, spec="day")
     table.append(rows(0, 4, days=2))
     files = live_files(table)
@@ -84,7 +85,7 @@ def test_day_partition_path_is_human(sqlite_catalog: Any) -> None:
     }
 
 
-def test_delete_files_are_listed_with_sequence_numbers(catalog: Any) -> None:
+def test_delete_files_are_listed_with_sequence_numbers(catalog: Catalog) -> None:
     table = make_table(catalog, spec="identity")
     append_many(table, 2, cats=("a", "b"))
     data = live_files(table).data_files
@@ -107,7 +108,7 @@ def test_delete_files_are_listed_with_sequence_numbers(catalog: Any) -> None:
     assert index.for_data_files(files.data_files) == sorted([pos[0], eq[0]], key=lambda f: f.path)
 
 
-def test_filter_prunes_by_partition_and_metrics(catalog: Any) -> None:
+def test_filter_prunes_by_partition_and_metrics(catalog: Catalog) -> None:
     table = make_table(catalog, spec="identity")
     append_many(table, 3, cats=("a", "b"))
     everything = live_files(table)
@@ -164,7 +165,7 @@ def test_delete_index_is_fast_on_many_files() -> None:
     assert elapsed < 5, elapsed
 
 
-def test_scan_streams_many_files(sqlite_catalog: Any, tmp_path: Any) -> None:
+def test_scan_streams_many_files(sqlite_catalog: Catalog, tmp_path: Any) -> None:
     """20,000 data files in 4 manifests are listed in a few seconds (manifests written directly)."""
     from ._synthetic import add_synthetic_files
 
@@ -183,7 +184,7 @@ def test_rows_helper_is_sane() -> None:
     assert isinstance(rows(0, 1), pa.Table)
 
 
-def test_partition_scoped_position_delete_may_apply_to_every_file(sqlite_catalog: Any) -> None:
+def test_partition_scoped_position_delete_may_apply_to_every_file(sqlite_catalog: Catalog) -> None:
     table = make_table(sqlite_catalog, spec="identity")
     append_many(table, 3, cats=("a",))
     data = sorted(live_files(table).data_files, key=lambda f: f.path)

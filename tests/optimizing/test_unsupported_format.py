@@ -6,12 +6,13 @@ from typing import Any
 
 import pyarrow as pa
 from builders import ID_V_SCHEMA
+from pyiceberg.catalog import Catalog
 
 from airflow_provider_amoro.optimizing import evaluate
 from airflow_provider_amoro.optimizing import plan as make_plan
 
 
-def v3_small_files(catalog: Any, identifier: str = "db.v3") -> Any:
+def v3_small_files(catalog: Catalog, identifier: str = "db.v3") -> Any:
     """A format v3 table with 13 small files (minor optimizing would be due on v1/v2).
 
     pyiceberg 0.12 cannot write v3 metadata: a v2 table's metadata is read as v3, as a v3 writer
@@ -32,7 +33,7 @@ def v3_small_files(catalog: Any, identifier: str = "db.v3") -> Any:
     return Table(v2.name(), metadata, v2.metadata_location, v2.io, catalog)
 
 
-def test_v3_is_refused_at_evaluation_with_the_reason(sqlite_catalog: Any) -> None:
+def test_v3_is_refused_at_evaluation_with_the_reason(sqlite_catalog: Catalog) -> None:
     table = v3_small_files(sqlite_catalog)
     assert table.metadata.format_version == 3
 

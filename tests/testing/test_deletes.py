@@ -9,9 +9,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from builders import ID_CAT_V_SCHEMA, id_cat_v_rows
+from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import ValidationException
 from pyiceberg.manifest import DataFileContent
 from pyiceberg.schema import Schema
+from pyiceberg.table import Table
 from pyiceberg.transforms import BucketTransform, DayTransform
 from pyiceberg.types import DateType, LongType, NestedField, TimestampType
 
@@ -27,11 +29,11 @@ from airflow_provider_amoro.testing.deletes import (
 from airflow_provider_amoro.testing.reader import read_table
 
 
-def _ids(table: Any) -> list[int]:
+def _ids(table: Table) -> list[int]:
     return sorted(read_table(table).column("id").to_pylist())
 
 
-def _entries(table: Any) -> list[dict[str, Any]]:
+def _entries(table: Table) -> list[dict[str, Any]]:
     """Live manifest entries of the current snapshot (with inherited sequence numbers), as dicts."""
     result = []
     for manifest in table.current_snapshot().manifests(table.io):
@@ -60,11 +62,11 @@ def _entries(table: Any) -> list[dict[str, Any]]:
     return result
 
 
-def _file_ids(table: Any, path: str) -> list[int]:
+def _file_ids(table: Table, path: str) -> list[int]:
     return pq.read_table(path.removeprefix("file://")).column("id").to_pylist()
 
 
-def test_position_deletes_unpartitioned(catalog: Any) -> None:
+def test_position_deletes_unpartitioned(catalog: Catalog) -> None:
     catalog.create_namespace("db")
     table = catalog.create_table("db.t", schema=ID_CAT_V_SCHEMA)
     table.append(id_cat_v_rows(list(range(10))))
@@ -107,7 +109,7 @@ def test_position_deletes_unpartitioned(catalog: Any) -> None:
     assert data_seqs == [1, 2]
 
 
-def test_deletes_across_commits_identity_partitioned(sqlite_catalog: Any) -> None:
+def test_deletes_across_commits_identity_partitioned(sqlite_catalog: Catalog) -> None:
     sqlite_catalog.create_namespace("db")
     table = sqlite_catalog.create_table("db.t", schema=ID_CAT_V_SCHEMA)
     with table.update_spec() as spec:
@@ -138,7 +140,7 @@ def test_deletes_across_commits_identity_partitioned(sqlite_catalog: Any) -> Non
     assert table.current_snapshot().summary.additional_properties["total-delete-files"] == "12"
 
 
-def test_equality_deletes_bucket_partition_and_later_appends(sqlite_catalog: Any) -> None:
+def test_equality_deletes_bucket_partition_and_later_appends(sqlite_catalog: Catalog) -> None:
     sqlite_catalog.create_namespace("db")
     table = sqlite_catalog.create_table("db.t", schema=ID_CAT_V_SCHEMA)
     with table.update_spec() as spec:
@@ -154,7 +156,7 @@ def test_equality_deletes_bucket_partition_and_later_appends(sqlite_catalog: Any
     assert sum(e["data_file"]["record_count"] for e in eq) == 5
 
 
-def test_equality_deletes_string_key_and_null(sqlite_catalog: Any) -> None:
+def test_equality_deletes_string_key_and_null(sqlite_catalog: Catalog) -> None:
     sqlite_catalog.create_namespace("db")
     table = sqlite_catalog.create_table("db.t", schema=ID_CAT_V_SCHEMA)
     table.append(
@@ -170,7 +172,7 @@ def test_equality_deletes_string_key_and_null(sqlite_catalog: Any) -> None:
     assert df["equality_ids"] == [2]
 
 
-def test_day_partition_pos_and_eq_deletes(sqlite_catalog: Any) -> None:
+def test_day_partition_pos_and_eq_deletes(sqlite_catalog: Catalog) -> None:
     schema = Schema(
         NestedField(1, "id", LongType(), required=False),
         NestedField(2, "ts", TimestampType(), required=False),
@@ -205,7 +207,7 @@ def test_day_partition_pos_and_eq_deletes(sqlite_catalog: Any) -> None:
     assert {e["data_file"]["partition"][0] for e in eq} <= {f.partition[0] for f in files}
 
 
-def test_upsert_with_equality_deletes(catalog: Any) -> None:
+def test_upsert_with_equality_deletes(catalog: Catalog) -> None:
     catalog.create_namespace("db")
     table = catalog.create_table("db.t", schema=ID_CAT_V_SCHEMA)
     with table.update_spec() as spec:
@@ -231,7 +233,7 @@ def test_upsert_with_equality_deletes(catalog: Any) -> None:
     assert rows[4] == "again" and len(rows) == 10
 
 
-def test_errors_leave_no_files(sqlite_catalog: Any, tmp_path: Any) -> None:
+def test_errors_leave_no_files(sqlite_catalog: Catalog, tmp_path: Any) -> None:
     sqlite_catalog.create_namespace("db")
     table = sqlite_catalog.create_table("db.t", schema=ID_CAT_V_SCHEMA)
     table.append(id_cat_v_rows(list(range(5))))
@@ -248,7 +250,7 @@ def test_errors_leave_no_files(sqlite_catalog: Any, tmp_path: Any) -> None:
     assert len(files) == 1
 
 
-def test_concurrent_removal_of_referenced_file_fails(sqlite_catalog: Any, tmp_path: Any) -> None:
+def test_concurrent_removal_of_referenced_file_fails(sqlite_catalog: Catalog, tmp_path: Any) -> None:
     sqlite_catalog.create_namespace("db")
     table = sqlite_catalog.create_table("db.t", schema=ID_CAT_V_SCHEMA)
     table.append(id_cat_v_rows(list(range(5))))
@@ -276,7 +278,7 @@ def test_concurrent_removal_of_referenced_file_fails(sqlite_catalog: Any, tmp_pa
     assert table.current_snapshot().summary.additional_properties["total-records"] == "6"
 
 
-def test_write_position_delete_file_without_commit(sqlite_catalog: Any) -> None:
+def test_write_position_delete_file_without_commit(sqlite_catalog: Catalog) -> None:
     sqlite_catalog.create_namespace("db")
     table = sqlite_catalog.create_table("db.t", schema=ID_CAT_V_SCHEMA)
     table.append(id_cat_v_rows(list(range(5))))
@@ -290,7 +292,7 @@ def test_write_position_delete_file_without_commit(sqlite_catalog: Any) -> None:
     assert table.current_snapshot().summary.additional_properties.get("total-delete-files") == "0"
 
 
-def test_file_refs_sequence_numbers_and_referenced_file(sqlite_catalog: Any) -> None:
+def test_file_refs_sequence_numbers_and_referenced_file(sqlite_catalog: Catalog) -> None:
     sqlite_catalog.create_namespace("db")
     table = sqlite_catalog.create_table("db.t", schema=ID_CAT_V_SCHEMA)
     table.append(id_cat_v_rows([1, 2]))
