@@ -123,17 +123,9 @@ def amoro_conn(sqlite_catalog: Catalog, monkeypatch: pytest.MonkeyPatch) -> Iter
 
 def sync_dag(dag: Any) -> None:
     """Serialize a DAG defined in test code into the metadata DB (``dag.test()`` needs it there)."""
-    from airflow.dag_processing.bundles.manager import DagBundlesManager
-    from airflow.dag_processing.collection import update_dag_parsing_results_in_db
-    from airflow.serialization.serialized_objects import LazyDeserializedDAG
-    from airflow.utils.session import create_session
+    from airflow_provider_amoro.dag_factory.local_run import register_dag
 
-    with create_session() as session:
-        DagBundlesManager().sync_bundles_to_db(session=session)  # type: ignore[no-untyped-call]
-    with create_session() as session:
-        update_dag_parsing_results_in_db(
-            "dags-folder", None, [LazyDeserializedDAG.from_dag(dag)], {}, None, set(), session=session
-        )
+    register_dag(dag)
 
 
 def run_dag(dag: Any, **kwargs: Any) -> Any:

@@ -7,13 +7,14 @@ named for what it is; the plain shapes most tests write live here once.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
 import pyarrow as pa
-
-if TYPE_CHECKING:
-    from pyiceberg.catalog import Catalog
-    from pyiceberg.schema import Schema
+from pyiceberg.catalog import Catalog
+from pyiceberg.partitioning import PartitionField
+from pyiceberg.schema import Schema
+from pyiceberg.table import Table
+from pyiceberg.transforms import BucketTransform, DayTransform, IdentityTransform
+from pyiceberg.types import DateType, LongType, NestedField, StringType
 
 ID_V_SCHEMA = pa.schema([pa.field("id", pa.int64(), nullable=False), pa.field("v", pa.string())])
 """``id`` (required long) and ``v`` (optional string): the smallest table with a key and a value."""
@@ -27,11 +28,24 @@ ID_CAT_S_X_SCHEMA = pa.schema(
 """``id``, ``cat``, a string ``s`` and a double ``x``, all optional: rows wide enough for sized files."""
 
 
+WIDE_SCHEMA = Schema(
+    NestedField(1, "id", LongType(), required=True),
+    NestedField(2, "v", StringType()),
+    NestedField(3, "cat", StringType()),
+    NestedField(4, "d", DateType()),
+)
+"""A schema with columns for identity (``cat``), bucket (``id``) and day (``d``) partitioning."""
+
+PARTITION_FIELDS = {
+    "identity": PartitionField(source_id=3, field_id=1000, transform=IdentityTransform(), name="cat"),
+    "bucket": PartitionField(source_id=1, field_id=1000, transform=BucketTransform(3), name="id_bucket"),
+    "day": PartitionField(source_id=4, field_id=1000, transform=DayTransform(), name="d_day"),
+}
+"""Partition fields over :data:`WIDE_SCHEMA`, by name."""
+
+
 def id_v_iceberg_schema() -> Schema:
     """:data:`ID_V_SCHEMA` as a pyiceberg Schema with field ids 1 (id) and 2 (v), for partition specs."""
-    from pyiceberg.schema import Schema
-    from pyiceberg.types import LongType, NestedField, StringType
-
     return Schema(NestedField(1, "id", LongType(), required=True), NestedField(2, "v", StringType()))
 
 
@@ -50,6 +64,20 @@ def id_cat_v_rows(ids: Iterable[int], tag: str = "v", *, categories: int = 3) ->
     )
 
 
-def ensure_namespace(catalog: Catalog, identifier: str) -> None:
-    """Create the namespace of the table ``identifier`` (``ns.table``) when it is missing."""
+def new_table(
+    catalog: Catalog,
+    identifier: str,
+    schema: Schema | pa.Schema,
+    *,
+    properties: dict[str, str] | None = None,
+    identity: Iterable[str] = (),
+) -> Table:
+    """Create ``identifier`` (and its namespace when missing), identity-partitioned by ``identity``."""
     catalog.create_namespace_if_not_exists(identifier.rsplit(".", 1)[0])
+    table = catalog.create_table(identifier, schema=schema, properties=properties or {})
+    columns = list(identity)
+    if columns:
+        with table.update_spec() as spec:
+            for column in columns:
+                spec.add_identity(column)
+    return table

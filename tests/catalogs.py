@@ -31,18 +31,17 @@ def make_catalog(
     *,
     postgres_url: str | None = None,
     s3: S3Server | None = None,
-    name: str | None = None,
 ) -> SqlCatalog:
     """Build a fresh pyiceberg SQL catalog of ``kind`` under the folder ``root``.
 
     The only place tests build a catalog. ``postgres_url`` (a SQLAlchemy URL) is required for
     ``postgres``, ``s3`` (a running :class:`S3Server`; each catalog gets a new bucket) for the S3
-    kinds. ``name`` defaults to a fresh random name, so catalogs never share tables.
+    kinds. Each catalog gets a fresh random name, so catalogs never share tables.
     """
     from pyiceberg.catalog.sql import SqlCatalog
 
     root.mkdir(parents=True, exist_ok=True)
-    name = name or f"cat_{uuid.uuid4().hex[:10]}"
+    name = f"cat_{uuid.uuid4().hex[:10]}"
     uri = f"sqlite:///{root / 'catalog.db'}"
     if kind == "postgres":
         if postgres_url is None:

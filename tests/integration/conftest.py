@@ -36,7 +36,7 @@ def pg_catalog(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SqlCatalog]
     _postgres_or_skip()
     db = create_database("amoro_it_catalog")
     root = tmp_path_factory.mktemp("it_catalog")
-    catalog = make_catalog("postgres", root, postgres_url=pg_url(db), name=f"it_{db[-8:]}")
+    catalog = make_catalog("postgres", root, postgres_url=pg_url(db))
     try:
         yield catalog
     finally:

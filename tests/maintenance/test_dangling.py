@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pyarrow as pa
-from builders import ID_V_SCHEMA, id_v_iceberg_schema, id_v_rows
+from builders import ID_V_SCHEMA, id_v_iceberg_schema, id_v_rows, new_table
 from pyiceberg.catalog import Catalog
 from pyiceberg.partitioning import PartitionField, PartitionSpec
 from pyiceberg.table import Table
@@ -37,8 +37,7 @@ def _holds(data_file: Any, row_id: int) -> bool:
 
 
 def test_dangling_position_and_equality_deletes(lake: Catalog) -> None:
-    lake.create_namespace("ns")
-    table = lake.create_table("ns.t", schema=ID_V_SCHEMA)
+    table = new_table(lake, "ns.t", ID_V_SCHEMA)
     table.append(id_v_rows(range(0, 5)))
     table.append(id_v_rows([5]))
     table.append(id_v_rows(range(10, 15)))

@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 import pytest
-from builders import ID_V_SCHEMA, id_v_iceberg_schema, id_v_rows
+from builders import ID_V_SCHEMA, id_v_iceberg_schema, id_v_rows, new_table
 from pyiceberg.catalog import Catalog
 from pyiceberg.partitioning import PartitionField, PartitionSpec
 from pyiceberg.transforms import IdentityTransform
@@ -25,8 +25,7 @@ from .helpers import norm, reachable, snapshot_hashes, storage_files, while_appe
 
 def _history(lake: Catalog) -> tuple[Any, int]:
     """Appends, a pyiceberg delete, position deletes, an upsert and a tag; returns (table, tagged id)."""
-    lake.create_namespace("ns")
-    table = lake.create_table("ns.orders", schema=ID_V_SCHEMA)
+    table = new_table(lake, "ns.orders", ID_V_SCHEMA)
     table.append(id_v_rows(range(0, 10)))
     table.append(id_v_rows(range(10, 20)))
     table.delete("id < 3")
@@ -74,8 +73,7 @@ def test_expire_deletes_exactly_the_unreachable_files(lake: Catalog) -> None:
 
 
 def test_expire_respects_protected_snapshot_and_duration(sqlite_catalog: Catalog) -> None:
-    sqlite_catalog.create_namespace("ns")
-    table = sqlite_catalog.create_table("ns.t", schema=ID_V_SCHEMA)
+    table = new_table(sqlite_catalog, "ns.t", ID_V_SCHEMA)
     for i in range(5):
         table.append(id_v_rows([i]))
         time.sleep(0.005)
@@ -93,8 +91,7 @@ def test_expire_respects_protected_snapshot_and_duration(sqlite_catalog: Catalog
 
 
 def test_expire_unknown_protected_snapshot_skips(sqlite_catalog: Catalog) -> None:
-    sqlite_catalog.create_namespace("ns")
-    table = sqlite_catalog.create_table("ns.t", schema=ID_V_SCHEMA)
+    table = new_table(sqlite_catalog, "ns.t", ID_V_SCHEMA)
     table.append(id_v_rows([1]))
     table.append(id_v_rows([2]))
     result = expire_snapshots(table, keep_duration_ms=0, protected_snapshot_id=123)
@@ -103,8 +100,7 @@ def test_expire_unknown_protected_snapshot_skips(sqlite_catalog: Catalog) -> Non
 
 
 def test_ref_retention_fields(sqlite_catalog: Catalog) -> None:
-    sqlite_catalog.create_namespace("ns")
-    table = sqlite_catalog.create_table("ns.t", schema=ID_V_SCHEMA)
+    table = new_table(sqlite_catalog, "ns.t", ID_V_SCHEMA)
     for i in range(4):
         table.append(id_v_rows([i]))
     ids = [s.snapshot_id for s in table.snapshots()]
@@ -127,8 +123,7 @@ def test_ref_retention_fields(sqlite_catalog: Catalog) -> None:
 
 
 def test_gc_and_table_expire_switches(sqlite_catalog: Catalog) -> None:
-    sqlite_catalog.create_namespace("ns")
-    table = sqlite_catalog.create_table("ns.t", schema=ID_V_SCHEMA, properties={"gc.enabled": "false"})
+    table = new_table(sqlite_catalog, "ns.t", ID_V_SCHEMA, properties={"gc.enabled": "false"})
     table.append(id_v_rows([1]))
     table.append(id_v_rows([2]))
     result = expire_snapshots(table, keep_duration_ms=0)
@@ -154,8 +149,7 @@ def test_gc_and_table_expire_switches(sqlite_catalog: Catalog) -> None:
     ],
 )
 def test_bad_properties_raise(sqlite_catalog: Catalog, prop: str, value: str) -> None:
-    sqlite_catalog.create_namespace("ns")
-    table = sqlite_catalog.create_table("ns.t", schema=ID_V_SCHEMA, properties={prop: value})
+    table = new_table(sqlite_catalog, "ns.t", ID_V_SCHEMA, properties={prop: value})
     table.append(id_v_rows([1]))
     with pytest.raises(InvalidPropertyError) as info:
         expire_snapshots(table)
@@ -182,8 +176,7 @@ def test_partitioned_table_keeps_shared_files(sqlite_catalog: Catalog) -> None:
 
 
 def test_concurrent_appends_during_expiry_lose_nothing(lake: Catalog) -> None:
-    lake.create_namespace("ns")
-    table = lake.create_table("ns.busy", schema=ID_V_SCHEMA)
+    table = new_table(lake, "ns.busy", ID_V_SCHEMA)
     for i in range(3):
         table.append(id_v_rows([i]))
     writer = lake.load_table("ns.busy")
@@ -235,8 +228,7 @@ def test_statistics_files_follow_their_snapshot(sqlite_catalog: Catalog) -> None
 
 
 def test_flink_checkpoint_and_last_non_maintenance_snapshots_are_kept(sqlite_catalog: Catalog) -> None:
-    sqlite_catalog.create_namespace("ns")
-    table = sqlite_catalog.create_table("ns.f", schema=ID_V_SCHEMA)
+    table = new_table(sqlite_catalog, "ns.f", ID_V_SCHEMA)
     table.append(id_v_rows([0]))
     table.append(id_v_rows([1]), snapshot_properties={"flink.max-committed-checkpoint-id": "7"})
     table.append(id_v_rows([2]))
@@ -288,8 +280,7 @@ def test_results_are_json_safe(sqlite_catalog: Catalog) -> None:
         expire_data,
     )
 
-    sqlite_catalog.create_namespace("ns")
-    table = sqlite_catalog.create_table("ns.j", schema=ID_V_SCHEMA)
+    table = new_table(sqlite_catalog, "ns.j", ID_V_SCHEMA)
     table.append(id_v_rows([1]))
     table.append(id_v_rows([2]))
     results = [
@@ -311,8 +302,7 @@ def test_a_concurrent_expiry_is_a_short_retryable_conflict(sqlite_catalog: Catal
 
     from airflow_provider_amoro.maintenance.expire import _commit_expiry
 
-    sqlite_catalog.create_namespace("ns")
-    table = sqlite_catalog.create_table("ns.t", schema=ID_V_SCHEMA)
+    table = new_table(sqlite_catalog, "ns.t", ID_V_SCHEMA)
     for i in range(30):
         table.append(id_v_rows([i]))
     stale = sqlite_catalog.load_table("ns.t")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from builders import ID_V_SCHEMA, id_v_rows
+from builders import ID_V_SCHEMA, id_v_rows, new_table
 from catalogs import make_catalog
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -45,8 +45,7 @@ def _apply(table: Table, op: str, step: int) -> None:
 @given(ops=OPS, min_count=st.integers(min_value=1, max_value=3))
 def test_random_histories(tmp_path_factory: Any, ops: list[str], min_count: int) -> None:
     catalog = make_catalog("sqlite", tmp_path_factory.mktemp("prop"))
-    catalog.create_namespace("ns")
-    table = catalog.create_table("ns.t", schema=ID_V_SCHEMA)
+    table = new_table(catalog, "ns.t", ID_V_SCHEMA)
     for step, op in enumerate(ops, start=1):
         _apply(table, op, step)
     before_ids = [s.snapshot_id for s in table.snapshots()]

@@ -11,7 +11,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 import pytest
-from builders import ID_V_SCHEMA, id_v_rows
+from builders import ID_V_SCHEMA, id_v_rows, new_table
 from catalogs import make_catalog
 from pyiceberg.catalog import Catalog
 from pyiceberg.table import Table
@@ -96,8 +96,7 @@ def test_latest_flink_job_manifests_are_kept(sqlite_catalog: Catalog) -> None:
 
 
 def test_opt_in_like_amoro(sqlite_catalog: Catalog) -> None:
-    sqlite_catalog.create_namespace("ns")
-    table = sqlite_catalog.create_table("ns.t", schema=ID_V_SCHEMA)
+    table = new_table(sqlite_catalog, "ns.t", ID_V_SCHEMA)
     table.append(id_v_rows([1]))
     stray = _write(table, f"{table.location().rstrip('/')}/data/stray.parquet")
     assert clean_orphan_files(table, now=LATER).skip_reason == "clean-orphan-file.enabled=false"
@@ -266,8 +265,7 @@ def test_metadata_files_out_of_the_log_are_orphans(sqlite_catalog: Catalog) -> N
 def test_bad_properties_raise(sqlite_catalog: Catalog, prop: str, value: str) -> None:
     from airflow_provider_amoro.maintenance import InvalidPropertyError
 
-    sqlite_catalog.create_namespace("ns")
-    table = sqlite_catalog.create_table("ns.t", schema=ID_V_SCHEMA, properties={prop: value})
+    table = new_table(sqlite_catalog, "ns.t", ID_V_SCHEMA, properties={prop: value})
     with pytest.raises(InvalidPropertyError) as info:
         clean_orphan_files(table, force=True)
     assert prop in str(info.value) and value in str(info.value)

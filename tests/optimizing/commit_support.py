@@ -17,11 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pyiceberg.io.pyarrow import _dataframe_to_data_files
 from pyiceberg.manifest import DataFile
-from pyiceberg.partitioning import PartitionField
-from pyiceberg.schema import Schema
 from pyiceberg.table import Table
-from pyiceberg.transforms import BucketTransform, DayTransform, IdentityTransform
-from pyiceberg.types import DateType, LongType, NestedField, StringType
 
 from airflow_provider_amoro.optimizing.commit import HeadState
 from airflow_provider_amoro.optimizing.model import (
@@ -32,21 +28,6 @@ from airflow_provider_amoro.optimizing.model import (
     datafile_to_dict,
 )
 from airflow_provider_amoro.testing.reader import content_hash, read_table
-
-WIDE_SCHEMA = Schema(
-    NestedField(1, "id", LongType(), required=True),
-    NestedField(2, "v", StringType()),
-    NestedField(3, "cat", StringType()),
-    NestedField(4, "d", DateType()),
-)
-"""A schema with columns for identity (``cat``), bucket (``id``) and day (``d``) partitioning."""
-
-PARTITION_FIELDS = {
-    "identity": PartitionField(source_id=3, field_id=1000, transform=IdentityTransform(), name="cat"),
-    "bucket": PartitionField(source_id=1, field_id=1000, transform=BucketTransform(3), name="id_bucket"),
-    "day": PartitionField(source_id=4, field_id=1000, transform=DayTransform(), name="d_day"),
-}
-"""Partition fields over :data:`WIDE_SCHEMA`, by name."""
 
 
 def live(table: Table, content: str | None = "data") -> list[FileRef]:

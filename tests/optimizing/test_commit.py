@@ -10,7 +10,7 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
-from builders import ID_V_SCHEMA, id_v_rows
+from builders import ID_V_SCHEMA, PARTITION_FIELDS, WIDE_SCHEMA, id_v_rows, new_table
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.partitioning import PartitionField, PartitionSpec
@@ -31,8 +31,6 @@ from airflow_provider_amoro.testing.deletes import add_equality_deletes, add_pos
 from airflow_provider_amoro.testing.reader import canonical_rows, content_hash, read_table
 
 from .commit_support import (
-    PARTITION_FIELDS,
-    WIDE_SCHEMA,
     exists,
     hand_plan,
     hand_rewrite,
@@ -511,8 +509,7 @@ def test_evolved_spec_rewrite_and_concurrent_equality_delete_in_new_spec(sqlite_
         NestedField(2, "v", StringType()),
         NestedField(3, "cat", StringType()),
     )
-    sqlite_catalog.create_namespace("db")
-    table = sqlite_catalog.create_table("db.e", schema=schema)
+    table = new_table(sqlite_catalog, "db.e", schema)
 
     def batch(ids: list[int]) -> pa.Table:
         return pa.table(

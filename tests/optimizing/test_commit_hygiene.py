@@ -6,7 +6,7 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
-from builders import ID_V_SCHEMA, id_v_rows
+from builders import ID_V_SCHEMA, id_v_rows, new_table
 from pyiceberg.catalog import Catalog
 from pyiceberg.table import Table
 from pyiceberg.typedef import Record
@@ -19,8 +19,7 @@ from .commit_support import exists, hand_plan, hand_rewrite, live
 
 
 def _table(catalog: Catalog, batches: int = 6) -> Any:
-    catalog.create_namespace_if_not_exists("db")
-    table = catalog.create_table("db.t", schema=ID_V_SCHEMA)
+    table = new_table(catalog, "db.t", ID_V_SCHEMA)
     for b in range(batches):
         table.append(id_v_rows(range(b * 10, (b + 1) * 10)))
     return catalog.load_table("db.t")

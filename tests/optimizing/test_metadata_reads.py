@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from builders import id_v_rows
+from builders import WIDE_SCHEMA, id_v_rows, new_table
 from pyiceberg.catalog import Catalog
 from pyiceberg.table import Table
 
@@ -23,15 +23,12 @@ from airflow_provider_amoro.optimizing.optimize import optimize
 from airflow_provider_amoro.optimizing.scan import live_files
 from airflow_provider_amoro.testing.reader import content_hash, read_table
 
-from .commit_support import WIDE_SCHEMA
-
 COMMITS = 24
 
 
 def _history_table(catalog: Catalog, commits: int = COMMITS, **props: str) -> Any:
     """One data file per commit (``id`` 100*i .. 100*i+99), so one manifest per commit."""
-    catalog.create_namespace_if_not_exists("db")
-    table = catalog.create_table("db.t", schema=WIDE_SCHEMA, properties=props)
+    table = new_table(catalog, "db.t", WIDE_SCHEMA, properties=props)
     for i in range(commits):
         table.append(id_v_rows(range(100 * i, 100 * (i + 1))))
     return catalog.load_table("db.t")

@@ -9,6 +9,7 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
+from builders import new_table
 from pyiceberg.catalog import Catalog
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table
@@ -26,7 +27,7 @@ from airflow_provider_amoro.optimizing import optimize
 from airflow_provider_amoro.testing.deletes import add_equality_deletes, add_position_deletes, live_data_files
 from airflow_provider_amoro.testing.reader import canonical_rows, read_table
 
-SCHEMA = Schema(
+NESTED_SCHEMA = Schema(
     NestedField(1, "id", LongType(), required=True),
     NestedField(2, "tags", ListType(element_id=10, element_type=StringType(), element_required=False)),
     NestedField(
@@ -75,8 +76,7 @@ def _rows(table: Table, ids: list[int]) -> pa.Table:
 
 
 def _table(catalog: Catalog) -> Any:
-    catalog.create_namespace("db")
-    table = catalog.create_table("db.nested", schema=SCHEMA)
+    table = new_table(catalog, "db.nested", NESTED_SCHEMA)
     for b in range(4):
         table.append(_rows(table, list(range(b * 10, (b + 1) * 10))))
     return catalog.load_table("db.nested")

@@ -13,6 +13,7 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
+from builders import PARTITION_FIELDS, WIDE_SCHEMA
 from catalogs import on_catalogs
 from pyiceberg.catalog import Catalog
 from pyiceberg.partitioning import PartitionField, PartitionSpec
@@ -30,7 +31,7 @@ from airflow_provider_amoro.testing.deletes import (
 )
 from airflow_provider_amoro.testing.reader import canonical_rows, content_hash, read_table
 
-from .commit_support import PARTITION_FIELDS, WIDE_SCHEMA, live, snapshot_of
+from .commit_support import live, snapshot_of
 
 KB = 1024
 

@@ -8,7 +8,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from builders import ID_CAT_V_SCHEMA, id_cat_v_rows
+from builders import ID_CAT_V_SCHEMA, id_cat_v_rows, new_table
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import ValidationException
 from pyiceberg.manifest import DataFileContent
@@ -67,8 +67,7 @@ def _file_ids(table: Table, path: str) -> list[int]:
 
 
 def test_position_deletes_unpartitioned(catalog: Catalog) -> None:
-    catalog.create_namespace("db")
-    table = catalog.create_table("db.t", schema=ID_CAT_V_SCHEMA)
+    table = new_table(catalog, "db.t", ID_CAT_V_SCHEMA)
     table.append(id_cat_v_rows(list(range(10))))
     table.append(id_cat_v_rows(list(range(10, 20))))
     files = sorted(live_data_files(table), key=lambda f: f.file_path)
@@ -110,10 +109,7 @@ def test_position_deletes_unpartitioned(catalog: Catalog) -> None:
 
 
 def test_deletes_across_commits_identity_partitioned(sqlite_catalog: Catalog) -> None:
-    sqlite_catalog.create_namespace("db")
-    table = sqlite_catalog.create_table("db.t", schema=ID_CAT_V_SCHEMA)
-    with table.update_spec() as spec:
-        spec.add_identity("cat")
+    table = new_table(sqlite_catalog, "db.t", ID_CAT_V_SCHEMA, identity=["cat"])
     table.append(id_cat_v_rows(list(range(30))))
     files = live_data_files(table)
     assert len(files) == 3
@@ -141,8 +137,7 @@ def test_deletes_across_commits_identity_partitioned(sqlite_catalog: Catalog) ->
 
 
 def test_equality_deletes_bucket_partition_and_later_appends(sqlite_catalog: Catalog) -> None:
-    sqlite_catalog.create_namespace("db")
-    table = sqlite_catalog.create_table("db.t", schema=ID_CAT_V_SCHEMA)
+    table = new_table(sqlite_catalog, "db.t", ID_CAT_V_SCHEMA)
     with table.update_spec() as spec:
         spec.add_field("id", BucketTransform(4), "id_bucket")
     table.append(id_cat_v_rows(list(range(40))))
@@ -157,8 +152,7 @@ def test_equality_deletes_bucket_partition_and_later_appends(sqlite_catalog: Cat
 
 
 def test_equality_deletes_string_key_and_null(sqlite_catalog: Catalog) -> None:
-    sqlite_catalog.create_namespace("db")
-    table = sqlite_catalog.create_table("db.t", schema=ID_CAT_V_SCHEMA)
+    table = new_table(sqlite_catalog, "db.t", ID_CAT_V_SCHEMA)
     table.append(
         pa.table(
             {"id": [1, 2, 3, 4], "cat": ["a", None, "b", None], "v": ["x", "y", "z", "w"]},
@@ -178,8 +172,7 @@ def test_day_partition_pos_and_eq_deletes(sqlite_catalog: Catalog) -> None:
         NestedField(2, "ts", TimestampType(), required=False),
         NestedField(3, "d", DateType(), required=False),
     )
-    sqlite_catalog.create_namespace("db")
-    table = sqlite_catalog.create_table("db.t", schema=schema)
+    table = new_table(sqlite_catalog, "db.t", schema)
     with table.update_spec() as spec:
         spec.add_field("ts", DayTransform(), "ts_day")
     base = dt.datetime(2024, 1, 1)
@@ -208,10 +201,7 @@ def test_day_partition_pos_and_eq_deletes(sqlite_catalog: Catalog) -> None:
 
 
 def test_upsert_with_equality_deletes(catalog: Catalog) -> None:
-    catalog.create_namespace("db")
-    table = catalog.create_table("db.t", schema=ID_CAT_V_SCHEMA)
-    with table.update_spec() as spec:
-        spec.add_identity("cat")
+    table = new_table(catalog, "db.t", ID_CAT_V_SCHEMA, identity=["cat"])
     table.append(id_cat_v_rows(list(range(9))))
     upsert_with_equality_deletes(
         table,
@@ -234,8 +224,7 @@ def test_upsert_with_equality_deletes(catalog: Catalog) -> None:
 
 
 def test_errors_leave_no_files(sqlite_catalog: Catalog, tmp_path: Any) -> None:
-    sqlite_catalog.create_namespace("db")
-    table = sqlite_catalog.create_table("db.t", schema=ID_CAT_V_SCHEMA)
+    table = new_table(sqlite_catalog, "db.t", ID_CAT_V_SCHEMA)
     table.append(id_cat_v_rows(list(range(5))))
     path = live_data_files(table)[0].file_path
     with pytest.raises(ValueError, match="not a live data file"):
@@ -251,8 +240,7 @@ def test_errors_leave_no_files(sqlite_catalog: Catalog, tmp_path: Any) -> None:
 
 
 def test_concurrent_removal_of_referenced_file_fails(sqlite_catalog: Catalog, tmp_path: Any) -> None:
-    sqlite_catalog.create_namespace("db")
-    table = sqlite_catalog.create_table("db.t", schema=ID_CAT_V_SCHEMA)
+    table = new_table(sqlite_catalog, "db.t", ID_CAT_V_SCHEMA)
     table.append(id_cat_v_rows(list(range(5))))
     table.append(id_cat_v_rows(list(range(5, 10))))
     stale = sqlite_catalog.load_table("db.t")
@@ -279,8 +267,7 @@ def test_concurrent_removal_of_referenced_file_fails(sqlite_catalog: Catalog, tm
 
 
 def test_write_position_delete_file_without_commit(sqlite_catalog: Catalog) -> None:
-    sqlite_catalog.create_namespace("db")
-    table = sqlite_catalog.create_table("db.t", schema=ID_CAT_V_SCHEMA)
+    table = new_table(sqlite_catalog, "db.t", ID_CAT_V_SCHEMA)
     table.append(id_cat_v_rows(list(range(5))))
     data_file = live_data_files(table)[0]
     df = write_position_delete_file(
@@ -293,8 +280,7 @@ def test_write_position_delete_file_without_commit(sqlite_catalog: Catalog) -> N
 
 
 def test_file_refs_sequence_numbers_and_referenced_file(sqlite_catalog: Catalog) -> None:
-    sqlite_catalog.create_namespace("db")
-    table = sqlite_catalog.create_table("db.t", schema=ID_CAT_V_SCHEMA)
+    table = new_table(sqlite_catalog, "db.t", ID_CAT_V_SCHEMA)
     table.append(id_cat_v_rows([1, 2]))
     table.append(id_cat_v_rows([3, 4]))
     first, second = (f.file_path for f in sorted(live_data_files(table), key=lambda f: f.file_path))
