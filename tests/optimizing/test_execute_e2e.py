@@ -6,8 +6,8 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pytest
-from s3_server import s3_server  # noqa: F401 - the session-wide S3 server fixture
+from catalogs import on_catalogs
+from pyiceberg.catalog import Catalog
 
 from airflow_provider_amoro.optimizing.commit import commit
 from airflow_provider_amoro.optimizing.execute import execute
@@ -113,24 +113,14 @@ def test_minor_rewrite_pos_merges_deletes_of_a_large_file(sqlite_catalog: Any) -
     assert result.removed_delete_files == 3 and result.added_delete_files == 1
 
 
-@pytest.mark.s3
-@pytest.mark.parametrize("fsspec", [True, False], ids=["fsspec-io", "pyarrow-io"])
-def test_optimizing_on_s3(request: pytest.FixtureRequest, tmp_path: Any, fsspec: bool) -> None:
-    from pyiceberg.catalog.sql import SqlCatalog
-
-    server = request.getfixturevalue("s3_server")
-    bucket = server.new_bucket()
-    catalog = SqlCatalog(
-        "s3cat",
-        uri=f"sqlite:///{tmp_path / 'catalog.db'}",
-        warehouse=f"s3://{bucket}/wh",
-        **server.pyiceberg_properties(fsspec=fsspec),
-    )
+@on_catalogs("s3-fsspec", "s3")
+def test_optimizing_on_s3(catalog: Catalog) -> None:
+    warehouse = catalog.properties["warehouse"]
     table = _cdc_table(catalog)
     before = read_table(table)
     optimizing = plan(table, "full")
     results = [execute(table, task) for task in optimizing.tasks]
-    assert all(o["file_path"].startswith(f"s3://{bucket}/wh/") for r in results for o in r.outputs)
+    assert all(o["file_path"].startswith(f"{warehouse}/") for r in results for o in r.outputs)
     commit(table, optimizing, results)
     table = catalog.load_table("db.t")
     assert content_hash(read_table(table)) == content_hash(before)
