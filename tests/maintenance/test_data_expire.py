@@ -35,7 +35,7 @@ from airflow_provider_amoro.testing.deletes import add_position_deletes, live_da
 from airflow_provider_amoro.testing.reader import read_table
 
 UTC = dt.timezone.utc
-SCHEMA = Schema(
+EVENTS_SCHEMA = Schema(
     NestedField(1, "id", LongType(), required=True),
     NestedField(2, "ts", TimestampType()),
     NestedField(3, "tz", TimestamptzType()),
@@ -44,7 +44,7 @@ SCHEMA = Schema(
     NestedField(6, "s", StringType()),
     NestedField(7, "x", DoubleType()),
 )
-ARROW = pa.schema(
+EVENTS_ARROW_SCHEMA = pa.schema(
     [
         pa.field("id", pa.int64(), nullable=False),
         pa.field("ts", pa.timestamp("us")),
@@ -69,7 +69,7 @@ def _rows(moments: list[dt.datetime], start_id: int) -> pa.Table:
             "s": [m.strftime("%Y-%m-%d") for m in moments],
             "x": [1.0] * len(moments),
         },
-        schema=ARROW,
+        schema=EVENTS_ARROW_SCHEMA,
     )
 
 
@@ -99,7 +99,9 @@ def _table(catalog: Catalog, field: str, level: str, *, partitioned: bool = True
         **props,
     }
     spec = SPECS[field] if partitioned else UNPARTITIONED_PARTITION_SPEC
-    table = catalog.create_table("ns.events", schema=SCHEMA, partition_spec=spec, properties=properties)
+    table = catalog.create_table(
+        "ns.events", schema=EVENTS_SCHEMA, partition_spec=spec, properties=properties
+    )
     next_id = 0
     for moments in _files():
         table.append(_rows(moments, next_id))
@@ -262,7 +264,7 @@ def _recent_table(catalog: Catalog) -> tuple[Any, set[int]]:
     catalog.create_namespace("ns")
     table = catalog.create_table(
         "ns.recent",
-        schema=SCHEMA,
+        schema=EVENTS_SCHEMA,
         properties={
             "data-expire.enabled": "true",
             "data-expire.field": "ts",
@@ -318,7 +320,9 @@ def test_string_patterns_that_do_not_sort_as_text_are_refused(sqlite_catalog: Ca
     """With dd-MM-yyyy, rows dated 2099 used to expire: the text 01-01-2099 sorts before 04-01-2024."""
     table = _table(sqlite_catalog, "s", "file", **{"data-expire.datetime-string-pattern": pattern})
     table.append(
-        pa.Table.from_pylist([{"id": 100, "s": "01-01-2099"}, {"id": 101, "s": "31-12-2099"}], schema=ARROW)
+        pa.Table.from_pylist(
+            [{"id": 100, "s": "01-01-2099"}, {"id": 101, "s": "31-12-2099"}], schema=EVENTS_ARROW_SCHEMA
+        )
     )
     before = _ids(table)
     with pytest.raises(InvalidPropertyError) as info:

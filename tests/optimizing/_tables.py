@@ -12,13 +12,15 @@ from pyiceberg.table import Table
 from pyiceberg.transforms import BucketTransform, DayTransform, IdentityTransform
 from pyiceberg.types import DateType, LongType, NestedField, StringType
 
-SCHEMA = Schema(
+PLANNER_SCHEMA = Schema(
     NestedField(1, "id", LongType(), required=False),
     NestedField(2, "cat", StringType(), required=False),
     NestedField(3, "day", DateType(), required=False),
     NestedField(4, "payload", StringType(), required=False),
 )
-ARROW = pa.schema([("id", pa.int64()), ("cat", pa.string()), ("day", pa.date32()), ("payload", pa.string())])
+PLANNER_ARROW_SCHEMA = pa.schema(
+    [("id", pa.int64()), ("cat", pa.string()), ("day", pa.date32()), ("payload", pa.string())]
+)
 
 SPECS = {
     "unpartitioned": PartitionSpec(),
@@ -40,7 +42,7 @@ def rows(start: int, n: int, *, cats: tuple[str, ...] = ("a",), days: int = 1, p
             "day": [dt.date(2024, 1, 1) + dt.timedelta(days=i % days) for i in ids],
             "payload": [f"{i:08d}" + "x" * payload for i in ids],
         },
-        schema=ARROW,
+        schema=PLANNER_ARROW_SCHEMA,
     )
 
 
@@ -57,7 +59,7 @@ def make_table(
     if (ns,) not in catalog.list_namespaces():
         catalog.create_namespace(ns)
     props = {"format-version": str(format_version), **(properties or {})}
-    return catalog.create_table(name, schema=SCHEMA, partition_spec=SPECS[spec], properties=props)
+    return catalog.create_table(name, schema=PLANNER_SCHEMA, partition_spec=SPECS[spec], properties=props)
 
 
 def append_many(table: Table, count: int, n: int = 10, **kwargs: Any) -> Table:

@@ -35,8 +35,6 @@ from .commit_support import live, snapshot_of
 
 KB = 1024
 
-SCHEMA = WIDE_SCHEMA
-
 
 def _rows(table: Table, ids: list[int], rng: random.Random, width: int = 8) -> pa.Table:
     return pa.table(
@@ -54,7 +52,7 @@ def _create(catalog: Catalog, name: str = "db.t", *, spec: PartitionSpec | None 
     catalog.create_namespace_if_not_exists("db")
     properties = {"self-optimizing.target-size": str(256 * KB), **props}
     return catalog.create_table(
-        name, schema=SCHEMA, partition_spec=spec or PartitionSpec(), properties=properties
+        name, schema=WIDE_SCHEMA, partition_spec=spec or PartitionSpec(), properties=properties
     )
 
 

@@ -41,7 +41,7 @@ from airflow_provider_amoro.testing.deletes import (
 )
 from airflow_provider_amoro.testing.reader import read_table
 
-SCHEMA = Schema(
+REQUIRED_ID_V_SCHEMA = Schema(
     NestedField(1, "id", LongType(), required=True), NestedField(2, "v", StringType(), required=True)
 )
 PROPS = {
@@ -78,7 +78,9 @@ class History:
 
     def _rows(self, ids: list[int]) -> pa.Table:
         vs = [f"{i}.{next(self.version)}" for i in ids]
-        return pa.table({"id": pa.array(ids, pa.int64()), "v": pa.array(vs)}, schema=SCHEMA.as_arrow())
+        return pa.table(
+            {"id": pa.array(ids, pa.int64()), "v": pa.array(vs)}, schema=REQUIRED_ID_V_SCHEMA.as_arrow()
+        )
 
     def _pick(self, seeds: list[int]) -> list[int]:
         ids = sorted(self.model)
@@ -159,7 +161,7 @@ def _new_table(partitioned: bool, root: Path) -> Any:
         if partitioned
         else PartitionSpec()
     )
-    return catalog.create_table("db.t", schema=SCHEMA, partition_spec=spec, properties=PROPS)
+    return catalog.create_table("db.t", schema=REQUIRED_ID_V_SCHEMA, partition_spec=spec, properties=PROPS)
 
 
 @pytest.mark.parametrize("partitioned", [False, True], ids=["unpartitioned", "bucket"])
