@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import SkipMixin, TriggerRule
 
 from airflow_provider_amoro.operators.base import PRODUCER_OPTIMIZER, AmoroTableOperator
-from airflow_provider_amoro.properties import EXECUTE_NUM_RETRIES, EXECUTE_NUM_RETRIES_DEFAULT
+from airflow_provider_amoro.properties import EXECUTE_NUM_RETRIES, EXECUTE_NUM_RETRIES_DEFAULT, OptimizingKind
 from airflow_provider_amoro.runtime.reader import PLAN_XCOM_KEY
 from airflow_provider_amoro.runtime.recorder import TableStateRecorder, now_ms
 from airflow_provider_amoro.runtime.state import (
@@ -76,8 +76,6 @@ if TYPE_CHECKING:
 
 PARTITIONS_KEPT = 20
 """Pending partitions kept in an evaluation's XCom / runtime record (largest cost first)."""
-
-KINDS = ("minor", "major", "full")
 
 
 def retries_for(table_properties: Mapping[str, str] | None) -> int:
@@ -618,9 +616,8 @@ class PlanOptimizingOperator(_OptimizingOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if kind not in (None, *KINDS):
-            raise ValueError(f"kind must be None, 'minor', 'major' or 'full', not {kind!r}")
-        self.kind = kind
+        parsed = OptimizingKind.parse(kind)
+        self.kind = None if parsed is None else parsed.value
         self.max_input_bytes = max_input_bytes
         self.max_tasks = max_tasks
 
@@ -644,7 +641,7 @@ class PlanOptimizingOperator(_OptimizingOperator):
         self._check_min_plan_interval(table, state)
         planned = make_plan(
             table,
-            self.kind,  # type: ignore[arg-type]
+            self.kind,
             config=self.optimizing_config(table),
             max_input_bytes=self.max_input_bytes,
             max_tasks=self._max_tasks(),
@@ -928,10 +925,8 @@ class SelfOptimizingOperator(_OptimizingOperator):
 
     def __init__(self, *, kind: str | None = None, max_input_bytes: int | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        kind = kind or self.default_kind
-        if kind not in ("auto", *KINDS):
-            raise ValueError(f"kind must be 'auto', 'minor', 'major' or 'full', not {kind!r}")
-        self.kind = kind
+        parsed = OptimizingKind.parse(kind or self.default_kind, allow_auto=True)
+        self.kind = "auto" if parsed is None else parsed.value
         self.max_input_bytes = max_input_bytes
 
     def execute(self, context: Any) -> dict[str, Any]:

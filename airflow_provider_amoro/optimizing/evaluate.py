@@ -389,7 +389,7 @@ def _classify_partition(
             f.sort_order_id != sort_order_id for f in files.data_files
         )
         if p.pos_delete_files or p.eq_delete_files or below_min >= 2 or p.rewrite_segment_files or unsorted:
-            kind = "full"
+            kind = OptimizingKind.FULL
             since = (
                 "never optimized fully"
                 if last_full_ms is None
@@ -400,7 +400,7 @@ def _classify_partition(
             )
     # major
     if p.rewrite_segment_files:
-        kind = kind or "major"
+        kind = kind or OptimizingKind.MAJOR
         reasons.append(
             f"{label}: {p.rewrite_segment_files} segment(s) with position-delete records over "
             f"{MAJOR_TRIGGER_DUPLICATE_RATIO} {ratio} of their records"
@@ -411,7 +411,7 @@ def _classify_partition(
         and len(undersized_sizes) >= 2
         and undersized_sizes[0] + undersized_sizes[1] <= config.target_size
     ):
-        kind = kind or "major"
+        kind = kind or OptimizingKind.MAJOR
         reasons.append(
             f"{label}: {p.undersized_files} undersized segments add up to {_mb(p.undersized_bytes)} "
             f">= target-size {_mb(config.target_size)}"
@@ -423,17 +423,17 @@ def _classify_partition(
     else:
         counted = f"{p.fragment_files} fragments"
     if small >= config.minor_trigger_file_count:
-        kind = kind or "minor"
+        kind = kind or OptimizingKind.MINOR
         reasons.append(f"{label}: {counted} >= {MINOR_TRIGGER_FILE_COUNT} {config.minor_trigger_file_count}")
     elif small > 1 and _interval_passed(now_ms, last_minor_ms, config.minor_trigger_interval_ms):
-        kind = kind or "minor"
+        kind = kind or OptimizingKind.MINOR
         since = "never optimized" if last_minor_ms is None else f"last minor {now_ms - last_minor_ms} ms ago"
         reasons.append(
             f"{label}: {counted} > 1 and {MINOR_TRIGGER_INTERVAL} {config.minor_trigger_interval_ms} ms "
             f"passed ({since})"
         )
     if files.pos_rewrite_trigger:
-        kind = kind or "minor"
+        kind = kind or OptimizingKind.MINOR
         reasons.append(
             f"{label}: {len(files.pos_rewrite_trigger)} segment(s) with >= 2 position-delete files"
         )

@@ -19,8 +19,10 @@ from typing import Any, Literal
 from pyiceberg.manifest import DataFile, DataFileContent, FileFormat
 from pyiceberg.typedef import Record
 
+# Re-exported: the engine imports the kind with its model (one definition, in properties).
+from airflow_provider_amoro.properties import OptimizingKind as OptimizingKind
+
 FileContent = Literal["data", "position_deletes", "equality_deletes"]
-OptimizingKind = Literal["minor", "major", "full"]
 
 _CONTENT_NAMES: dict[DataFileContent, FileContent] = {
     DataFileContent.DATA: "data",
@@ -270,7 +272,7 @@ class RewriteTask:
         """JSON-safe dict."""
         return {
             "task_id": self.task_id,
-            "kind": self.kind,
+            "kind": self.kind.value,
             "spec_id": self.spec_id,
             "partition": list(self.partition),
             "partition_path": self.partition_path,
@@ -285,7 +287,7 @@ class RewriteTask:
         """Inverse of :meth:`to_dict`."""
         return cls(
             task_id=d["task_id"],
-            kind=d["kind"],
+            kind=OptimizingKind(d["kind"]),
             spec_id=d["spec_id"],
             partition=d["partition"],
             partition_path=d["partition_path"],
@@ -335,7 +337,7 @@ class OptimizingPlan:
         """JSON-safe dict."""
         return {
             "table": self.table,
-            "kind": self.kind,
+            "kind": None if self.kind is None else self.kind.value,
             "base_snapshot_id": self.base_snapshot_id,
             "base_sequence_number": self.base_sequence_number,
             "created_at_ms": self.created_at_ms,
@@ -355,7 +357,7 @@ class OptimizingPlan:
         """Inverse of :meth:`to_dict`."""
         return cls(
             table=d["table"],
-            kind=d["kind"],
+            kind=None if d["kind"] is None else OptimizingKind(d["kind"]),
             base_snapshot_id=d["base_snapshot_id"],
             base_sequence_number=d["base_sequence_number"],
             created_at_ms=d["created_at_ms"],

@@ -20,11 +20,11 @@ import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_amoro.optimizing.commit import CommitResult, commit, delete_task_outputs, task_totals
 from airflow_provider_amoro.optimizing.config import OptimizingConfig
-from airflow_provider_amoro.optimizing.evaluate import Evaluation, evaluate
+from airflow_provider_amoro.optimizing.evaluate import evaluate
 from airflow_provider_amoro.optimizing.execute import execute
 from airflow_provider_amoro.optimizing.model import OptimizingKind, OptimizingPlan, TaskResult
 from airflow_provider_amoro.optimizing.plan import plan_evaluation
@@ -33,8 +33,6 @@ if TYPE_CHECKING:
     from pyiceberg.table import Table
 
 logger = logging.getLogger(__name__)
-
-KINDS = ("minor", "major", "full")
 
 
 @dataclass
@@ -168,8 +166,7 @@ def optimize(
             nothing was committed and the outputs were deleted (run again).
         airflow_provider_amoro.optimizing.read.InputFileError: a missing or corrupt input file.
     """
-    if kind not in (None, "auto", *KINDS):
-        raise ValueError(f"kind must be 'auto', 'minor', 'major' or 'full', not {kind!r}")
+    forced = OptimizingKind.parse(kind, allow_auto=True)
     say = _logger(log)
     started = time.monotonic()
     table.refresh()
@@ -177,14 +174,14 @@ def optimize(
     config = OptimizingConfig.from_table(table)
     times = {"now": now, "last_minor_ms": last_minor_ms, "last_major_ms": last_major_ms}
     before = evaluate(table, last_full_ms=last_full_ms, config=config, **times)
-    chosen = before.kind if kind in (None, "auto") else kind
+    chosen = before.kind if forced is None else forced
     result = OptimizeResult(table=name, kind=None, health_before=before.health_score, reasons=before.reasons)
     say(f"{name}: health {before.health_score}, evaluated kind {before.kind}, running {chosen}")
     if chosen is None:
         result.health_after = before.health_score
         result.duration_s = time.monotonic() - started
         return result
-    plan = _plan(table, before, None if kind in (None, "auto") else chosen, now)
+    plan = plan_evaluation(before, forced, table_name=name, now_ms=now)
     if not plan.tasks:
         say(f"{name}: {chosen} optimizing planned no task")
         result.health_after = before.health_score
@@ -210,10 +207,3 @@ def optimize(
     result.duration_s = time.monotonic() - started
     say(f"{name}: health {before.health_score} -> {after.health_score} in {result.duration_s:.2f}s")
     return result
-
-
-def _plan(table: Table, evaluation: Evaluation, kind: str | None, now: int | None) -> OptimizingPlan:
-    forced: OptimizingKind | None = None
-    if kind is not None:
-        forced = cast("OptimizingKind", kind)
-    return plan_evaluation(evaluation, forced, table_name=".".join(table.name()), now_ms=now)

@@ -50,8 +50,6 @@ from airflow_provider_amoro.optimizing.scan import DeleteIndex
 if TYPE_CHECKING:
     from pyiceberg.table import Table
 
-KINDS: tuple[OptimizingKind, ...] = ("minor", "major", "full")
-
 
 def bin_pack(files: Sequence[FileRef], capacity: int) -> list[list[FileRef]]:
     """Best-fit decreasing bin packing of files by size into bins of at most ``capacity`` bytes.
@@ -198,7 +196,7 @@ def _task_files(task: RewriteTask) -> int:
 
 def plan_evaluation(
     evaluation: Evaluation,
-    kind: OptimizingKind | None = None,
+    kind: OptimizingKind | str | None = None,
     *,
     table_name: str = "",
     max_input_bytes: int | None = None,
@@ -222,8 +220,7 @@ def plan_evaluation(
     Returns:
         The plan; ``kind`` None and no tasks when there is nothing to do.
     """
-    if kind is not None and kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS} or None, got {kind!r}")
+    kind = OptimizingKind.parse(kind)
     if max_input_bytes is not None and max_input_bytes <= 0:
         raise ValueError(f"max_input_bytes must be > 0, got {max_input_bytes}")
     if max_tasks is not None and max_tasks <= 0:
@@ -300,7 +297,7 @@ def plan_evaluation(
 
 def plan(
     table: Table,
-    kind: OptimizingKind | None = None,
+    kind: OptimizingKind | str | None = None,
     *,
     now: int | None = None,
     last_minor_ms: int | None = None,
@@ -333,8 +330,7 @@ def plan(
         InvalidPropertyError: a ``self-optimizing.*`` property has a bad value.
         ValueError: an unknown kind or a non-positive ``max_input_bytes``.
     """
-    if kind is not None and kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS} or None, got {kind!r}")
+    kind = OptimizingKind.parse(kind)
     now_ms = int(time.time() * 1000) if now is None else int(now)
     evaluation = evaluate(
         table,

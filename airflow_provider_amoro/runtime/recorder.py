@@ -17,7 +17,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from airflow_provider_amoro.properties import MAINTENANCE_ACTIONS
+from airflow_provider_amoro.properties import MAINTENANCE_ACTIONS, OPTIMIZING_KINDS
 from airflow_provider_amoro.runtime.state import (
     HISTORY_LIMIT,
     HISTORY_WITH_TASKS,
@@ -267,7 +267,7 @@ class TableStateRecorder:
         when = commit_ms if commit_ms is not None else now_ms()
         if snapshot_id is not None:
             record["last_optimized_snapshot_id"] = snapshot_id
-        if kind in ("minor", "major", "full"):
+        if kind in OPTIMIZING_KINDS:
             record[f"last_{kind}_ms"] = when
         record["last_commit_ms"] = when
         self.set(KEY_OPTIMIZED, record)
