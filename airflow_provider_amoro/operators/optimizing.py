@@ -321,9 +321,9 @@ def _known_not_landed(exc: BaseException) -> bool:
     """Whether a commit error proves nothing was committed (refused before or by the catalog)."""
     from pyiceberg.exceptions import CommitFailedException
 
-    from airflow_provider_amoro.optimizing.commit import ValidationError
+    from airflow_provider_amoro.optimizing.commit import CommitValidationError
 
-    return isinstance(exc, (ValidationError, CommitFailedException))
+    return isinstance(exc, (CommitValidationError, CommitFailedException))
 
 
 def _commit_failed(

@@ -14,7 +14,7 @@ res = optimize(table, kind="auto")        # all of the above
 
 from __future__ import annotations
 
-from airflow_provider_amoro.optimizing.commit import CommitResult, ValidationError, commit
+from airflow_provider_amoro.optimizing.commit import CommitResult, CommitValidationError, commit
 from airflow_provider_amoro.optimizing.config import InvalidPropertyError, OptimizingConfig
 from airflow_provider_amoro.optimizing.evaluate import Evaluation, evaluate
 from airflow_provider_amoro.optimizing.execute import execute
@@ -25,6 +25,7 @@ from airflow_provider_amoro.optimizing.read import InputFileError, read_task_bat
 
 __all__ = [
     "CommitResult",
+    "CommitValidationError",
     "Evaluation",
     "FileRef",
     "InputFileError",
@@ -34,7 +35,6 @@ __all__ = [
     "OptimizingPlan",
     "RewriteTask",
     "TaskResult",
-    "ValidationError",
     "commit",
     "evaluate",
     "execute",

@@ -196,7 +196,7 @@ def test_failed_commit_is_recorded_and_the_table_planned_again(airflow_db: Any, 
     assert rt.status == TableStatus.PENDING.value
     assert rt.last_optimized_snapshot_id is None and rt.last_minor_ms is None
     history = get_optimizing_history("amoro_default", "db.conflict")
-    assert history[0].status == "FAILED" and "ValidationError" in (history[0].failure or "")
+    assert history[0].status == "FAILED" and "CommitValidationError" in (history[0].failure or "")
 
     # The next run plans again (from the new snapshot) and succeeds; rows unchanged.
     with DAG("test_split_conflict_retry", schedule=None, start_date=START, catchup=False) as dag2:

@@ -311,7 +311,7 @@ def _s3_catalog(server: Any, tmp_path: Any, *, fsspec: bool) -> Any:
 
 @pytest.mark.s3
 def test_s3_refused_commit_deletes_its_outputs(s3_server: Any, tmp_path: Any) -> None:
-    from airflow_provider_amoro.optimizing.commit import ValidationError, commit
+    from airflow_provider_amoro.optimizing.commit import CommitValidationError, commit
     from airflow_provider_amoro.optimizing.execute import execute
     from airflow_provider_amoro.optimizing.plan import plan as make_plan
 
@@ -328,7 +328,7 @@ def test_s3_refused_commit_deletes_its_outputs(s3_server: Any, tmp_path: Any) ->
     victim = plan.tasks[0].rewrite_data_files[0].path
     add_position_deletes(catalog.load_table("db.t"), {victim: [0]})
     expected = canonical_rows(read_table(catalog.load_table("db.t")))
-    with pytest.raises(ValidationError):
+    with pytest.raises(CommitValidationError):
         commit(table, plan, results)
     assert not any(fs.exists(p.removeprefix("s3://")) for p in outputs)
     assert canonical_rows(read_table(catalog.load_table("db.t"))) == expected
