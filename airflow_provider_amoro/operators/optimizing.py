@@ -58,10 +58,10 @@ from airflow_provider_amoro.runtime.reader import PLAN_XCOM_KEY
 from airflow_provider_amoro.runtime.recorder import TableStateRecorder, now_ms
 from airflow_provider_amoro.runtime.state import (
     TASKS_PER_PROCESS_LIMIT,
-    OptimizingProcess,
-    OptimizingTask,
+    ProcessRecord,
     ProcessStatus,
     TableStatus,
+    TaskRecord,
 )
 
 if TYPE_CHECKING:
@@ -197,12 +197,12 @@ class _OptimizingOperator(AmoroTableOperator):
         }
 
 
-def _task_records(plan: OptimizingPlan, results: Iterable[TaskResult]) -> list[OptimizingTask]:
+def _task_records(plan: OptimizingPlan, results: Iterable[TaskResult]) -> list[TaskRecord]:
     by_id = {r.task_id: r for r in results}
     records = []
     for t in plan.tasks[:TASKS_PER_PROCESS_LIMIT]:
         files = [*t.rewrite_data_files, *t.rewrite_pos_data_files, *t.delete_files]
-        rec = OptimizingTask(
+        rec = TaskRecord(
             task_id=t.task_id,
             partition=t.partition_path,
             status=ProcessStatus.FAILED.value,
@@ -234,12 +234,12 @@ def _process(
     failure: str | None = None,
     summary: Mapping[str, Any] | None = None,
     output_folders: Sequence[str] = (),
-) -> OptimizingProcess:
+) -> ProcessRecord:
     tasks = _task_records(plan, results) if results or status is not ProcessStatus.RUNNING else []
     inputs = [
         f for t in plan.tasks for f in (*t.rewrite_data_files, *t.rewrite_pos_data_files, *t.delete_files)
     ]
-    proc = OptimizingProcess(
+    proc = ProcessRecord(
         process_id=process_id,
         table=table,
         conn_id=conn_id,
@@ -248,7 +248,7 @@ def _process(
         dag_id=dag_id,
         run_id=run_id,
         base_snapshot_id=plan.base_snapshot_id,
-        target_snapshot_id=snapshot_id,
+        committed_snapshot_id=snapshot_id,
         plan_time_ms=plan.created_at_ms,
         end_time_ms=None if status is ProcessStatus.RUNNING else now_ms(),
         task_count=len(plan.tasks),
@@ -271,12 +271,12 @@ def _process(
     return proc
 
 
-def _metrics(proc: OptimizingProcess, commit: CommitResult | None) -> dict[str, Any]:
+def _metrics(proc: ProcessRecord, commit: CommitResult | None) -> dict[str, Any]:
     """The small metrics dict returned to XCom and put into the asset event."""
     out: dict[str, Any] = {
         "kind": proc.kind,
         "status": proc.status,
-        "snapshot_id": proc.target_snapshot_id,
+        "snapshot_id": proc.committed_snapshot_id,
         "base_snapshot_id": proc.base_snapshot_id,
         "tasks": proc.task_count,
         "input_files": proc.input_files,
@@ -302,15 +302,15 @@ def _metrics(proc: OptimizingProcess, commit: CommitResult | None) -> dict[str, 
 
 def _record_success(
     state: TableStateRecorder,
-    proc: OptimizingProcess,
+    proc: ProcessRecord,
 ) -> None:
-    state.record_optimized(kind=proc.kind, snapshot_id=proc.target_snapshot_id)
+    state.record_optimized(kind=proc.kind, snapshot_id=proc.committed_snapshot_id)
     state.append_history(proc)
     state.record_process(proc)
     state.set_status(TableStatus.IDLE)
 
 
-def _record_failure(state: TableStateRecorder, proc: OptimizingProcess) -> None:
+def _record_failure(state: TableStateRecorder, proc: ProcessRecord) -> None:
     """A failed (or UNKNOWN) process: history, current process, and the table back to PENDING."""
     state.append_history(proc)
     state.record_process(proc)
@@ -399,7 +399,7 @@ def resolve_previous_process(
     unresolved = (ProcessStatus.UNKNOWN.value, ProcessStatus.CLOSED.value)
     if before in unresolved and outcome.landed:
         proc.status = ProcessStatus.SUCCESS.value
-        proc.target_snapshot_id = outcome.snapshot_id
+        proc.committed_snapshot_id = outcome.snapshot_id
         state.record_optimized(kind=proc.kind, snapshot_id=outcome.snapshot_id)
     elif before == ProcessStatus.UNKNOWN.value:
         proc.status = ProcessStatus.FAILED.value

@@ -41,11 +41,11 @@ from airflow_provider_amoro.ui.models import (
     Catalog,
     MaintenanceInfo,
     OptimizingProcesses,
-    OptimizingTask,
+    OptimizingTaskView,
     SnapshotFiles,
-    SnapshotInfo,
+    SnapshotView,
     TableDetails,
-    TableFiles,
+    TableFilesView,
     TableHistory,
     TableList,
 )
@@ -386,7 +386,7 @@ def create_app() -> FastAPI:
         _table_or_404(conn_id, identifier)
         return data.table_details(conn_id, identifier, evaluate=evaluate)
 
-    @app.get(f"{table_path}/files", response_model=TableFiles, tags=["table"])
+    @app.get(f"{table_path}/files", response_model=TableFilesView, tags=["table"])
     @offloaded
     def api_files(
         user: ApiUser,
@@ -395,7 +395,7 @@ def create_app() -> FastAPI:
         with_files: bool = False,
         file_limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
         partition: str | None = None,
-    ) -> TableFiles:
+    ) -> TableFilesView:
         """Live files by partition, Amoro file classes and a file-size histogram.
 
         ``with_files=true`` lists the files too; ``partition=region=eu`` lists only that partition's
@@ -406,11 +406,11 @@ def create_app() -> FastAPI:
             conn_id, identifier, with_files=with_files, file_limit=file_limit, partition=partition
         )
 
-    @app.get(f"{table_path}/snapshots", response_model=list[SnapshotInfo], tags=["table"])
+    @app.get(f"{table_path}/snapshots", response_model=list[SnapshotView], tags=["table"])
     @offloaded
     def api_snapshots(
         user: ApiUser, conn_id: str, identifier: str, limit: Annotated[int, Query(ge=1, le=100_000)] = 500
-    ) -> list[SnapshotInfo]:
+    ) -> list[SnapshotView]:
         """Snapshots, newest first, with operation, producer and files/records added and removed."""
         _table_or_404(conn_id, identifier)
         return data.table_snapshots(conn_id, identifier, limit=limit)
@@ -448,11 +448,11 @@ def create_app() -> FastAPI:
 
     @app.get(
         f"{table_path}/optimizing-processes/{{process_id:path}}/tasks",
-        response_model=list[OptimizingTask],
+        response_model=list[OptimizingTaskView],
         tags=["optimizing"],
     )
     @offloaded
-    def api_tasks(user: ApiUser, conn_id: str, identifier: str, process_id: str) -> list[OptimizingTask]:
+    def api_tasks(user: ApiUser, conn_id: str, identifier: str, process_id: str) -> list[OptimizingTaskView]:
         """Tasks of one optimizing process (Amoro: ``/optimizing-processes/{processId}/tasks``)."""
         tasks = data.optimizing_tasks(conn_id, identifier, process_id)
         if tasks is None:

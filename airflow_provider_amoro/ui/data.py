@@ -22,24 +22,24 @@ from airflow_provider_amoro.properties import (
 )
 from airflow_provider_amoro.ui import sources
 from airflow_provider_amoro.ui.models import (
-    Evaluation,
+    EvaluationView,
     FileEntry,
     HistogramBin,
     HistoryPoint,
     MaintenanceInfo,
-    MaintenanceRun,
-    OptimizingProcess,
+    MaintenanceRunView,
     OptimizingProcesses,
-    OptimizingTask,
+    OptimizingProcessView,
+    OptimizingTaskView,
     PartitionField,
-    PartitionFiles,
+    PartitionFilesView,
     PropertyValue,
     SchemaField,
     SnapshotFiles,
-    SnapshotInfo,
+    SnapshotView,
     SortField,
     TableDetails,
-    TableFiles,
+    TableFilesView,
     TableHistory,
     TableList,
     TableSummary,
@@ -447,16 +447,18 @@ def property_values(
     return values, errors
 
 
-def evaluate_table(table: Any, overrides: Mapping[str, str] | None = None, runtime: Any = None) -> Evaluation:
+def evaluate_table(
+    table: Any, overrides: Mapping[str, str] | None = None, runtime: Any = None
+) -> EvaluationView:
     """Run the engine's ``evaluate`` as the table's DAG would: with its overrides and last optimized times.
 
-    Returns an :class:`Evaluation` with ``error`` set when it cannot evaluate.
+    Returns an :class:`EvaluationView` with ``error`` set when it cannot evaluate.
     """
     try:
         from airflow_provider_amoro.optimizing.config import OptimizingConfig
         from airflow_provider_amoro.optimizing.evaluate import evaluate
     except ImportError:
-        return Evaluation(error="the optimizing engine's evaluate() is not installed")
+        return EvaluationView(error="the optimizing engine's evaluate() is not installed")
     try:
         config = OptimizingConfig.from_properties(
             {**{str(k): str(v) for k, v in table.properties.items()}, **(overrides or {})},
@@ -470,11 +472,11 @@ def evaluate_table(table: Any, overrides: Mapping[str, str] | None = None, runti
             last_full_ms=_opt_int(attr(runtime, "last_full_ms")),
         )
     except Exception as exc:  # noqa: BLE001 - show why on the page
-        return Evaluation(error=f"{type(exc).__name__}: {exc}")
+        return EvaluationView(error=f"{type(exc).__name__}: {exc}")
     d: dict[str, Any] = result.to_dict() if hasattr(result, "to_dict") else {}
     kind = d.get("kind", getattr(result, "kind", None))
     partitions = d.get("partitions", [])
-    return Evaluation(
+    return EvaluationView(
         kind=str(kind) if kind else None,
         health_score=_opt_int(d.get("health_score", getattr(result, "health_score", None))),
         cost=d.get("cost", getattr(result, "cost", None)),
@@ -577,7 +579,7 @@ def table_files(
     with_files: bool = False,
     file_limit: int = 1000,
     partition: str | None = None,
-) -> TableFiles:
+) -> TableFilesView:
     """The Files tab: per-partition counts and sizes, Amoro file classes and a size histogram.
 
     Args:
@@ -600,14 +602,14 @@ def table_files(
         config = OptimizingConfig()
     listed = _live_files(table)
     snapshot_id, data, deletes, path_of = listed
-    by_part: dict[tuple[int, str], PartitionFiles] = {}
+    by_part: dict[tuple[int, str], PartitionFilesView] = {}
 
-    def part(spec_id: int, values: list[Any]) -> PartitionFiles:
+    def part(spec_id: int, values: list[Any]) -> PartitionFilesView:
         path = path_of(spec_id, values)
         key = (spec_id, path)
         pf = by_part.get(key)
         if pf is None:
-            pf = PartitionFiles(
+            pf = PartitionFilesView(
                 partition=path,
                 spec_id=spec_id,
                 data_files=0,
@@ -660,7 +662,7 @@ def table_files(
                     spec_id=f["spec_id"],
                 )
             )
-    return TableFiles(
+    return TableFilesView(
         snapshot_id=snapshot_id,
         partitions=sorted(by_part.values(), key=lambda p: (p.spec_id, p.partition)),
         histogram=size_histogram([f["size"] for f in data]),
@@ -735,13 +737,13 @@ def _i(d: Mapping[str, str], key: str) -> int:
         return 0
 
 
-def _snapshot_info(snap: Any, current_id: int | None) -> SnapshotInfo:
+def _snapshot_info(snap: Any, current_id: int | None) -> SnapshotView:
     d = _summary_dict(snap)
     total_data = _opt_int(d.get("total-data-files"))
     total_del = _opt_int(d.get("total-delete-files"))
     total_size = _opt_int(d.get("total-files-size"))
     files = (total_data or 0) + (total_del or 0)
-    return SnapshotInfo(
+    return SnapshotView(
         snapshot_id=snap.snapshot_id,
         parent_id=snap.parent_snapshot_id,
         sequence_number=snap.sequence_number,
@@ -766,7 +768,7 @@ def _snapshot_info(snap: Any, current_id: int | None) -> SnapshotInfo:
     )
 
 
-def table_snapshots(conn_id: str, identifier: str, *, limit: int = 500) -> list[SnapshotInfo]:
+def table_snapshots(conn_id: str, identifier: str, *, limit: int = 500) -> list[SnapshotView]:
     """The Snapshots tab: newest first, from the table metadata (no manifest reads)."""
     table = sources.load_table(conn_id, identifier)
     snap = table.current_snapshot()
@@ -864,7 +866,7 @@ def table_history(conn_id: str, identifier: str) -> TableHistory:
 # ---------------------------------------------------------------------------------- optimizing
 
 
-def _process_model(p: Any, with_tasks: bool = True) -> OptimizingProcess:
+def _process_model(p: Any, with_tasks: bool = True) -> OptimizingProcessView:
     d: dict[str, Any] = p.to_dict() if hasattr(p, "to_dict") else dict(p)
     tasks = []
     if with_tasks:
@@ -874,7 +876,7 @@ def _process_model(p: Any, with_tasks: bool = True) -> OptimizingProcess:
             if duration is None and td.get("duration_s") is not None:
                 duration = int(float(td["duration_s"]) * 1000)
             tasks.append(
-                OptimizingTask(
+                OptimizingTaskView(
                     task_id=str(td.get("task_id")),
                     status=td.get("status"),
                     attempts=_opt_int(td.get("attempts")),
@@ -897,15 +899,15 @@ def _process_model(p: Any, with_tasks: bool = True) -> OptimizingProcess:
     duration = _opt_int(d.get("duration_ms"))
     if duration is None and start is not None and end is not None:
         duration = max(0, end - start)
-    return OptimizingProcess(
+    return OptimizingProcessView(
         process_id=str(d.get("process_id")),
         kind=d.get("kind"),
         status=d.get("status"),
         start_time=start,
         end_time=end,
         duration_ms=duration,
-        target_snapshot_id=_opt_int(d.get("base_snapshot_id")),
-        committed_snapshot_id=_opt_int(d.get("target_snapshot_id")),
+        base_snapshot_id=_opt_int(d.get("base_snapshot_id")),
+        committed_snapshot_id=_opt_int(d.get("committed_snapshot_id", d.get("target_snapshot_id"))),
         input_files=_opt_int(d.get("input_files")),
         input_bytes=_opt_int(d.get("input_bytes")),
         input_records=_opt_int(d.get("input_records")),
@@ -939,7 +941,7 @@ def optimizing_processes(
     return OptimizingProcesses(available=True, status=status, processes=processes[:limit], note=None)
 
 
-def optimizing_tasks(conn_id: str, identifier: str, process_id: str) -> list[OptimizingTask] | None:
+def optimizing_tasks(conn_id: str, identifier: str, process_id: str) -> list[OptimizingTaskView] | None:
     """Tasks of one process (None when the process is unknown)."""
     result = optimizing_processes(conn_id, identifier, limit=1000, with_tasks=True)
     for p in result.processes:
@@ -970,7 +972,7 @@ def maintenance_info(
         m = attr(runtime, "maintenance")
         if isinstance(m, Mapping):
             runs_by_action = dict(m)
-    runs: list[MaintenanceRun] = []
+    runs: list[MaintenanceRunView] = []
     listed: set[str] = set()
     for spec in MAINTENANCE_ACTIONS:
         runs.append(_maintenance_run(spec.name, runs_by_action.get(spec.name), enabled(spec)))
@@ -981,12 +983,12 @@ def maintenance_info(
     return MaintenanceInfo(available=runtime is not None, runs=runs, note=error)
 
 
-def _maintenance_run(action: str, run: Any, enabled: bool | None) -> MaintenanceRun:
+def _maintenance_run(action: str, run: Any, enabled: bool | None) -> MaintenanceRunView:
     if run is None:
-        return MaintenanceRun(action=action, enabled=enabled, status="NEVER")
+        return MaintenanceRunView(action=action, enabled=enabled, status="NEVER")
     success = attr(run, "success")
     result = attr(run, "result")
-    return MaintenanceRun(
+    return MaintenanceRunView(
         action=action,
         enabled=enabled,
         last_run=sources.to_ms(attr(run, "time_ms")),

@@ -132,7 +132,7 @@ class PropertyValue(BaseModel):
     group: str | None = Field(default=None, description="self-optimizing or maintenance")
 
 
-class Evaluation(BaseModel):
+class EvaluationView(BaseModel):
     """What the engine says about the table now (health, pending optimizing, reasons)."""
 
     kind: str | None = None
@@ -158,12 +158,12 @@ class TableDetails(BaseModel):
     sort_order: list[SortField]
     properties: list[PropertyValue]
     property_errors: list[str] = Field(default=[], description="Amoro properties whose value cannot be used")
-    evaluation: Evaluation | None = None
+    evaluation: EvaluationView | None = None
 
     model_config = {"populate_by_name": True}
 
 
-class PartitionFiles(BaseModel):
+class PartitionFilesView(BaseModel):
     """Live files of one partition."""
 
     partition: str
@@ -200,11 +200,11 @@ class FileEntry(BaseModel):
     spec_id: int
 
 
-class TableFiles(BaseModel):
+class TableFilesView(BaseModel):
     """The Files tab: live files by partition, by Amoro file class, and a size histogram."""
 
     snapshot_id: int | None
-    partitions: list[PartitionFiles]
+    partitions: list[PartitionFilesView]
     histogram: list[HistogramBin]
     classes: dict[str, int] = Field(
         description="data file counts by Amoro class: fragment, undersized, target (size thresholds from "
@@ -214,7 +214,7 @@ class TableFiles(BaseModel):
     files: list[FileEntry] = []
 
 
-class SnapshotInfo(BaseModel):
+class SnapshotView(BaseModel):
     """One snapshot with the counters of its summary."""
 
     snapshot_id: int
@@ -243,7 +243,7 @@ class SnapshotInfo(BaseModel):
 class SnapshotFiles(BaseModel):
     """The files one snapshot added and removed (Amoro: a snapshot's detail)."""
 
-    snapshot: SnapshotInfo
+    snapshot: SnapshotView
     added_files: list[FileEntry]
     removed_files: list[FileEntry]
     added_count: int = Field(description="all files the snapshot added (the list may be cut by limit)")
@@ -251,7 +251,7 @@ class SnapshotFiles(BaseModel):
     truncated: bool = False
 
 
-class OptimizingTask(BaseModel):
+class OptimizingTaskView(BaseModel):
     """A task of an optimizing process (one mapped execute task)."""
 
     task_id: str
@@ -267,7 +267,7 @@ class OptimizingTask(BaseModel):
     extra: dict[str, Any] = {}
 
 
-class OptimizingProcess(BaseModel):
+class OptimizingProcessView(BaseModel):
     """One optimizing process (a run of the table's DAG that optimized, or tried to)."""
 
     process_id: str
@@ -276,8 +276,8 @@ class OptimizingProcess(BaseModel):
     start_time: int | None = None
     end_time: int | None = None
     duration_ms: int | None = None
-    target_snapshot_id: int | None = None
-    committed_snapshot_id: int | None = None
+    base_snapshot_id: int | None = Field(default=None, description="snapshot the plan was made on")
+    committed_snapshot_id: int | None = Field(default=None, description="snapshot the commit produced")
     input_files: int | None = None
     input_bytes: int | None = None
     input_records: int | None = None
@@ -286,7 +286,7 @@ class OptimizingProcess(BaseModel):
     output_records: int | None = None
     task_count: int | None = None
     failure: str | None = None
-    tasks: list[OptimizingTask] = []
+    tasks: list[OptimizingTaskView] = []
     extra: dict[str, Any] = {}
 
 
@@ -295,11 +295,11 @@ class OptimizingProcesses(BaseModel):
 
     available: bool = Field(description="False when no runtime state can be read")
     status: str = "UNKNOWN"
-    processes: list[OptimizingProcess]
+    processes: list[OptimizingProcessView]
     note: str | None = None
 
 
-class MaintenanceRun(BaseModel):
+class MaintenanceRunView(BaseModel):
     """The last run of one maintenance action."""
 
     action: str = Field(description="expire-snapshots, clean-orphan-files, clean-dangling-deletes, ...")
@@ -313,7 +313,7 @@ class MaintenanceInfo(BaseModel):
     """The Maintenance tab."""
 
     available: bool
-    runs: list[MaintenanceRun]
+    runs: list[MaintenanceRunView]
     note: str | None = None
 
 

@@ -141,7 +141,9 @@ def test_split_trio_optimizes_records_state_and_emits_event(airflow_db: Any, amo
     history = get_optimizing_history("amoro_default", "db.split")
     assert len(history) == 1
     proc = history[0]
-    assert proc.status == "SUCCESS" and proc.kind == "minor" and proc.target_snapshot_id == snap.snapshot_id
+    assert (
+        proc.status == "SUCCESS" and proc.kind == "minor" and proc.committed_snapshot_id == snap.snapshot_id
+    )
     assert proc.run_id == dr.run_id and proc.task_count == len(tasks) == len(proc.tasks)
     assert proc.input_files == 6 and proc.output_records == 300
     assert all(t.status == "SUCCESS" and t.attempts == 1 for t in proc.tasks)

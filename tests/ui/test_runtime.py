@@ -77,7 +77,7 @@ def test_maintenance_runs_and_failed_process_recorded_by_tasks(
 
     from airflow_provider_amoro.assets import table_asset_uri
     from airflow_provider_amoro.runtime.recorder import TableStateRecorder
-    from airflow_provider_amoro.runtime.state import OptimizingProcess, OptimizingTask
+    from airflow_provider_amoro.runtime.state import ProcessRecord, TaskRecord
 
     ident = "lake.rt_maintained"
     base = f"{BASE}/{ident}"
@@ -92,7 +92,7 @@ def test_maintenance_runs_and_failed_process_recorded_by_tasks(
             rec.record_maintenance("expire_snapshots", {"expired_snapshots": 3, "deleted_files": 7})
             rec.record_maintenance("clean_orphan_files", {"error": "permission denied"}, success=False)
             rec.append_history(
-                OptimizingProcess(
+                ProcessRecord(
                     process_id="ui_test/run-1",
                     table=ident,
                     conn_id="amoro_default",
@@ -104,7 +104,7 @@ def test_maintenance_runs_and_failed_process_recorded_by_tasks(
                     input_files=4,
                     input_bytes=4096,
                     failure="CommitConflictError: file removed concurrently",
-                    tasks=[OptimizingTask(task_id=0, partition="region=eu", status="FAILED", attempts=3)],
+                    tasks=[TaskRecord(task_id=0, partition="region=eu", status="FAILED", attempts=3)],
                 )
             )
 
