@@ -224,6 +224,11 @@ class TaskRecord(_Record, IOCounters):
     duration_s: float = 0.0
     airflow_state: str | None = None
 
+    @property
+    def duration_ms(self) -> int:
+        """``duration_s`` in milliseconds."""
+        return int(self.duration_s * 1000)
+
 
 @dataclass
 class ProcessRecord(IOCounters):

@@ -867,60 +867,9 @@ def table_history(conn_id: str, identifier: str) -> TableHistory:
 
 
 def _process_model(p: Any, with_tasks: bool = True) -> OptimizingProcessView:
-    d: dict[str, Any] = p.to_dict() if hasattr(p, "to_dict") else dict(p)
-    tasks = []
-    if with_tasks:
-        for t in d.get("tasks") or []:
-            td = t if isinstance(t, Mapping) else (t.to_dict() if hasattr(t, "to_dict") else vars(t))
-            duration = td.get("duration_ms")
-            if duration is None and td.get("duration_s") is not None:
-                duration = int(float(td["duration_s"]) * 1000)
-            tasks.append(
-                OptimizingTaskView(
-                    task_id=str(td.get("task_id")),
-                    status=td.get("status"),
-                    attempts=_opt_int(td.get("attempts")),
-                    input_files=_opt_int(td.get("input_files")),
-                    input_bytes=_opt_int(td.get("input_bytes")),
-                    output_files=_opt_int(td.get("output_files")),
-                    output_bytes=_opt_int(td.get("output_bytes")),
-                    duration_ms=_opt_int(duration),
-                    partition=td.get("partition"),
-                    failure=td.get("failure"),
-                    extra={
-                        k: v
-                        for k, v in td.items()
-                        if k in ("input_records", "output_records", "airflow_state")
-                    },
-                )
-            )
-    start = sources.to_ms(d.get("plan_time_ms") or d.get("start_time_ms") or d.get("start_time"))
-    end = sources.to_ms(d.get("end_time_ms") or d.get("end_time"))
-    duration = _opt_int(d.get("duration_ms"))
-    if duration is None and start is not None and end is not None:
-        duration = max(0, end - start)
-    return OptimizingProcessView(
-        process_id=str(d.get("process_id")),
-        kind=d.get("kind"),
-        status=d.get("status"),
-        start_time=start,
-        end_time=end,
-        duration_ms=duration,
-        base_snapshot_id=_opt_int(d.get("base_snapshot_id")),
-        committed_snapshot_id=_opt_int(d.get("committed_snapshot_id", d.get("target_snapshot_id"))),
-        input_files=_opt_int(d.get("input_files")),
-        input_bytes=_opt_int(d.get("input_bytes")),
-        input_records=_opt_int(d.get("input_records")),
-        output_files=_opt_int(d.get("output_files")),
-        output_bytes=_opt_int(d.get("output_bytes")),
-        output_records=_opt_int(d.get("output_records")),
-        task_count=_opt_int(d.get("task_count")),
-        failure=d.get("failure"),
-        tasks=tasks,
-        extra={
-            k: v for k, v in d.items() if k in ("dag_id", "run_id", "summary") and v not in (None, "", {})
-        },
-    )
+    """The view of a runtime ``ProcessRecord`` (same field names; tasks left out on request)."""
+    view = OptimizingProcessView.model_validate(p, from_attributes=True)
+    return view if with_tasks else view.model_copy(update={"tasks": []})
 
 
 def optimizing_processes(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class TableSummary(BaseModel):
@@ -251,43 +251,58 @@ class SnapshotFiles(BaseModel):
     truncated: bool = False
 
 
-class OptimizingTaskView(BaseModel):
-    """A task of an optimizing process (one mapped execute task)."""
+class _IOCountersView(BaseModel):
+    """The six I/O counters (the engine's ``IOCounters``, same names)."""
 
-    task_id: str
-    status: str | None = None
-    attempts: int | None = None
-    input_files: int | None = None
-    input_bytes: int | None = None
-    output_files: int | None = None
-    output_bytes: int | None = None
-    duration_ms: int | None = None
-    partition: str | None = None
-    failure: str | None = None
-    extra: dict[str, Any] = {}
-
-
-class OptimizingProcessView(BaseModel):
-    """One optimizing process (a run of the table's DAG that optimized, or tried to)."""
-
-    process_id: str
-    kind: str | None = None
-    status: str | None = None
-    start_time: int | None = None
-    end_time: int | None = None
-    duration_ms: int | None = None
-    base_snapshot_id: int | None = Field(default=None, description="snapshot the plan was made on")
-    committed_snapshot_id: int | None = Field(default=None, description="snapshot the commit produced")
     input_files: int | None = None
     input_bytes: int | None = None
     input_records: int | None = None
     output_files: int | None = None
     output_bytes: int | None = None
     output_records: int | None = None
+
+
+class OptimizingTaskView(_IOCountersView):
+    """A task of an optimizing process (one mapped execute task).
+
+    Built from the runtime's ``TaskRecord`` with ``model_validate(record, from_attributes=True)``:
+    each field has the record's name.
+    """
+
+    model_config = ConfigDict(from_attributes=True, coerce_numbers_to_str=True)
+
+    task_id: str
+    partition: str | None = None
+    status: str | None = None
+    attempts: int | None = None
+    duration_ms: int | None = None
+    airflow_state: str | None = None
+    failure: str | None = None
+
+
+class OptimizingProcessView(_IOCountersView):
+    """One optimizing process (a run of the table's DAG that optimized, or tried to).
+
+    Built from the runtime's ``ProcessRecord`` with ``model_validate(record, from_attributes=True)``:
+    each field has the record's name.
+    """
+
+    model_config = ConfigDict(from_attributes=True)
+
+    process_id: str
+    kind: str | None = None
+    status: str | None = None
+    dag_id: str | None = None
+    run_id: str | None = None
+    plan_time_ms: int | None = Field(default=None, description="epoch ms the plan was made")
+    end_time_ms: int | None = None
+    duration_ms: int | None = None
+    base_snapshot_id: int | None = Field(default=None, description="snapshot the plan was made on")
+    committed_snapshot_id: int | None = Field(default=None, description="snapshot the commit produced")
     task_count: int | None = None
     failure: str | None = None
+    summary: dict[str, Any] = {}
     tasks: list[OptimizingTaskView] = []
-    extra: dict[str, Any] = {}
 
 
 class OptimizingProcesses(BaseModel):

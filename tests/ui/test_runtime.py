@@ -44,6 +44,7 @@ def test_optimizing_process_of_a_real_run_is_shown(
     assert proc["input_files"] >= files_before
     assert 0 < proc["output_files"] < proc["input_files"]
     assert proc["committed_snapshot_id"] == after_table.current_snapshot().snapshot_id
+    assert proc["base_snapshot_id"] == after_table.current_snapshot().parent_snapshot_id  # planned on
     assert proc["duration_ms"] is not None and proc["input_bytes"] > 0 and proc["output_bytes"] > 0
 
     tasks = client.get(f"{base}/optimizing-processes/{proc['process_id']}/tasks", headers=auth)
@@ -131,16 +132,18 @@ def test_maintenance_runs_and_failed_process_recorded_by_tasks(
     assert tasks == [
         {
             "task_id": "0",
+            "partition": "region=eu",
             "status": "FAILED",
             "attempts": 3,
             "input_files": 0,
             "input_bytes": 0,
+            "input_records": 0,
             "output_files": 0,
             "output_bytes": 0,
+            "output_records": 0,
             "duration_ms": 0,
-            "partition": "region=eu",
+            "airflow_state": None,
             "failure": None,
-            "extra": {"input_records": 0, "output_records": 0, "airflow_state": None},
         }
     ]
     page = client.get(f"/amoro/tables/amoro_default/{ident}?tab=maintenance", headers=auth).text
