@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_amoro.assets import ICEBERG_SCHEME, parse_table_asset_uri, table_asset_uri
-from airflow_provider_amoro.optimizing.model import IOCounters, RewriteTask, TaskResult
+from airflow_provider_amoro.optimizing.model import IOCounters, OptimizingPlan, RewriteTask, TaskResult
 from airflow_provider_amoro.runtime.state import (
     KEY_EVALUATION,
     KEY_FAILURE,
@@ -324,8 +324,11 @@ def _process_from_run(
     proc = ProcessRecord.from_dict(base.to_dict())
     proc.dag_id, proc.run_id = dag_id, run_id
     proc.status = status.value
-    proc.kind = plan.get("kind", proc.kind)
-    proc.base_snapshot_id = plan.get("base_snapshot_id", proc.base_snapshot_id)
+    if plan:
+        # the header through the engine's own reader (tasks may be references into the plan store)
+        header = OptimizingPlan.from_dict({**plan, "tasks": []})
+        proc.kind = None if header.kind is None else header.kind.value
+        proc.base_snapshot_id = header.base_snapshot_id
     proc.plan_time_ms = int(plan.get("created_at_ms") or proc.plan_time_ms or plan_ti.end_ms or 0)
     proc.task_count = len(tasks)
     proc.tasks = tasks
