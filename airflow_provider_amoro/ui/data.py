@@ -44,7 +44,7 @@ from airflow_provider_amoro.ui.models import (
     TableList,
     TableSummary,
 )
-from airflow_provider_amoro.ui.sources import attr
+from airflow_provider_amoro.ui.sources import ListedTable, attr
 
 SORTABLE = (
     "conn_id",
@@ -64,32 +64,6 @@ SORTABLE = (
     "last_optimized",
     "optimizer_group",
 )
-
-_ALIASES: dict[str, tuple[str, ...]] = {
-    "health_score": ("health_score", "healthScore", "health"),
-    "data_files": ("data_files", "data_file_count", "total_data_files", "total-data-files"),
-    "delete_files": ("delete_files", "delete_file_count", "total_delete_files", "total-delete-files"),
-    "position_delete_files": ("position_delete_files", "pos_delete_files"),
-    "equality_delete_files": ("equality_delete_files", "eq_delete_files"),
-    "records": ("records", "record_count", "total_records", "total-records"),
-    "total_size": ("total_size", "total_bytes", "size_bytes", "total_file_size", "total-files-size"),
-    "avg_file_size": ("avg_file_size", "average_file_size", "avg_file_size_bytes"),
-    "pending_kind": ("pending_kind", "kind", "optimizing_kind"),
-    "pending_reason": ("pending_reason", "reason"),
-    "last_optimized": ("last_optimized", "last_optimized_ms", "last_optimized_time"),
-    "optimizer_group": ("optimizer_group", "group", GROUP),
-    "status": ("status", "optimizing_status"),
-    "format": ("format", "table_format"),
-    "snapshot_id": ("snapshot_id", "current_snapshot_id"),
-    "summarized_at": ("summarized_at", "summarized_ms", "updated_ms", "evaluated_ms"),
-}
-
-
-def _pick(entry: Mapping[str, Any], field: str) -> Any:
-    for key in _ALIASES.get(field, (field,)):
-        if key in entry and entry[key] is not None:
-            return entry[key]
-    return None
 
 
 def _opt_int(value: Any) -> int | None:
@@ -118,52 +92,29 @@ def _reason_text(value: Any) -> str | None:
     return str(value) or None
 
 
-def summary_from_entry(entry: Mapping[str, Any], runtime: Any = None) -> TableSummary:
-    """One list row from a cache entry, overlaid with the table's runtime state when known.
+def summary_from_entry(entry: ListedTable, runtime: Any = None) -> TableSummary:
+    """One list row from a cached (or live-listed) table, overlaid with its runtime state when known.
 
     The runtime state wins for status, last optimized time and the pending optimizing (it is
-    newer than the cache); the cache gives the file statistics.
+    newer than the cache); the cache gives the file statistics, in the catalog sync's snapshot
+    summary keys (``total-data-files``, ``total-files-size``, …).
     """
-    conn_id = str(entry["conn_id"])
-    identifier = str(entry["identifier"])
+    conn_id, cached = entry.conn_id, entry.table
+    identifier = cached.identifier
     namespace, _, table = identifier.rpartition(".")
-    raw_pending = entry.get("pending")
-    pending: Mapping[str, Any] = raw_pending if isinstance(raw_pending, Mapping) else {}
-    raw_eval = entry.get("evaluation")
-    evaluation: Mapping[str, Any] = raw_eval if isinstance(raw_eval, Mapping) else {}
-    raw_props = entry.get("properties")
-    props: Mapping[str, Any] = raw_props if isinstance(raw_props, Mapping) else {}
-    raw_summary = entry.get("summary")
-    nested: Mapping[str, Any] = raw_summary if isinstance(raw_summary, Mapping) else {}
-    merged: dict[str, Any] = {**props, **evaluation, **pending, **nested, **entry}
-    data_files = _opt_int(_pick(merged, "data_files"))
-    delete_files = _opt_int(_pick(merged, "delete_files"))
-    pos = _opt_int(_pick(merged, "position_delete_files"))
-    eq = _opt_int(_pick(merged, "equality_delete_files"))
-    if delete_files is None and (pos is not None or eq is not None):
-        delete_files = (pos or 0) + (eq or 0)
-    total_size = _opt_int(_pick(merged, "total_size"))
-    avg = _opt_int(_pick(merged, "avg_file_size"))
+    totals = cached.summary
+    data_files = _opt_int(totals.get("total-data-files"))
+    delete_files = _opt_int(totals.get("total-delete-files"))
+    total_size = _opt_int(totals.get("total-files-size"))
     files = (data_files or 0) + (delete_files or 0)
-    if avg is None and total_size is not None and files:
-        avg = total_size // files
-    kind = _pick(merged, "pending_kind")
-    reason = _reason_text(_pick(merged, "pending_reason") or merged.get("reasons"))
-    pending_flag = bool(kind) or raw_pending is True
-    if raw_pending is True and not reason:
-        reason = "the catalog sync's evaluation found work"
-    status = str(
-        _pick(merged, "status")
-        or ("PENDING" if pending_flag else "IDLE" if raw_pending is False else "UNKNOWN")
-    )
-    last_optimized = sources.to_ms(_pick(merged, "last_optimized"))
-    health = _opt_int(_pick(merged, "health_score"))
-    fmt = _pick(merged, "format") or "iceberg"
-    if isinstance(fmt, (int, float)):
-        fmt = f"iceberg v{int(fmt)}"
-    if "format_version" in merged and fmt == "iceberg":
-        fmt = f"iceberg v{merged['format_version']}"
-
+    avg = total_size // files if total_size is not None and files else None
+    raw_pending = cached.pending
+    kind: Any = None
+    reason = "the catalog sync's evaluation found work" if raw_pending is True else None
+    status = "PENDING" if raw_pending is True else "IDLE" if raw_pending is False else "UNKNOWN"
+    last_optimized: int | None = None
+    health = cached.health
+    cache_ms = entry.synced_ms
     failures: int | None = None
     last_failure: str | None = None
     next_attempt: int | None = None
@@ -185,7 +136,6 @@ def summary_from_entry(entry: Mapping[str, Any], runtime: Any = None) -> TableSu
         rt_pending = attr(runtime, "pending")
         rt_eval: Mapping[str, Any] = rt_pending if isinstance(rt_pending, Mapping) else {}
         rt_seen = max([_opt_int(rt_eval.get("evaluated_ms")) or 0, *(t or 0 for t in times)])
-        cache_ms = _opt_int(entry.get("synced_ms"))
         cache_is_newer = isinstance(raw_pending, bool) and cache_ms is not None and cache_ms > rt_seen
         if rt_status in ("IDLE", "PENDING") and cache_is_newer:
             # The catalog sync evaluated the table after the last evaluation and commit the runtime
@@ -207,33 +157,33 @@ def summary_from_entry(entry: Mapping[str, Any], runtime: Any = None) -> TableSu
                 kind = attr(process, "kind") if process is not None else None
                 kind = kind or "optimizing"
                 reason = reason or "a planned process did not commit; the next run plans again"
-        synced = sources.to_ms(_pick(merged, "summarized_at")) or cache_ms
+        synced = entry.summarized_ms or cache_ms
         stale = bool(last_optimized and synced and last_optimized > synced)
     return TableSummary(
         conn_id=conn_id,
-        catalog=str(entry.get("catalog") or entry.get("catalog_name") or conn_id),
+        catalog=conn_id,
         namespace=namespace,
         table=table,
         identifier=identifier,
-        format=str(fmt),
+        format=entry.format,
         status=status,
         health_score=health,
         data_files=data_files,
         delete_files=delete_files,
-        position_delete_files=pos,
-        equality_delete_files=eq,
-        records=_opt_int(_pick(merged, "records")),
+        position_delete_files=None,
+        equality_delete_files=None,
+        records=_opt_int(totals.get("total-records")),
         total_size=total_size,
         avg_file_size=avg,
         pending_kind=str(kind) if kind else None,
         pending_reason=reason if kind or raw_pending is True else None,
         last_optimized=last_optimized,
-        optimizer_group=_pick(merged, "optimizer_group") or (None if entry.get("error") else "default"),
-        cost=_opt_int(merged.get("cost")),
-        error=str(entry["error"]) if entry.get("error") else None,
-        snapshot_id=_opt_int(_pick(merged, "snapshot_id")),
-        summarized_at=sources.to_ms(_pick(merged, "summarized_at")),
-        dag_id=str(entry.get("dag_id") or sources.table_dag_id(conn_id, identifier)),
+        optimizer_group=cached.properties.get(GROUP) or (None if cached.error else "default"),
+        cost=cached.cost,
+        error=cached.error,
+        snapshot_id=_opt_int(totals.get("snapshot_id")),
+        summarized_at=entry.summarized_ms,
+        dag_id=sources.table_dag_id(conn_id, identifier),
         failures=failures,
         last_failure=last_failure,
         next_attempt=next_attempt,
@@ -253,7 +203,7 @@ def all_summaries() -> tuple[list[TableSummary], str, int | None]:
         conn_ids.update(c for c, _ in runtimes)
         entries, source, updated = sources.live_listing(sorted(conn_ids)), "catalog", None
     return (
-        [summary_from_entry(e, runtimes.get((e["conn_id"], e["identifier"]))) for e in entries],
+        [summary_from_entry(e, runtimes.get((e.conn_id, e.identifier))) for e in entries],
         source,
         updated,
     )
@@ -496,7 +446,7 @@ def table_details(conn_id: str, identifier: str, *, evaluate: bool = True) -> Ta
     values, errors = property_values(props, overrides)
     runtime = sources.get_runtime(conn_id, identifier)[0]
     summary = find_summary(conn_id, identifier) or summary_from_entry(
-        {"conn_id": conn_id, "identifier": identifier, **sources.snapshot_summary(table)}, runtime
+        sources.listed_table(conn_id, identifier, table), runtime
     )
     snap = table.current_snapshot()
     return TableDetails(
