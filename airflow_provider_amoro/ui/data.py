@@ -9,9 +9,11 @@ from __future__ import annotations
 import itertools
 import math
 import time
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
+from airflow_provider_amoro.dag_factory.cache import CachedTable
 from airflow_provider_amoro.properties import (
     DEFAULT_CONN_ID,
     GC_ENABLED,
@@ -45,6 +47,9 @@ from airflow_provider_amoro.ui.models import (
     TableSummary,
 )
 from airflow_provider_amoro.ui.sources import ListedTable, attr
+
+if TYPE_CHECKING:
+    from airflow_provider_amoro.optimizing.config import OptimizingConfig
 
 SORTABLE = (
     "conn_id",
@@ -92,6 +97,75 @@ def _reason_text(value: Any) -> str | None:
     return str(value) or None
 
 
+@dataclass
+class _RowState:
+    """The state columns of a list row: from the cache, then overlaid with the runtime state."""
+
+    status: str
+    kind: Any = None
+    reason: str | None = None
+    pending: bool | None = None
+    health: int | None = None
+    last_optimized: int | None = None
+    failures: int | None = None
+    last_failure: str | None = None
+    next_attempt: int | None = None
+    stale: bool = False
+
+
+def _cache_state(cached: CachedTable) -> _RowState:
+    pending = cached.pending
+    return _RowState(
+        status="PENDING" if pending is True else "IDLE" if pending is False else "UNKNOWN",
+        reason="the catalog sync's evaluation found work" if pending is True else None,
+        pending=pending,
+        health=cached.health,
+    )
+
+
+def _overlay_runtime(row: _RowState, entry: ListedTable, runtime: Any) -> None:
+    """The runtime state wins for status, last optimized time and the pending optimizing, except that
+    a catalog-sync evaluation newer than the runtime's last evaluation and commit decides IDLE/PENDING."""
+    failure = attr(runtime, "failure")
+    if isinstance(failure, Mapping) and failure.get("count"):
+        row.failures = _opt_int(failure.get("count"))
+        row.last_failure = f"{failure.get('task_id')}: {failure.get('reason')}"
+        row.next_attempt = _opt_int(failure.get("next_attempt_ms"))
+    rt_status = str(attr(runtime, "status") or row.status)
+    times = [
+        _opt_int(attr(runtime, k))
+        for k in ("last_minor_ms", "last_major_ms", "last_full_ms", "last_commit_ms")
+    ]
+    known = [t for t in times if t]
+    if known:
+        row.last_optimized = max(known)
+    rt_pending = attr(runtime, "pending")
+    rt_eval: Mapping[str, Any] = rt_pending if isinstance(rt_pending, Mapping) else {}
+    rt_seen = max([_opt_int(rt_eval.get("evaluated_ms")) or 0, *(t or 0 for t in times)])
+    cache_ms = entry.synced_ms
+    cache_is_newer = isinstance(row.pending, bool) and cache_ms is not None and cache_ms > rt_seen
+    if not (rt_status in ("IDLE", "PENDING") and cache_is_newer):
+        # Unless the catalog sync evaluated the table after the last evaluation and commit the
+        # runtime state knows of (e.g. someone wrote to it since): then its verdict is the newer one.
+        row.status = rt_status
+        if rt_eval:
+            if "kind" in rt_eval:
+                row.kind = rt_eval.get("kind")
+                row.reason = _reason_text(rt_eval.get("reasons") or rt_eval.get("reason"))
+            if rt_eval.get("health_score") is not None:
+                row.health = _opt_int(rt_eval.get("health_score"))
+        if row.status == "IDLE":  # committed since the last evaluation, or nothing to do
+            row.kind, row.reason, row.pending = None, None, False
+        elif row.status == "PENDING" and not row.kind:
+            # PENDING because a planned process did not commit (failed, or its run died)
+            process = attr(runtime, "current_process") or attr(runtime, "last_process")
+            kind = attr(process, "kind") if process is not None else None
+            row.kind = kind or "optimizing"
+            row.reason = row.reason or "a planned process did not commit; the next run plans again"
+    synced = entry.summarized_ms or cache_ms
+    row.stale = bool(row.last_optimized and synced and row.last_optimized > synced)
+
+
 def summary_from_entry(entry: ListedTable, runtime: Any = None) -> TableSummary:
     """One list row from a cached (or live-listed) table, overlaid with its runtime state when known.
 
@@ -107,58 +181,9 @@ def summary_from_entry(entry: ListedTable, runtime: Any = None) -> TableSummary:
     delete_files = _opt_int(totals.get("total-delete-files"))
     total_size = _opt_int(totals.get("total-files-size"))
     files = (data_files or 0) + (delete_files or 0)
-    avg = total_size // files if total_size is not None and files else None
-    raw_pending = cached.pending
-    kind: Any = None
-    reason = "the catalog sync's evaluation found work" if raw_pending is True else None
-    status = "PENDING" if raw_pending is True else "IDLE" if raw_pending is False else "UNKNOWN"
-    last_optimized: int | None = None
-    health = cached.health
-    cache_ms = entry.synced_ms
-    failures: int | None = None
-    last_failure: str | None = None
-    next_attempt: int | None = None
-    stale = False
+    row = _cache_state(cached)
     if runtime is not None:
-        failure = attr(runtime, "failure")
-        if isinstance(failure, Mapping) and failure.get("count"):
-            failures = _opt_int(failure.get("count"))
-            last_failure = f"{failure.get('task_id')}: {failure.get('reason')}"
-            next_attempt = _opt_int(failure.get("next_attempt_ms"))
-        rt_status = str(attr(runtime, "status") or status)
-        times = [
-            _opt_int(attr(runtime, k))
-            for k in ("last_minor_ms", "last_major_ms", "last_full_ms", "last_commit_ms")
-        ]
-        known = [t for t in times if t]
-        if known:
-            last_optimized = max(known)
-        rt_pending = attr(runtime, "pending")
-        rt_eval: Mapping[str, Any] = rt_pending if isinstance(rt_pending, Mapping) else {}
-        rt_seen = max([_opt_int(rt_eval.get("evaluated_ms")) or 0, *(t or 0 for t in times)])
-        cache_is_newer = isinstance(raw_pending, bool) and cache_ms is not None and cache_ms > rt_seen
-        if rt_status in ("IDLE", "PENDING") and cache_is_newer:
-            # The catalog sync evaluated the table after the last evaluation and commit the runtime
-            # state knows of (e.g. someone wrote to it since): its verdict is the newer one.
-            pass
-        else:
-            status = rt_status
-            if rt_eval:
-                if "kind" in rt_eval:
-                    kind = rt_eval.get("kind")
-                    reason = _reason_text(rt_eval.get("reasons") or rt_eval.get("reason"))
-                if rt_eval.get("health_score") is not None:
-                    health = _opt_int(rt_eval.get("health_score"))
-            if status == "IDLE":  # committed since the last evaluation, or nothing to do
-                kind, reason, raw_pending = None, None, False
-            elif status == "PENDING" and not kind:
-                # PENDING because a planned process did not commit (failed, or its run died)
-                process = attr(runtime, "current_process") or attr(runtime, "last_process")
-                kind = attr(process, "kind") if process is not None else None
-                kind = kind or "optimizing"
-                reason = reason or "a planned process did not commit; the next run plans again"
-        synced = entry.summarized_ms or cache_ms
-        stale = bool(last_optimized and synced and last_optimized > synced)
+        _overlay_runtime(row, entry, runtime)
     return TableSummary(
         conn_id=conn_id,
         catalog=conn_id,
@@ -166,28 +191,28 @@ def summary_from_entry(entry: ListedTable, runtime: Any = None) -> TableSummary:
         table=table,
         identifier=identifier,
         format=entry.format,
-        status=status,
-        health_score=health,
+        status=row.status,
+        health_score=row.health,
         data_files=data_files,
         delete_files=delete_files,
         position_delete_files=None,
         equality_delete_files=None,
         records=_opt_int(totals.get("total-records")),
         total_size=total_size,
-        avg_file_size=avg,
-        pending_kind=str(kind) if kind else None,
-        pending_reason=reason if kind or raw_pending is True else None,
-        last_optimized=last_optimized,
+        avg_file_size=total_size // files if total_size is not None and files else None,
+        pending_kind=str(row.kind) if row.kind else None,
+        pending_reason=row.reason if row.kind or row.pending is True else None,
+        last_optimized=row.last_optimized,
         optimizer_group=cached.properties.get(GROUP) or (None if cached.error else "default"),
         cost=cached.cost,
         error=cached.error,
         snapshot_id=_opt_int(totals.get("snapshot_id")),
         summarized_at=entry.summarized_ms,
         dag_id=sources.table_dag_id(conn_id, identifier),
-        failures=failures,
-        last_failure=last_failure,
-        next_attempt=next_attempt,
-        stale=stale,
+        failures=row.failures,
+        last_failure=row.last_failure,
+        next_attempt=row.next_attempt,
+        stale=row.stale,
         managed=sources.is_managed(conn_id, identifier),
     )
 
@@ -548,8 +573,45 @@ def table_files(
         )
     except ValueError:
         config = OptimizingConfig()
-    listed = _live_files(table)
-    snapshot_id, data, deletes, path_of = listed
+    snapshot_id, data, deletes, path_of = _live_files(table)
+    partitions, classes = _partition_rollup(data, deletes, path_of, config)
+    files: list[FileEntry] = []
+    if with_files:
+        chosen = data + deletes
+        if partition is not None:
+            chosen = [f for f in chosen if path_of(f["spec_id"], f["partition"]) == partition]
+        files = [
+            FileEntry(
+                content=f["content"],
+                file_path=f["path"],
+                partition=path_of(f["spec_id"], f["partition"]),
+                record_count=f["records"],
+                file_size_in_bytes=f["size"],
+                spec_id=f["spec_id"],
+            )
+            for f in chosen[:file_limit]
+        ]
+    return TableFiles(
+        snapshot_id=snapshot_id,
+        partitions=partitions,
+        histogram=size_histogram([f["size"] for f in data]),
+        classes=classes,
+        thresholds={
+            "fragment_size": config.fragment_size,
+            "min_target_size": config.min_target_size,
+            "target_size": config.target_size,
+        },
+        files=files,
+    )
+
+
+def _partition_rollup(
+    data: list[dict[str, Any]],
+    deletes: list[dict[str, Any]],
+    path_of: Callable[[int, list[Any]], str],
+    config: OptimizingConfig,
+) -> tuple[list[PartitionFiles], dict[str, int]]:
+    """Per-partition counts and sizes (sorted by spec and path) and the data files' Amoro classes."""
     by_part: dict[tuple[int, str], PartitionFiles] = {}
 
     def part(spec_id: int, values: list[Any]) -> PartitionFiles:
@@ -594,34 +656,7 @@ def table_files(
             pf.position_delete_size += f["size"]
     for pf in by_part.values():
         pf.avg_data_file_size = pf.data_size // pf.data_files if pf.data_files else 0
-    files: list[FileEntry] = []
-    if with_files:
-        chosen = data + deletes
-        if partition is not None:
-            chosen = [f for f in chosen if path_of(f["spec_id"], f["partition"]) == partition]
-        for f in chosen[:file_limit]:
-            files.append(
-                FileEntry(
-                    content=f["content"],
-                    file_path=f["path"],
-                    partition=path_of(f["spec_id"], f["partition"]),
-                    record_count=f["records"],
-                    file_size_in_bytes=f["size"],
-                    spec_id=f["spec_id"],
-                )
-            )
-    return TableFiles(
-        snapshot_id=snapshot_id,
-        partitions=sorted(by_part.values(), key=lambda p: (p.spec_id, p.partition)),
-        histogram=size_histogram([f["size"] for f in data]),
-        classes=classes,
-        thresholds={
-            "fragment_size": config.fragment_size,
-            "min_target_size": config.min_target_size,
-            "target_size": config.target_size,
-        },
-        files=files,
-    )
+    return sorted(by_part.values(), key=lambda p: (p.spec_id, p.partition)), classes
 
 
 def _live_files(table: Any) -> tuple[int | None, list[dict[str, Any]], list[dict[str, Any]], Any]:
