@@ -340,19 +340,6 @@ def _fmt_default(value: Any) -> str | None:
     return str(value)
 
 
-def _flatten_fields(fields: Iterable[Any], prefix: str = "") -> list[SchemaField]:
-    out: list[SchemaField] = []
-    for f in fields:
-        name = f"{prefix}{f.name}"
-        out.append(
-            SchemaField(id=f.field_id, name=name, type=str(f.field_type), required=f.required, doc=f.doc)
-        )
-        ftype = f.field_type
-        if getattr(ftype, "is_struct", False):
-            out.extend(_flatten_fields(ftype.fields, f"{name}."))
-    return out
-
-
 def property_values(
     properties: Mapping[str, str], overrides: Mapping[str, str] | None = None
 ) -> tuple[list[PropertyValue], list[str]]:
@@ -461,11 +448,18 @@ def evaluate_table(table: Any, overrides: Mapping[str, str] | None = None, runti
 
 def table_details(conn_id: str, identifier: str, *, evaluate: bool = True) -> TableDetails:
     """The Details tab of one table (loads the table: one metadata read; evaluation reads manifests)."""
+    from airflow_provider_amoro.formats import open_table
+
     table = sources.load_table(conn_id, identifier)
-    schema = table.schema()
+    fmt = open_table(table)
+    schema = [
+        SchemaField(id=c.field_id, name=c.name, type=c.type, required=c.required, doc=c.doc)
+        for c in fmt.columns()
+        if c.field_id is not None
+    ]
     spec = table.spec()
     sort_order = table.sort_order()
-    names = {f.id: f.name for f in _flatten_fields(schema.fields)}
+    names = {f.id: f.name for f in schema}
     props = {str(k): str(v) for k, v in table.properties.items()}
     overrides = sources.factory_overrides(conn_id, identifier, props)
     values, errors = property_values(props, overrides)
@@ -473,15 +467,15 @@ def table_details(conn_id: str, identifier: str, *, evaluate: bool = True) -> Ta
     summary = find_summary(conn_id, identifier) or summary_from_entry(
         sources.listed_table(conn_id, identifier, table), runtime
     )
-    snap = table.current_snapshot()
+    snap = fmt.current_snapshot()
     return TableDetails(
         summary=summary,
-        location=table.location(),
+        location=fmt.location,
         format_version=int(table.metadata.format_version),
         table_uuid=str(table.metadata.table_uuid),
         current_snapshot_id=snap.snapshot_id if snap is not None else None,
         last_updated_ms=int(table.metadata.last_updated_ms),
-        schema=_flatten_fields(schema.fields),
+        schema=schema,
         partition_spec=[
             PartitionField(
                 field_id=f.field_id,
