@@ -66,7 +66,7 @@ from airflow_provider_amoro.optimizing.model import (
 )
 from airflow_provider_amoro.optimizing.read import (
     DEFAULT_BATCH_ROWS,
-    DeleteIndex,
+    TaskDeletes,
     output_arrow_schema,
     read_task_batches,
 )
@@ -447,7 +447,7 @@ class _PartitionedOutput:
 
 
 def _rewrite_pos_deletes(
-    table: Table, task: RewriteTask, deletes: DeleteIndex, written: list[str]
+    table: Table, task: RewriteTask, deletes: TaskDeletes, written: list[str]
 ) -> DataFile | None:
     """One position delete file holding every delete that applies to the rewrite-pos data files."""
     paths: list[pa.Array] = []
@@ -491,6 +491,67 @@ def _counted(batches: Iterable[pa.RecordBatch], counter: list[int]) -> Iterator[
         yield batch
 
 
+def _rewrite_data(
+    table: Table,
+    task: RewriteTask,
+    deletes: TaskDeletes,
+    schema: Schema,
+    target_size: int,
+    batch_size: int,
+    written: list[str],
+    encoder: ThreadPoolExecutor | None,
+    live_rows: list[int],
+) -> list[DataFile]:
+    """Read the task's data files with deletes applied and write them as new data files.
+
+    ``written`` collects every file started (for the caller's cleanup); ``live_rows[0]`` counts the
+    rows read. On failure the output in progress is aborted.
+    """
+    current_spec = table.spec()
+    sort_order = table.sort_order()
+    sort = task.kind == "full" and not sort_order.is_unsorted
+    fixed = decode_partition(task.partition) if task.spec_id == current_spec.spec_id else None
+    if fixed is not None and current_spec.is_unpartitioned():
+        fixed = Record()
+    sink = _PartitionedOutput(
+        table=table,
+        schema=schema,
+        target_size=target_size,
+        bytes_per_row=_bytes_per_row_hint(task),
+        sort_order_id=sort_order.order_id if sort else None,
+        fixed_partition=fixed,
+        written=written,
+        pending_budget=PENDING_BUDGET_BYTES,
+        executor=encoder,
+        name_prefix=_name_prefix(task),
+    )
+    try:
+        batches = _counted(
+            read_task_batches(
+                table, task.rewrite_data_files, deletes=deletes, schema=schema, batch_size=batch_size
+            ),
+            live_rows,
+        )
+        if sort:
+            rows = pa.Table.from_batches(list(batches), schema=output_arrow_schema(schema))
+            try:
+                rows = _sort_table(table, schema, rows)
+            except (TaskExecutionError, pa.ArrowException, ValueError, NotImplementedError) as exc:
+                # Amoro itself never sorts: an order we cannot apply must not block optimizing
+                logger.warning(
+                    "task %d: writing unsorted, cannot sort by %s: %s", task.task_id, sort_order, exc
+                )
+                sink.sort_order_id = None
+            sink.write(rows)
+        else:
+            for batch in batches:
+                sink.write(batch)
+        return sink.close()
+    except BaseException:
+        sink.abort()
+        raise
+
+
 def execute(
     table: Table,
     task: RewriteTask,
@@ -518,65 +579,28 @@ def execute(
     started = time.monotonic()
     target_size = _target_size(table, config)
     schema = table.schema()
-    current_spec = table.spec()
     all_data = [*task.rewrite_data_files, *task.rewrite_pos_data_files]
     written: list[str] = []
     outputs: list[DataFile] = []
     live_rows = [0]
-    sink: _PartitionedOutput | None = None
     encoder = (
         ThreadPoolExecutor(max_workers=ENCODE_THREADS, thread_name_prefix="amoro-encode")
         if ENCODE_THREADS > 0
         else None
     )
     try:
-        deletes = DeleteIndex.load(table, all_data, task.delete_files, schema=schema)
+        deletes = TaskDeletes.load(table, all_data, task.delete_files, schema=schema)
         if task.rewrite_data_files:
-            sort_order = table.sort_order()
-            sort = task.kind == "full" and not sort_order.is_unsorted
-            fixed = decode_partition(task.partition) if task.spec_id == current_spec.spec_id else None
-            if fixed is not None and current_spec.is_unpartitioned():
-                fixed = Record()
-            sink = _PartitionedOutput(
-                table=table,
-                schema=schema,
-                target_size=target_size,
-                bytes_per_row=_bytes_per_row_hint(task),
-                sort_order_id=sort_order.order_id if sort else None,
-                fixed_partition=fixed,
-                written=written,
-                pending_budget=PENDING_BUDGET_BYTES,
-                executor=encoder,
-                name_prefix=_name_prefix(task),
+            outputs.extend(
+                _rewrite_data(
+                    table, task, deletes, schema, target_size, batch_size, written, encoder, live_rows
+                )
             )
-            batches = _counted(
-                read_task_batches(
-                    table, task.rewrite_data_files, deletes=deletes, schema=schema, batch_size=batch_size
-                ),
-                live_rows,
-            )
-            if sort:
-                rows = pa.Table.from_batches(list(batches), schema=output_arrow_schema(schema))
-                try:
-                    rows = _sort_table(table, schema, rows)
-                except (TaskExecutionError, pa.ArrowException, ValueError, NotImplementedError) as exc:
-                    # Amoro itself never sorts: an order we cannot apply must not block optimizing
-                    logger.warning(
-                        "task %d: writing unsorted, cannot sort by %s: %s", task.task_id, sort_order, exc
-                    )
-                    sink.sort_order_id = None
-                sink.write(rows)
-            else:
-                for batch in batches:
-                    sink.write(batch)
-            outputs.extend(sink.close())
         if task.rewrite_pos_data_files:
             pos_file = _rewrite_pos_deletes(table, task, deletes, written)
             if pos_file is not None:
                 outputs.append(pos_file)
     except BaseException:
-        if sink is not None:
-            sink.abort()
         for location in written:
             with contextlib.suppress(Exception):
                 table.io.delete(location)
