@@ -119,6 +119,9 @@ FILTER_DEFAULT: str | None = None
 MIN_PLAN_INTERVAL = "self-optimizing.min-plan-interval"
 MIN_PLAN_INTERVAL_DEFAULT = 60000  # ms
 
+MAX_FILE_COUNT = "self-optimizing.max-file-count"
+MAX_FILE_COUNT_DEFAULT = 10000  # input files (data + delete) of one optimizing process
+
 #: Every ``self-optimizing.*`` property the provider reads, in documentation order.
 OPTIMIZING_PROPERTY_NAMES: tuple[str, ...] = (
     ENABLED,
@@ -137,6 +140,7 @@ OPTIMIZING_PROPERTY_NAMES: tuple[str, ...] = (
     ALLOW_PARTIAL_COMMIT,
     FILTER,
     MIN_PLAN_INTERVAL,
+    MAX_FILE_COUNT,
 )
 
 # --------------------------------------------------------------------------- maintenance

@@ -31,6 +31,7 @@ BENCHMARKS = {
     "history": ("benchmarks.bench_history", "5. Compaction of tables with a long commit history"),
     "dag_scale": ("benchmarks.bench_dag_scale", "6. Parse + serialize at 1,000 and 10,000 tables"),
     "xcom_bytes": ("benchmarks.bench_xcom_bytes", "7. Bytes through XCom per mapped execute task"),
+    "watchers": ("benchmarks.bench_watchers", "8. 1,000 table watchers in one triggerer process"),
 }
 
 

@@ -218,6 +218,8 @@ def small_file_table(catalog: Any, identifier: str, *, files: int = 6, rows_per_
             "self-optimizing.target-size": str(1024 * 1024),
             "self-optimizing.max-task-size-bytes": str(1024 * 1024),
             "self-optimizing.minor.trigger.file-count": "3",
+            # tests plan one table again within seconds (Amoro's default waits 60 s between plans)
+            "self-optimizing.min-plan-interval": "0",
         },
     )
     for i in range(files):

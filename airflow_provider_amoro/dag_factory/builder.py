@@ -421,9 +421,14 @@ def build_table_dag(
             on_success_callback=OptimizingFailureClearer(asset_uri, only_when_idle=True),
             **common,
             **{OVERRIDES_KWARG: overrides},
+            **({"renamed_from": settings.renamed_from} if settings.renamed_from else {}),
         )
         plan = ops["plan"](
-            task_id="plan", on_failure_callback=record_failure, **common, **{OVERRIDES_KWARG: overrides}
+            task_id="plan",
+            on_failure_callback=record_failure,
+            **common,
+            **{OVERRIDES_KWARG: overrides},
+            **({"max_input_bytes": group.max_input_bytes} if group.max_input_bytes else {}),
         )
         execute_kwargs: dict[str, Any] = {
             **common,
@@ -679,6 +684,10 @@ def _build_all(config: FactoryConfig, ops: Mapping[str, Any], shard: int = 0) ->
                     table_properties=cached.properties if cached else None,
                     cost=cached.cost if cached else None,
                 )
+                if cached is not None and cached.renamed_from:
+                    from dataclasses import replace
+
+                    settings = replace(settings, renamed_from=cached.renamed_from)
                 dags[dag_id] = build_table_dag(settings, config, operators=ops)
             except Exception as exc:  # noqa: BLE001 - one bad table must not take down the others
                 message = _table_error(name, str(exc), config)

@@ -65,6 +65,7 @@ class CachedTable:
         metadata_location: the table's metadata file when last inspected (the sync re-reads a table
             only when it changed).
         uuid: the table's UUID (``table-uuid``), None when unknown.
+        renamed_from: the name this table (same UUID) had before a rename, when the sync saw one.
     """
 
     identifier: str
@@ -76,6 +77,7 @@ class CachedTable:
     error: str | None = None
     metadata_location: str | None = None
     uuid: str | None = None
+    renamed_from: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The JSON object stored in the cache file."""
@@ -88,6 +90,7 @@ class CachedTable:
             "error": self.error,
             "metadata_location": self.metadata_location,
             "uuid": self.uuid,
+            "renamed_from": self.renamed_from,
         }
 
     @classmethod
@@ -108,6 +111,7 @@ class CachedTable:
             error=str(data["error"]) if data.get("error") else None,
             metadata_location=str(data["metadata_location"]) if data.get("metadata_location") else None,
             uuid=str(data["uuid"]) if data.get("uuid") else None,
+            renamed_from=str(data["renamed_from"]) if data.get("renamed_from") else None,
         )
 
 

@@ -399,6 +399,8 @@ class OptimizerGroup:
             ``CeleryExecutor``, an alias from ``[core] executor``), or None for the default one.
         executor_config: the execute tasks' ``executor_config``; for the KubernetesExecutor a
             ``pod_override`` given as a pod spec mapping (resources, node selector, ...).
+        max_input_bytes: input cap of one optimizing process of a table in this group (bytes of
+            input files); the most valuable partitions go first, the rest waits. None: no cap.
     """
 
     name: str
@@ -408,6 +410,7 @@ class OptimizerGroup:
     description: str = ""
     executor: str | None = None
     executor_config: Mapping[str, Any] = field(default_factory=dict)
+    max_input_bytes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -518,6 +521,8 @@ class TableSettings:
         property_defaults: ``defaults.properties``: applied at run time under the table's own
             properties (the table's value wins).
         paused_at_creation: whether the DAG starts paused (Airflow's ``is_paused_upon_creation``).
+        renamed_from: the table's former name when the catalog sync saw it renamed (its runtime
+            state is adopted by the evaluate task).
     """
 
     conn_id: str
@@ -535,6 +540,7 @@ class TableSettings:
     cost: int | None = None
     property_defaults: Mapping[str, str] = field(default_factory=dict)
     paused_at_creation: bool = False
+    renamed_from: str | None = None
 
     @property
     def namespace(self) -> str:
@@ -746,7 +752,7 @@ _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
 
 _TOP_KEYS = ("version", "cache_dir", "catalogs", "optimizer_groups", "defaults", "catalog_sync", "shards")
 _CATALOG_KEYS = ("include", "exclude", "tables", "paused_at_creation")
-_GROUP_KEYS = ("slots", "pool", "queue", "description", "executor", "executor_config")
+_GROUP_KEYS = ("slots", "pool", "queue", "description", "executor", "executor_config", "max_input_bytes")
 _DEFAULT_KEYS = (
     "properties",
     "maintenance",
@@ -825,6 +831,9 @@ def _parse(data: Any, source: str | None) -> FactoryConfig:
             description=str(spec.get("description") or f"Amoro optimizer group {name!r}"),
             executor=None if executor is None else _name(executor, [*path, "executor"]),
             executor_config=dict(_expect_mapping(spec.get("executor_config"), [*path, "executor_config"])),
+            max_input_bytes=_positive_int(spec["max_input_bytes"], [*path, "max_input_bytes"])
+            if spec.get("max_input_bytes") is not None
+            else None,
         )
     if not groups:
         raise ConfigError(["optimizer_groups"], "define at least one optimizer group (usually 'default')")

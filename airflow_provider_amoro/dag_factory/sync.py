@@ -146,6 +146,26 @@ def _inspect(
     return entry, True
 
 
+def _mark_renames(tables: dict[str, CachedTable], previous: Mapping[str, CachedTable]) -> None:
+    """Record ``renamed_from`` on a new name whose UUID belonged to a name that is gone (a rename).
+
+    An earlier rename stays recorded while the entry lives, so the table DAG keeps adopting the
+    state recorded under the former name until it has done so.
+    """
+    from dataclasses import replace
+
+    gone = {t.uuid: name for name, t in previous.items() if name not in tables and t.uuid}
+    for name, entry in list(tables.items()):
+        old = previous.get(name)
+        if entry.renamed_from is None and old is not None and old.renamed_from:
+            tables[name] = entry = replace(entry, renamed_from=old.renamed_from)
+        if name not in previous and entry.uuid and entry.uuid in gone:
+            tables[name] = replace(entry, renamed_from=gone[entry.uuid])
+            log.info(
+                "catalog sync: %s was renamed to %s (same table UUID %s)", gone[entry.uuid], name, entry.uuid
+            )
+
+
 WRITE_EVERY_S = 30.0
 """While a sync runs, the table list is rewritten at most this often with what is done so far."""
 
@@ -272,6 +292,7 @@ def sync_catalog(config: FactoryConfig, conn_id: str, *, hook: Any = None) -> di
                     len(pending_idents),
                 )
                 pending_idents = []
+    _mark_renames(tables, previous.tables)
     path = write_cache(config.cache_dir, conn_id, tables)
     added = sorted(set(tables) - set(previous.tables))
     removed = sorted(set(previous.tables) - set(tables))

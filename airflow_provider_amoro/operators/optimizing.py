@@ -465,22 +465,41 @@ class EvaluateOptimizingOperator(_OptimizingOperator, SkipMixin):
         amoro_conn_id: catalog connection id (templated).
         property_overrides: ``self-optimizing.*`` properties overriding the table's own.
         skip_when_idle: skip the downstream pipeline when nothing is pending (default True).
+        renamed_from: the table's former ``namespace.table`` after a rename (the DAG factory passes
+            it from the catalog sync): its recorded state is adopted when the UUIDs match.
         **kwargs: ``BaseOperator`` arguments.
+
+    The runtime state is the table's by UUID (:meth:`TableStateRecorder.claim`): a table dropped and
+    re-created under the same name starts with a fresh state.
     """
 
     custom_operator_name = "EvaluateOptimizingOperator"
     ui_color = "#e8f4fa"
 
-    def __init__(self, *, skip_when_idle: bool = True, **kwargs: Any) -> None:
+    def __init__(
+        self, *, skip_when_idle: bool = True, renamed_from: str | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.skip_when_idle = skip_when_idle
+        self.renamed_from = renamed_from
+        if renamed_from:
+            from airflow_provider_amoro.assets import table_asset
+
+            # the state recorded under the former name is read through this task's own inlet
+            self.inlets = [*list(self.inlets or []), table_asset(self.amoro_conn_id, renamed_from)]
 
     def execute(self, context: Any) -> dict[str, Any]:
-        """Evaluate; record the pending state; skip the pipeline when idle."""
+        """Claim the state for this table's UUID; evaluate; record the pending state; skip when idle."""
+        from airflow_provider_amoro.assets import table_asset_uri
         from airflow_provider_amoro.optimizing import evaluate
 
         state = self.state(context)
         table = self.load_table()
+        previous = None
+        if self.renamed_from:
+            previous = TableStateRecorder(context, table_asset_uri(self.amoro_conn_id, self.renamed_from))
+        uuid = getattr(table.metadata, "table_uuid", None)
+        state.claim(str(uuid) if uuid else None, self.table, previous=previous)
         evaluation = evaluate(table, config=self.optimizing_config(table), **state.last_times())
         summary = evaluation_summary(evaluation.to_dict())
         summary["evaluated_ms"] = now_ms()
@@ -622,6 +641,7 @@ class PlanOptimizingOperator(_OptimizingOperator):
         # in a DAG without a resolve task (generated DAGs have one: then this is a no-op), the
         # last process is settled here, before its record is replaced by the new plan's
         resolve_previous_process(state, table, self.log, own_process_id=self.run_process_id(context))
+        self._check_min_plan_interval(table, state)
         planned = make_plan(
             table,
             self.kind,  # type: ignore[arg-type]
@@ -662,6 +682,22 @@ class PlanOptimizingOperator(_OptimizingOperator):
             proc.input_bytes,
         )
         return refs
+
+    def _check_min_plan_interval(self, table: Table, state: TableStateRecorder) -> None:
+        """Skip when the last plan of the table is younger than ``self-optimizing.min-plan-interval``."""
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        interval = self.optimizing_config(table).min_plan_interval_ms
+        previous = state.current_process(live=False)
+        if interval <= 0 or previous is None or not previous.plan_time_ms:
+            return
+        age = now_ms() - int(previous.plan_time_ms)
+        if age < interval:
+            state.set_status(TableStatus.PENDING, self.kind)
+            raise AirflowSkipException(
+                f"the last plan of {self.table} is {age / 1000:.0f} s old; "
+                f"self-optimizing.min-plan-interval is {interval / 1000:.0f} s"
+            )
 
     def _forget_previous_plan(self, table: Table, state: TableStateRecorder, ti: Any) -> None:
         """Delete the task file of the previous process's plan (it is over: ``resolve`` ran first)."""

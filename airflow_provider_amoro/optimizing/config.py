@@ -45,6 +45,8 @@ from airflow_provider_amoro.properties import (
     GROUP_DEFAULT,
     MAJOR_TRIGGER_DUPLICATE_RATIO,
     MAJOR_TRIGGER_DUPLICATE_RATIO_DEFAULT,
+    MAX_FILE_COUNT,
+    MAX_FILE_COUNT_DEFAULT,
     MAX_TASK_SIZE,
     MAX_TASK_SIZE_DEFAULT,
     MIN_PLAN_INTERVAL,
@@ -153,7 +155,10 @@ class OptimizingConfig:
         full_rewrite_all_files: ``self-optimizing.full.rewrite-all-files``.
         allow_partial_commit: ``self-optimizing.allow-partial-commit``.
         filter: ``self-optimizing.filter``, a SQL-like predicate (pyiceberg expression syntax), or None.
-        min_plan_interval_ms: ``self-optimizing.min-plan-interval``.
+        min_plan_interval_ms: ``self-optimizing.min-plan-interval``: the least time between two
+            plans of the table (the plan task skips until it has passed).
+        max_file_count: ``self-optimizing.max-file-count``: at most this many input files (data
+            and delete files) in one optimizing process; the rest waits for the next one.
     """
 
     enabled: bool = ENABLED_DEFAULT
@@ -172,12 +177,14 @@ class OptimizingConfig:
     allow_partial_commit: bool = ALLOW_PARTIAL_COMMIT_DEFAULT
     filter: str | None = FILTER_DEFAULT
     min_plan_interval_ms: int = MIN_PLAN_INTERVAL_DEFAULT
+    max_file_count: int = MAX_FILE_COUNT_DEFAULT
 
     def __post_init__(self) -> None:
         """Validate the values (also when the dataclass is built directly)."""
         props = self.to_properties()
         _check(self.quota > 0, QUOTA, props, "must be > 0")
         _check(self.execute_num_retries >= 0, EXECUTE_NUM_RETRIES, props, "must be >= 0")
+        _check(self.max_file_count >= 1, MAX_FILE_COUNT, props, "must be >= 1")
         _check(self.target_size > 0, TARGET_SIZE, props, "must be a positive size in bytes")
         _check(self.max_task_size_bytes > 0, MAX_TASK_SIZE, props, "must be a positive size in bytes")
         _check(self.fragment_ratio > 0, FRAGMENT_RATIO, props, "must be > 0")
@@ -234,6 +241,7 @@ class OptimizingConfig:
             allow_partial_commit=_get(p, ALLOW_PARTIAL_COMMIT, _parse_bool, ALLOW_PARTIAL_COMMIT_DEFAULT),
             filter=raw_filter if raw_filter is not None and raw_filter.strip() else None,
             min_plan_interval_ms=_get(p, MIN_PLAN_INTERVAL, _parse_interval_ms, MIN_PLAN_INTERVAL_DEFAULT),
+            max_file_count=_get(p, MAX_FILE_COUNT, _parse_int, MAX_FILE_COUNT_DEFAULT),
         )
         if schema is not None:
             config.bound_filter(schema)
@@ -317,6 +325,7 @@ class OptimizingConfig:
             FULL_REWRITE_ALL_FILES: _fmt_bool(self.full_rewrite_all_files),
             ALLOW_PARTIAL_COMMIT: _fmt_bool(self.allow_partial_commit),
             MIN_PLAN_INTERVAL: str(self.min_plan_interval_ms),
+            MAX_FILE_COUNT: str(self.max_file_count),
         }
         if self.filter is not None:
             out[FILTER] = self.filter

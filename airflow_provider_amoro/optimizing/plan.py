@@ -15,7 +15,9 @@ plan's kind is the highest (full > major > minor). An explicit kind is applied t
 
 Partitions are taken largest cost first until ``max_input_bytes`` (the optimizer group's input cap)
 is reached; the partition that crosses the cap is still taken, as in Amoro, so a partition larger
-than the cap is not starved.
+than the cap is not starved. ``self-optimizing.max-file-count`` caps the input files (data and
+delete files) of the process: the tasks that would cross it are left for the next process (the
+plan's first task always goes).
 
 Files are bin-packed per partition with best-fit decreasing into tasks of at most
 ``max(target-size, max-task-size-bytes)`` bytes of data files (a single larger file gets a task of
@@ -194,6 +196,11 @@ def _partition_tasks(
     ]
 
 
+def _task_files(task: RewriteTask) -> int:
+    """Input files of a task (data, position-delete-only data, delete files)."""
+    return len(task.rewrite_data_files) + len(task.rewrite_pos_data_files) + len(task.delete_files)
+
+
 def plan_evaluation(
     evaluation: TableEvaluation,
     kind: OptimizingKind | None = None,
@@ -246,11 +253,14 @@ def plan_evaluation(
         candidates = [(p, kind) for p in evaluation.partitions]
 
     total = 0
+    files = 0
     plan_kind: OptimizingKind | None = None
     for p, pkind in candidates:  # partitions are sorted largest cost first
         if max_input_bytes is not None and total >= max_input_bytes:
             break
         if max_tasks is not None and len(result.tasks) >= max_tasks:
+            break
+        if files >= config.max_file_count:
             break
         assert pkind is not None
         tasks = _partition_tasks(p, pkind, config, index, evaluation.sort_order_id)
@@ -258,6 +268,16 @@ def plan_evaluation(
             continue
         if max_tasks is not None:
             tasks = tasks[: max_tasks - len(result.tasks)]
+        kept: list[RewriteTask] = []
+        for t in tasks:  # self-optimizing.max-file-count: the rest of the partition waits
+            # (the plan's first task always goes, or a task over the cap would never run)
+            if files and files + _task_files(t) > config.max_file_count:
+                break
+            kept.append(t)
+            files += _task_files(t)
+        tasks = kept
+        if not tasks:
+            break
         input_bytes = sum(t.input_bytes for t in tasks)
         total += input_bytes
         for t in tasks:

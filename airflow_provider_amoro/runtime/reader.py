@@ -23,6 +23,7 @@ from airflow_provider_amoro.runtime.state import (
     KEY_EVALUATION,
     KEY_FAILURE,
     KEY_HISTORY,
+    KEY_IDENTITY,
     KEY_MAINTENANCE_PREFIX,
     KEY_OPTIMIZED,
     KEY_PROCESS,
@@ -602,7 +603,11 @@ def get_optimizing_history(
     from sqlalchemy import select
 
     uri = table_asset_uri(conn_id, identifier)
-    stored = _parse_stored(_load_state(session, [uri])[uri])
+    raw_state = _load_state(session, [uri])[uri]
+    stored = _parse_stored(raw_state)
+    identity = raw_state.get(KEY_IDENTITY)
+    # a table re-created under this name: the old table's runs of the same DAG are not its history
+    since_ms = int(identity.get("since_ms") or 0) if isinstance(identity, dict) else 0
     processes: dict[str, OptimizingProcess] = {p.process_id: p for p in stored.history}
     dag_ids = {table_dag_id(conn_id, identifier)}
     if stored.process is not None and stored.process.dag_id:
@@ -630,5 +635,7 @@ def get_optimizing_history(
         ):
             proc = _merge_recorded(recorded, proc)
         processes[pid] = proc
+    if since_ms:
+        processes = {k: p for k, p in processes.items() if (p.plan_time_ms or since_ms) >= since_ms}
     ordered = sorted(processes.values(), key=lambda p: (p.plan_time_ms or 0, p.process_id), reverse=True)
     return ordered[:limit]

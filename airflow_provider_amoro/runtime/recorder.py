@@ -17,11 +17,14 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from airflow_provider_amoro.properties import MAINTENANCE_ACTIONS
 from airflow_provider_amoro.runtime.state import (
     HISTORY_LIMIT,
     HISTORY_WITH_TASKS,
     KEY_EVALUATION,
     KEY_HISTORY,
+    KEY_IDENTITY,
+    KEY_MAINTENANCE_PREFIX,
     KEY_OPTIMIZED,
     KEY_PROCESS,
     KEY_STATUS,
@@ -35,6 +38,17 @@ from airflow_provider_amoro.runtime.state import (
 )
 
 log = logging.getLogger(__name__)
+
+
+STATE_KEYS: tuple[str, ...] = (
+    KEY_STATUS,
+    KEY_EVALUATION,
+    KEY_PROCESS,
+    KEY_OPTIMIZED,
+    KEY_HISTORY,
+    *(KEY_MAINTENANCE_PREFIX + a.name for a in MAINTENANCE_ACTIONS),
+)
+"""The keys of a table's runtime state (moved on rename, cleared on re-creation)."""
 
 
 def now_ms() -> int:
@@ -131,6 +145,61 @@ class TableStateRecorder:
         )
 
     # ---- records --------------------------------------------------------------------------------
+
+    def claim(self, table_uuid: str | None, name: str, *, previous: TableStateRecorder | None = None) -> str:
+        """Make sure the state belongs to the table with ``table_uuid`` (state is keyed by UUID).
+
+        - same UUID as recorded: nothing to do (``"same"``);
+        - nothing recorded yet and ``previous`` (the state under the table's former name, an inlet
+          of this task) belongs to this UUID: its records are copied over (``"renamed"``): a
+          rename keeps the history;
+        - another UUID recorded: the table was dropped and re-created under this name; the old
+          table's records are cleared (``"recreated"``): it starts fresh;
+        - otherwise the identity is just recorded (``"new"``).
+        """
+        if table_uuid is None:
+            return "unknown"
+        identity: dict[str, Any] = {"uuid": table_uuid, "name": name, "since_ms": now_ms()}
+        stored = self.get(KEY_IDENTITY)
+        stored_uuid = stored.get("uuid") if isinstance(stored, dict) else None
+        if stored_uuid == table_uuid:
+            if isinstance(stored, dict) and stored.get("name") != name:
+                self.set(KEY_IDENTITY, {**stored, "name": name})
+            return "same"
+        outcome = "new"
+        if stored_uuid is not None:
+            for key in STATE_KEYS:
+                self.delete(key)
+            outcome = "recreated"
+            log.warning(
+                "%s was re-created (table UUID %s, was %s): its runtime state starts fresh",
+                name,
+                table_uuid,
+                stored_uuid,
+            )
+        elif previous is not None:
+            old = previous.get(KEY_IDENTITY)
+            if isinstance(old, dict) and old.get("uuid") == table_uuid:
+                identity["since_ms"] = old.get("since_ms") or 0
+                for key in STATE_KEYS:
+                    value = previous.get(key)
+                    if value is not None:
+                        self.set(key, value)
+                outcome = "renamed"
+                log.info("%s was renamed from %s: its runtime state moves along", name, old.get("name"))
+        if outcome == "new":
+            identity["since_ms"] = 0  # first sight of this table: every earlier run is its own
+        self.set(KEY_IDENTITY, identity)
+        return outcome
+
+    def delete(self, key: str) -> None:
+        """Delete one key (missing is fine)."""
+        try:
+            self._store().delete(key)
+        except Exception as exc:
+            if self.strict:
+                raise
+            log.warning("cannot delete runtime state %s of %s: %s", key, self.asset_uri, exc)
 
     def set_status(self, status: TableStatus, kind: str | None = None) -> None:
         """Record the status this task puts the table in (a hint trusted while its run is active)."""

@@ -34,6 +34,10 @@ KEY_PROCESS = "amoro.process"
 KEY_OPTIMIZED = "amoro.optimized"
 KEY_HISTORY = "amoro.history"
 KEY_MAINTENANCE_PREFIX = "amoro.maintenance."
+KEY_IDENTITY = "amoro.identity"
+"""The table the state belongs to: ``{"uuid": <table-uuid>, "name": "ns.table"}``. State is the
+table's by its UUID: a re-created table (same name, new UUID) starts fresh, a renamed table (new
+name, same UUID) adopts the state recorded under its previous name."""
 KEY_FAILURE = "amoro.failure"
 
 STAGE_BY_OPERATOR: dict[str, str] = {

@@ -208,7 +208,9 @@ def shared_hook(conn_id: str) -> Any:
     with _HOOKS_LOCK:
         entry = _HOOKS.get(conn_id)
         if entry is None or now - entry[0] > CATALOG_CLIENT_TTL_S:
-            entry = (now, AmoroCatalogHook(amoro_conn_id=conn_id))
+            hook = AmoroCatalogHook(amoro_conn_id=conn_id)
+            hook.get_catalog()  # built here, once: not by each of the threads that poll at once
+            entry = (now, hook)
             _HOOKS[conn_id] = entry
         return entry[1]
 

@@ -309,7 +309,8 @@ def list_tables(
     missing.sort(key=lambda s: (s.conn_id, s.identifier))
     ordered = present + missing
     page = ordered[offset : offset + limit] if limit is not None else ordered[offset:]
-    return TableList(total=len(rows), tables=page, source=source, cache_updated_at=updated)
+    notes = sources.live_notes() if source == "catalog" else []
+    return TableList(total=len(rows), tables=page, source=source, cache_updated_at=updated, notes=notes)
 
 
 def find_summary(conn_id: str, identifier: str) -> TableSummary | None:

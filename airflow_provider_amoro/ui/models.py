@@ -69,6 +69,11 @@ class TableList(BaseModel):
     tables: list[TableSummary]
     source: str = Field(description="'cache' (catalog-sync cache file) or 'catalog' (live listing)")
     cache_updated_at: int | None = Field(default=None, description="epoch ms the cache file was written")
+    notes: list[str] = Field(
+        default_factory=list,
+        description="why a live listing is empty or incomplete: a catalog's error, or the catalog names "
+        "that hold tables when the connection's catalog name holds none",
+    )
 
 
 class Catalog(BaseModel):

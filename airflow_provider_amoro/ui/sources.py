@@ -160,6 +160,7 @@ def reset_catalogs() -> None:
         _catalogs.clear()
     with _live_lock:
         _live.clear()
+        _live_notes.clear()
 
 
 def load_table(conn_id: str, identifier: str) -> Any:
@@ -397,12 +398,36 @@ def live_listing(conn_ids: Iterable[str] = (DEFAULT_CONN_ID,)) -> list[dict[str,
                     except Exception as exc:  # noqa: BLE001 - one broken table must not hide the others
                         entry["error"] = str(exc)
                     entries.append(entry)
-        except Exception as exc:  # noqa: BLE001 - an unreachable catalog shows as an empty list
-            log.warning("cannot list tables of %s: %s", conn_id, exc)
+            note = None if entries else _empty_catalog_note(conn_id)
+        except Exception as exc:  # noqa: BLE001 - an unreachable catalog: an empty list with a note
+            from airflow_provider_amoro.hooks.catalog import redact_uri
+
+            note = f"cannot list the tables of connection {conn_id!r}: {redact_uri(str(exc))}"
+            log.warning("%s", note)
         with _live_lock:
             _live[conn_id] = (now, entries)
+            _live_notes[conn_id] = note
         out.extend(entries)
     return out
+
+
+_live_notes: dict[str, str | None] = {}
+
+
+def live_notes() -> list[str]:
+    """Why the live listing of a catalog is empty: its error, or the catalog names that hold tables."""
+    with _live_lock:
+        return [n for _, n in sorted(_live_notes.items()) if n]
+
+
+def _empty_catalog_note(conn_id: str) -> str | None:
+    from airflow_provider_amoro.hooks.catalog import AmoroCatalogHook
+
+    try:
+        hint = AmoroCatalogHook(amoro_conn_id=conn_id).empty_catalog_hint()
+    except Exception:  # noqa: BLE001 - a hint only
+        return None
+    return f"connection {conn_id!r}: {hint}" if hint else None
 
 
 def snapshot_summary(table: Any) -> dict[str, Any]:

@@ -244,6 +244,7 @@ def test_group_executor_and_executor_config_reach_the_execute_task(tmp_path: Pat
                 slots: 4
                 executor: KubernetesExecutor
                 executor_config: {{note: big-pods}}
+                max_input_bytes: 1073741824
             catalogs:
               lake:
                 include: ["sales.*"]
@@ -253,6 +254,8 @@ def test_group_executor_and_executor_config_reach_the_execute_task(tmp_path: Pat
     execute = build_dags(cfg)["amoro__lake__sales__orders"].task_dict["execute"].partial_kwargs
     assert execute["executor"] == "KubernetesExecutor"
     assert execute["executor_config"] == {"note": "big-pods"}
+    # the group's input cap bounds each optimizing process of its tables
+    assert build_dags(cfg)["amoro__lake__sales__orders"].task_dict["plan"].max_input_bytes == 1 << 30
 
 
 def test_shards_split_the_tables_over_dag_files_without_overlap(tmp_path: Path) -> None:

@@ -163,7 +163,8 @@ def test_connection_parses_into_the_hook_and_points_at_compose_services(services
     assert name == "amoro_default"
     assert props["type"] == "sql"
     assert props["uri"].startswith("postgresql+psycopg2://") and "@postgres:5432/" in props["uri"]
-    catalog_db = props["uri"].rsplit("/", 1)[1].split("?")[0]  # the hook may add connect_timeout
+    catalog_db = props["uri"].rsplit("/", 1)[1].split("?")[0]  # the hook adds ?connect_timeout=…
+    assert "connect_timeout=30" in props["uri"]
     init_sql = "\n".join(p.read_text() for p in (REPO / "docker" / "postgres-init").glob("*.sql"))
     assert f"CREATE DATABASE {catalog_db}" in init_sql
     postgres_mounts = [v.split(":")[0] for v in services["postgres"]["volumes"]]

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from airflow_fixtures import asset_events, run_dag, small_file_table, task_states, xcom_value
+from airflow_fixtures import append_rows, asset_events, run_dag, small_file_table, task_states, xcom_value
 
 from airflow_provider_amoro.assets import table_asset_uri, table_change_asset_uri
 from airflow_provider_amoro.dag_factory import build_dags, loads
@@ -351,6 +351,74 @@ def test_failed_optimizing_fails_the_run_backs_off_and_recovers(
     assert states[("commit", -1)] == "success" and states[("optimizing_failed", -1)] == "skipped"
     assert get_table_runtime("amoro_default", "demo.events").failure is None
     assert content_hash(read_table(amoro_conn.load_table("demo.events"))) == before
+
+
+def _lake_yaml(cache: Path) -> str:
+    return textwrap.dedent(
+        f"""
+        cache_dir: {cache}
+        catalogs:
+          amoro_default:
+            include: ["demo.*"]
+        optimizer_groups:
+          default: {{slots: 2}}
+        defaults:
+          schedule: off
+          watch_changes: false
+          maintenance: {{expire_snapshots: off, clean_dangling_delete_files: off, clean_orphan_files: off,
+                         expire_data: off, create_tags: off}}
+        catalog_sync: {{evaluate: false}}
+        """
+    )
+
+
+def test_a_renamed_table_keeps_its_history_and_a_recreated_one_starts_fresh(
+    airflow_db: Any, amoro_conn: Any, tmp_path: Path
+) -> None:
+    """Runtime state belongs to the table's UUID: rename keeps it, drop + re-create clears it."""
+    from airflow_provider_amoro.dag_factory.cache import read_cache
+    from airflow_provider_amoro.dag_factory.sync import sync_catalog
+    from airflow_provider_amoro.runtime.reader import get_optimizing_history
+
+    config = loads(_lake_yaml(tmp_path / "cache"))
+    small_file_table(amoro_conn, "demo.before", files=4)
+    small_file_table(amoro_conn, "demo.again", files=4)
+    sync_catalog(config, "amoro_default")
+    dags = build_dags(config)
+    for name in ("before", "again"):
+        dr = run_dag(dags[f"amoro__amoro_default__demo__{name}"])
+        assert dr.state == "success", task_states(dr)
+        assert len(get_optimizing_history("amoro_default", f"demo.{name}")) == 1
+
+    # rename: the sync sees the same UUID under a new name; the new DAG adopts the old state
+    amoro_conn.rename_table("demo.before", "demo.after")
+    for _ in range(3):
+        append_rows(amoro_conn.load_table("demo.after"), [1, 2, 3])
+    sync_catalog(config, "amoro_default")
+    assert read_cache(config.cache_dir, "amoro_default").tables["demo.after"].renamed_from == "demo.before"
+    before_rows = read_table(amoro_conn.load_table("demo.after"))
+    dr = run_dag(build_dags(config)["amoro__amoro_default__demo__after"])
+    assert dr.state == "success", task_states(dr)
+    history = get_optimizing_history("amoro_default", "demo.after")
+    assert len(history) == 2  # the process from before the rename, and this one
+    assert {h.dag_id for h in history} == {
+        "amoro__amoro_default__demo__before",
+        "amoro__amoro_default__demo__after",
+    }
+    after_rows = read_table(amoro_conn.load_table("demo.after"))
+    assert (content_hash(after_rows), after_rows.num_rows) == (
+        content_hash(before_rows),
+        before_rows.num_rows,
+    )
+
+    # drop and re-create under the same name: a new UUID, a fresh state
+    amoro_conn.drop_table("demo.again")
+    small_file_table(amoro_conn, "demo.again", files=4)
+    sync_catalog(config, "amoro_default")
+    dr = run_dag(build_dags(config)["amoro__amoro_default__demo__again"])
+    assert dr.state == "success", task_states(dr)
+    history = get_optimizing_history("amoro_default", "demo.again")
+    assert len(history) == 1 and history[0].run_id == dr.run_id
 
 
 def _lakehouse_shows_the_failure(tmp_path: Path, words: str) -> None:

@@ -46,6 +46,7 @@ def partitioned_small_file_table(
             "self-optimizing.max-task-size-bytes": str(1024 * 1024),
             "self-optimizing.minor.trigger.file-count": "2",
             "self-optimizing.quota": quota,
+            "self-optimizing.min-plan-interval": "0",  # the watcher test plans twice within a minute
         },
     )
     arrow_schema = pa.schema([("id", pa.int64()), ("p", pa.int64()), ("v", pa.string())])

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from airflow.providers.standard.operators.python import PythonOperator
 from airflow.sdk import DAG, TriggerRule
-from airflow_fixtures import asset_events, run_dag, small_file_table, task_states, xcom_value
+from airflow_fixtures import append_rows, asset_events, run_dag, small_file_table, task_states, xcom_value
 
 from airflow_provider_amoro.assets import table_asset, table_asset_uri
 from airflow_provider_amoro.operators.base import PRODUCER_OPTIMIZER, AmoroTableOperator
@@ -397,6 +397,7 @@ def test_mapped_execute_tasks_get_references_and_the_plan_lives_in_the_warehouse
         properties={
             "self-optimizing.target-size": str(1 << 20),
             "self-optimizing.minor.trigger.file-count": "2",
+            "self-optimizing.min-plan-interval": "0",
         },
     )
     for round_no in range(3):
@@ -435,3 +436,24 @@ def test_mapped_execute_tasks_get_references_and_the_plan_lives_in_the_warehouse
     assert dr2.state == "success", task_states(dr2)
     assert not Path(location.removeprefix("file://")).exists()
     assert Path(xcom_value(dr2, "plan", key="plan")["tasks_location"].removeprefix("file://")).exists()
+
+
+def test_min_plan_interval_is_honoured(airflow_db: Any, amoro_conn: Any) -> None:
+    """self-optimizing.min-plan-interval: a plan within the interval of the last one skips."""
+    table = small_file_table(amoro_conn, "db.paced", files=4)
+    with table.transaction() as tx:
+        tx.set_properties({"self-optimizing.min-plan-interval": "3600000"})
+    dag = _split_dag("test_min_plan_interval", "db.paced")
+    first = run_dag(dag)
+    assert first.state == "success" and task_states(first)[("plan", -1)] == "success"
+    for i in range(3):
+        append_rows(amoro_conn.load_table("db.paced"), [5000 + i])
+    second = run_dag(dag)
+    states = task_states(second)
+    assert states[("evaluate", -1)] == "success"  # there is work ...
+    assert states[("plan", -1)] == "skipped"  # ... but the last plan is younger than an hour
+    assert states[("commit", -1)] == "skipped"
+    with amoro_conn.load_table("db.paced").transaction() as tx:
+        tx.set_properties({"self-optimizing.min-plan-interval": "0"})
+    third = run_dag(dag)
+    assert task_states(third)[("plan", -1)] == "success", task_states(third)

@@ -172,6 +172,23 @@ def test_max_tasks_keeps_the_costliest_tasks_first() -> None:
         _plan(files, [], cfg=cfg, max_tasks=0)
 
 
+def test_max_file_count_bounds_the_process_costliest_partitions_first() -> None:
+    """self-optimizing.max-file-count: the input files of one process; what is left waits."""
+    files = fragments(20, "a") + fragments(30, "b") + fragments(13, "c")
+    full = _plan(files, [])
+    assert sum(len(t.rewrite_data_files) for t in full.tasks) == 63
+    capped = _plan(files, [], cfg=CFG.replace(max_file_count=45))
+    counts = [
+        len(t.rewrite_data_files) + len(t.rewrite_pos_data_files) + len(t.delete_files) for t in capped.tasks
+    ]
+    assert sum(counts) <= 45
+    assert [x["path"] for x in capped.partitions] == ["0=b"]  # the costliest partition first; a: 30+20 > 45
+    # a single task over the cap still goes (or it would never run)
+    tiny = _plan(files, [], cfg=CFG.replace(max_file_count=1))
+    assert len(tiny.tasks) == 1 and tiny.partitions[0]["path"] == "0=b"
+    assert OptimizingConfig.from_properties({"self-optimizing.max-file-count": "7"}).max_file_count == 7
+
+
 def test_plan_json_round_trip_and_small() -> None:
     files = [*fragments(14), data("seg", 120)]
     deletes = [pos("p1", 2, ref="seg"), pos("p2", 3, ref="seg"), eq("e1", 4)]
@@ -201,7 +218,8 @@ def test_evaluate_and_plan_100k_files_fast() -> None:
     files = [data(f"d{i}", 0.5 + (i % 40), seq=i % 300 + 1, part=f"p{i % 100}") for i in range(100_000)]
     deletes = [eq(f"e{i}", i % 300 + 2, part=f"p{i % 100}") for i in range(2_000)]
     start = time.process_time()  # CPU seconds, not disturbed by other load
-    ev = classify(files, deletes, CFG, now_ms=NOW, last_minor_ms=NOW)
+    # no self-optimizing.max-file-count cap here: the whole table is planned
+    ev = classify(files, deletes, CFG.replace(max_file_count=1_000_000), now_ms=NOW, last_minor_ms=NOW)
     p = plan_evaluation(ev)
     elapsed = time.process_time() - start
     assert p.kind is not None and p.tasks

@@ -107,3 +107,40 @@ def test_error_json_never_shows_the_password(
 
     for form in (password, quote(password, safe=""), json.dumps(password)[1:-1]):
         assert form not in r.text, r.text
+
+
+def test_an_empty_live_listing_says_why(
+    client: Any, auth: dict[str, str], ui_env: Path, sqlite_catalog: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tables written under another catalog name: the list is empty and says which names hold them;
+    an unreachable catalog: the list says so (redacted) instead of looking like an empty lakehouse."""
+    import pyarrow as pa
+
+    sqlite_catalog.create_namespace("sales")
+    sqlite_catalog.create_table("sales.orders", schema=pa.schema([("id", pa.int64())]))
+    extra = {
+        "catalog_type": "sql",
+        "uri": sqlite_catalog.properties["uri"],
+        "warehouse": sqlite_catalog.properties["warehouse"],
+    }  # no catalog_name: scoped to 'amoro_default'
+    monkeypatch.setenv("AIRFLOW_CONN_AMORO_DEFAULT", json.dumps({"conn_type": "amoro", "extra": extra}))
+    body = client.get(f"{BASE}/tables", headers=auth).json()
+    assert body["source"] == "catalog" and body["tables"] == []
+    assert any(f"'{sqlite_catalog.name}' do; set 'catalog_name'" in n for n in body["notes"]), body
+
+    from airflow_provider_amoro.ui import sources
+
+    sources.reset_catalogs()
+    down = {
+        "catalog_type": "sql",
+        "uri": "postgresql+psycopg2://127.0.0.1:1/cat",
+        "warehouse": "file:///tmp/x",
+    }
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_AMORO_DEFAULT",
+        json.dumps({"conn_type": "amoro", "login": "u", "password": "se@cr:et/%", "extra": down}),
+    )
+    r = client.get(f"{BASE}/tables", headers=auth)
+    notes = r.json()["notes"]
+    assert any("cannot list the tables of connection 'amoro_default'" in n for n in notes), notes
+    assert "se@cr:et/%" not in r.text and "se%40cr" not in r.text
