@@ -22,6 +22,10 @@ What is used, and why:
 - :func:`check_pyarrow_schema_compatible`, :func:`dataframe_to_data_files`: appends in test helpers.
 - :data:`OverwriteFiles`, :data:`FastAppendFiles`, :data:`SnapshotProducer`: pyiceberg's snapshot
   producers, for the few writers that reuse them (data expiration, test helpers).
+- :func:`batched_manifest_blocks`: ``ManifestWriter._writer`` (its ``AvroOutputFile``), whose
+  ``write_block`` pyiceberg calls once per entry: each entry becomes its own Avro block, with its own
+  buffer, deflate call and sync marker. Batching the entries into blocks of
+  :data:`MANIFEST_BLOCK_ENTRIES` writes the same entries (what Java writers do) faster and smaller.
 - :func:`read_manifest_entries`: ``ManifestFile.fetch_manifest_entry`` with the Avro reader tree
   cached by the file's writer schema. pyiceberg converts each file's Avro schema to an Iceberg
   schema and resolves a reader tree for every file it opens, which is about 90 % of reading a
@@ -32,6 +36,8 @@ What is used, and why:
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from pyiceberg.avro.decoder import new_decoder
@@ -54,6 +60,7 @@ from pyiceberg.manifest import (
     ManifestEntry,
     ManifestEntryStatus,
     ManifestFile,
+    ManifestWriter,
 )
 from pyiceberg.manifest import _inherit_from_manifest as inherit_from_manifest
 from pyiceberg.schema import Schema
@@ -72,6 +79,7 @@ __all__ = [
     "OverwriteFiles",
     "SnapshotProducer",
     "apply_updates",
+    "batched_manifest_blocks",
     "check_pyarrow_schema_compatible",
     "commit_updates",
     "dataframe_to_data_files",
@@ -105,6 +113,42 @@ def apply_updates(
 def table_of(tx: Transaction) -> Table:
     """The table a transaction was opened on."""
     return tx._table
+
+
+MANIFEST_BLOCK_ENTRIES = 1000
+"""Manifest entries per Avro block written through :func:`batched_manifest_blocks`."""
+
+
+@contextmanager
+def batched_manifest_blocks(writer: ManifestWriter, entries: int = MANIFEST_BLOCK_ENTRIES) -> Iterator[None]:
+    """Within the block, ``writer`` (an open pyiceberg ``ManifestWriter``) writes its entries in
+    Avro blocks of up to ``entries`` entries instead of one block per entry.
+
+    Use it inside the writer's own ``with``, so the last block is written before the file closes::
+
+        with write_manifest(...) as writer, batched_manifest_blocks(writer):
+            writer.add_entry(...)
+
+    The file holds the same entries in the same order; readers see no difference. On an error
+    the buffered entries are dropped with the file being written.
+    """
+    avro = writer._writer
+    write_block = avro.write_block
+    pending: list[Any] = []
+
+    def buffered(objects: list[Any]) -> None:
+        pending.extend(objects)
+        if len(pending) >= entries:
+            write_block(list(pending))
+            pending.clear()
+
+    avro.write_block = buffered  # type: ignore[method-assign]
+    try:
+        yield
+        if pending:
+            write_block(list(pending))
+    finally:
+        del avro.write_block
 
 
 _SCHEMA_KEY = "avro.schema"

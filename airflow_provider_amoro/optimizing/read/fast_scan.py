@@ -51,6 +51,12 @@ FIRST_WINDOW = 32
 """Files in the first window of the fast path; windows double up to :data:`MAX_WINDOW`."""
 MAX_WINDOW = 512
 """At most this many files per fast-path window."""
+COALESCE_BYTES = 4 * 1024 * 1024
+"""Consecutive small batches of a scan are handed over concatenated, up to this many bytes."""
+WHOLE_FILE_BYTES = 256 * 1024
+"""Delete-free files up to this size are read whole with their footer (one open per file)."""
+WHOLE_FILE_WINDOW_BYTES = 16 * 1024 * 1024
+"""At most this many bytes of such files are held per window (two windows are held at most)."""
 
 
 @dataclass
@@ -110,7 +116,7 @@ class ScanRun:
         """The file the scan failed on: named in ``message``, else found by reading each file again
         (only on this error path)."""
         for data, fragment in zip(self.files, self.fragments, strict=True):
-            if fragment.path in message:
+            if fragment.path and fragment.path in message:  # no path: read from memory
                 return data.path
         for data, fragment in zip(self.files, self.fragments, strict=True):
             try:
@@ -144,9 +150,8 @@ def _bounded_scan(
             fmt = _fast_format()
             for fragments in groups:
                 dataset = ds.FileSystemDataset(fragments, schema=schema, format=fmt, filesystem=filesystem)
-                for batch in dataset.to_batches(
-                    columns=schema.names, batch_size=batch_size, use_threads=True
-                ):
+                scanned = dataset.to_batches(columns=schema.names, batch_size=batch_size, use_threads=True)
+                for batch in _coalesced(scanned, batch_size):
                     with cond:
                         while ready and held[0] + batch.nbytes > SCAN_AHEAD_BYTES and not state["stop"]:
                             cond.wait()
@@ -186,6 +191,25 @@ def _bounded_scan(
         producer.join()
 
 
+def _coalesced(batches: Iterator[pa.RecordBatch], batch_size: int) -> Iterator[pa.RecordBatch]:
+    """``batches`` with consecutive small ones (one per small file) concatenated, up to
+    ``batch_size`` rows or :data:`COALESCE_BYTES`: the consumer's per-batch work (handing over,
+    buffering, counting) is then paid per few thousand rows, not per file."""
+    small: list[pa.RecordBatch] = []
+    rows = size = 0
+    for batch in batches:
+        if not batch.num_rows:
+            continue
+        small.append(batch)
+        rows += batch.num_rows
+        size += batch.nbytes
+        if rows >= batch_size or size >= COALESCE_BYTES:
+            yield small[0] if len(small) == 1 else pa.concat_batches(small)
+            small, rows, size = [], 0, 0
+    if small:
+        yield small[0] if len(small) == 1 else pa.concat_batches(small)
+
+
 def _fast_format() -> ds.ParquetFileFormat:
     return ds.ParquetFileFormat(default_fragment_scan_options=ds.ParquetFragmentScanOptions(pre_buffer=True))
 
@@ -208,10 +232,20 @@ def _dataset_paths(table: Table, data_files: Sequence[FileRef]) -> tuple[pafs.Fi
     return (filesystem, paths) if filesystem is not None else None
 
 
-def _footer(fmt: ds.ParquetFileFormat, filesystem: pafs.FileSystem, path: str, data: FileRef) -> ds.Fragment:
-    """A fragment of ``data`` with its footer read (kept by the fragment) and its row count checked."""
+def _footer(
+    fmt: ds.ParquetFileFormat, filesystem: pafs.FileSystem, path: str, data: FileRef, whole: bool
+) -> ds.Fragment:
+    """A fragment of ``data`` with its footer read (kept by the fragment) and its row count checked.
+
+    ``whole``: read the whole (small) file with one open and keep its bytes in the fragment, so the
+    scan decodes it from memory instead of opening it a second time.
+    """
     try:
-        fragment = fmt.make_fragment(path, filesystem=filesystem)
+        if whole:
+            with filesystem.open_input_file(path) as stream:
+                fragment = fmt.make_fragment(stream.read_buffer())
+        else:
+            fragment = fmt.make_fragment(path, filesystem=filesystem)
         rows = fragment.metadata.num_rows  # reads the footer: fails here for a missing or corrupt file
     except (pa.ArrowException, OSError) as exc:
         raise InputFileError(data.path, f"not a readable Parquet file ({type(exc).__name__}: {exc})") from exc
@@ -221,9 +255,21 @@ def _footer(fmt: ds.ParquetFileFormat, filesystem: pafs.FileSystem, path: str, d
 
 
 def _footers(
-    fmt: ds.ParquetFileFormat, filesystem: pafs.FileSystem, items: Sequence[tuple[str, FileRef]]
+    fmt: ds.ParquetFileFormat, filesystem: pafs.FileSystem, items: Sequence[tuple[str, FileRef, bool]]
 ) -> list[ds.Fragment]:
-    return [_footer(fmt, filesystem, path, data) for path, data in items]
+    return [_footer(fmt, filesystem, path, data, whole) for path, data, whole in items]
+
+
+def _read_whole(data_files: Sequence[FileRef], picked: Sequence[int]) -> set[int]:
+    """The files of ``picked`` read whole with their footer: small ones, up to a byte budget."""
+    whole: set[int] = set()
+    budget = WHOLE_FILE_WINDOW_BYTES
+    for i in picked:
+        size = data_files[i].size_bytes
+        if size <= WHOLE_FILE_BYTES and size <= budget:
+            whole.add(i)
+            budget -= size
+    return whole
 
 
 def segments(
@@ -258,9 +304,15 @@ def segments(
 
     def submit(window: range) -> list[tuple[list[int], Future[list[ds.Fragment]]]]:
         picked = [i for i in window if clean[i]]
+        whole = _read_whole(data_files, picked)
         chunks = [picked[k : k + FOOTER_CHUNK] for k in range(0, len(picked), FOOTER_CHUNK)]
         return [
-            (chunk, pool.submit(_footers, fmt, filesystem, [(paths[i], data_files[i]) for i in chunk]))
+            (
+                chunk,
+                pool.submit(
+                    _footers, fmt, filesystem, [(paths[i], data_files[i], i in whole) for i in chunk]
+                ),
+            )
             for chunk in chunks
         ]
 
