@@ -35,7 +35,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
+import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any, cast
@@ -94,6 +97,52 @@ ENCODE_THREADS = 2
 deletes go on while a row group encodes, and several output files encode at once. 0: encode inline."""
 PENDING_BUDGET_BYTES = 256 * 1024 * 1024
 """Arrow bytes buffered across the partition writers of one task before buffers are written early."""
+TASK_MEMORY_POOL = "system"
+"""Arrow memory pool a task allocates from (``system``, ``mimalloc``, ``jemalloc``; empty: leave
+the process's default). pyarrow's default, mimalloc, keeps the memory a task frees: measured on a
+115 MB task of 5 MB files, the process's peak RSS rose 348-404 MB above its start with mimalloc
+and 303-312 MB with the system allocator, for the same Arrow peak (~230 MB) and less CPU. Not
+applied when ``ARROW_DEFAULT_MEMORY_POOL`` is set: the operator's choice wins."""
+
+_pool_lock = threading.Lock()
+_pool_users = [0]
+_pool_saved: list[pa.MemoryPool] = []
+
+
+@contextlib.contextmanager
+def _task_memory_pool() -> Iterator[None]:
+    """Make :data:`TASK_MEMORY_POOL` pyarrow's default pool while at least one task executes.
+
+    Every Arrow buffer remembers the pool it came from, so buffers allocated before or after (or by
+    another thread meanwhile) are freed correctly; the previous default comes back after the last
+    task of the process ends.
+    """
+    name = TASK_MEMORY_POOL
+    if not name or os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
+        yield
+        return
+    factories = {
+        "system": pa.system_memory_pool,
+        "mimalloc": pa.mimalloc_memory_pool,
+        "jemalloc": pa.jemalloc_memory_pool,
+    }
+    with _pool_lock:
+        if _pool_users[0] == 0:
+            try:
+                pool = factories[name]()
+            except (KeyError, NotImplementedError):
+                pool = None  # not built into this pyarrow: keep the default
+            _pool_saved[:] = [pa.default_memory_pool()]
+            if pool is not None:
+                pa.set_memory_pool(pool)
+        _pool_users[0] += 1
+    try:
+        yield
+    finally:
+        with _pool_lock:
+            _pool_users[0] -= 1
+            if _pool_users[0] == 0 and _pool_saved:
+                pa.set_memory_pool(_pool_saved.pop())
 
 
 def _target_size(table: Table, config: OptimizingConfig | None) -> int:
@@ -589,17 +638,18 @@ def execute(
         else None
     )
     try:
-        deletes = TaskDeletes.load(table, all_data, task.delete_files, schema=schema)
-        if task.rewrite_data_files:
-            outputs.extend(
-                _rewrite_data(
-                    table, task, deletes, schema, target_size, batch_size, written, encoder, live_rows
+        with _task_memory_pool():
+            deletes = TaskDeletes.load(table, all_data, task.delete_files, schema=schema)
+            if task.rewrite_data_files:
+                outputs.extend(
+                    _rewrite_data(
+                        table, task, deletes, schema, target_size, batch_size, written, encoder, live_rows
+                    )
                 )
-            )
-        if task.rewrite_pos_data_files:
-            pos_file = _rewrite_pos_deletes(table, task, deletes, written)
-            if pos_file is not None:
-                outputs.append(pos_file)
+            if task.rewrite_pos_data_files:
+                pos_file = _rewrite_pos_deletes(table, task, deletes, written)
+                if pos_file is not None:
+                    outputs.append(pos_file)
     except BaseException:
         for location in written:
             with contextlib.suppress(Exception):
