@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 import pyarrow as pa
@@ -64,3 +65,17 @@ def test_a_failed_write_drops_the_buffered_entries(sqlite_catalog: Any, tmp_path
         writer.delete(entry)
         raise RuntimeError("boom")
     assert "write_block" not in vars(writer._writer)  # the Avro writer is itself again
+
+
+@pytest.mark.parametrize(
+    "value", [0, 1, 63, 64, 127, 128, 8191, 16383, 16384, 2**31 - 1, 2**62, -1, -64, -65, -(2**63)]
+)
+def test_the_varint_encoder_writes_pyiceberg_s_bytes(value: int) -> None:
+    from pyiceberg.avro.encoder import BinaryEncoder
+
+    from airflow_provider_amoro.iceberg_compat import _VarintEncoder
+
+    ours, theirs = io.BytesIO(), io.BytesIO()
+    _VarintEncoder(ours).write_int(value)
+    BinaryEncoder(theirs).write_int(value)
+    assert ours.getvalue() == theirs.getvalue()
