@@ -115,6 +115,12 @@ def get_provider_info() -> dict[str, Any]:
                         "description": "Connect and read timeout of catalog and storage calls (default 30)",
                         "schema": {"type": ["number", "null"]},
                     },
+                    "credential_refresh": {
+                        "label": "Storage credential refresh (seconds)",
+                        "description": "REST catalogs vending storage credentials: renew a loaded "
+                        "table's credentials this often (default 900)",
+                        "schema": {"type": ["number", "null"]},
+                    },
                 },
                 "ui-field-behaviour": {
                     "hidden-fields": ["schema", "port", "extra"],

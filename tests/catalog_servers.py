@@ -60,6 +60,8 @@ class RestCatalogServer:
         self.issued = 0
         self.valid: set[str] = set()
         self.namespaces = [["sales"], ["web"]]
+        self.tables: dict[str, Any] = {}  # "ns/table" -> a pyiceberg table served with vended credentials
+        self.loads = 0
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -86,6 +88,23 @@ class RestCatalogServer:
                 token = self.headers.get("Authorization", "").removeprefix("Bearer ")
                 if token not in outer.valid:
                     self._error(401, "token expired or invalid")
+                    return
+                parts = self.path.split("?")[0].strip("/").split("/")
+                if len(parts) == 5 and parts[3] == "tables" and f"{parts[2]}/{parts[4]}" in outer.tables:
+                    table = outer.tables[f"{parts[2]}/{parts[4]}"]
+                    outer.loads += 1
+                    self._send(
+                        200,
+                        {
+                            "metadata-location": table.metadata_location,
+                            "metadata": json.loads(table.metadata.model_dump_json()),
+                            "config": {
+                                "s3.access-key-id": f"vended-key-{outer.loads}",
+                                "s3.secret-access-key": f"vended-secret-{outer.loads}",
+                                "s3.session-token": f"vended-token-{outer.loads}",
+                            },
+                        },
+                    )
                     return
                 if self.path.startswith("/v1/namespaces"):
                     top = "parent=" not in self.path

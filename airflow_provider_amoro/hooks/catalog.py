@@ -9,6 +9,8 @@ Connection fields (declared in provider info, so the Airflow UI renders them):
 - ``uri``: catalog URI (SQLAlchemy URL for ``sql``, HTTP(S) endpoint for ``rest``, thrift URI for
   ``hive``); the connection's *host* is used when this is empty.
 - ``warehouse``: warehouse location (``file:///…``, ``s3://bucket/prefix``).
+- ``credential_refresh``: REST catalogs vending storage credentials: seconds between renewals of a
+  loaded table's credentials (default 900; pyiceberg itself never renews them).
 - ``properties``: further pyiceberg catalog properties as a JSON object (``s3.endpoint``, …). Any
   other extra key that is a pyiceberg property (``s3.endpoint``, ``credential``, …) is passed on too.
 - *login* / *password*: the credential. ``rest``: ``login:password`` becomes the OAuth2 client
@@ -33,6 +35,9 @@ import json
 import logging
 import math
 import re
+import threading
+import time
+import weakref
 from typing import Any
 from urllib.parse import quote, quote_plus
 
@@ -60,7 +65,18 @@ DEFAULT_TIMEOUT_S = 30.0
 """Connect and read timeout of catalog and storage calls, in seconds (connection extra ``timeout``)."""
 
 #: Extra keys the hook reads itself; every other extra key is passed on as a pyiceberg property.
-_OWN_KEYS = frozenset({"catalog_type", "type", "catalog_name", "uri", "warehouse", "properties", "timeout"})
+_OWN_KEYS = frozenset(
+    {
+        "catalog_type",
+        "type",
+        "catalog_name",
+        "uri",
+        "warehouse",
+        "properties",
+        "timeout",
+        "credential_refresh",
+    }
+)
 _SECRET_WORDS = ("secret", "password", "token", "credential", "access-key", "session-key")
 _SCHEME = re.compile(r"\b(?P<scheme>[a-zA-Z][\w+.-]*://)(?P<rest>[^\s'\"<>]+)")
 _QUERY_SECRET = re.compile(
@@ -177,7 +193,7 @@ def with_sql_timeout(uri: str, timeout_s: float) -> str:
     return str(url.set(query=query).render_as_string(hide_password=False))
 
 
-def _timeout_of(raw: Any, conn_id: str) -> float:
+def _timeout_of(raw: Any, conn_id: str, key: str = "timeout") -> float:
     if raw is None or raw == "":
         return DEFAULT_TIMEOUT_S
     try:
@@ -186,7 +202,7 @@ def _timeout_of(raw: Any, conn_id: str) -> float:
         value = float("nan")
     if not math.isfinite(value) or value <= 0 or value > 86400:
         raise AmoroCatalogError(
-            f"connection {conn_id!r}: 'timeout' must be a number of seconds between 0 and 86400, got {raw!r}"
+            f"connection {conn_id!r}: {key!r} must be a number of seconds between 0 and 86400, got {raw!r}"
         )
     return value
 
@@ -276,11 +292,33 @@ def catalog_properties_from_connection(conn: Any) -> tuple[str, dict[str, str]]:
         raise AmoroCatalogError(f"connection {conn_id!r}: a {catalog_type} catalog needs 'uri'")
     if catalog_type == "sql":
         props["uri"] = with_sql_timeout(props["uri"], timeout)
+    if extra.get("credential_refresh") not in (None, ""):
+        refresh = _timeout_of(extra["credential_refresh"], conn_id, "credential_refresh")
+        props["credential_refresh"] = f"{refresh:g}"
     props.setdefault("s3.connect-timeout", f"{timeout:g}")
     props.setdefault("s3.request-timeout", f"{timeout:g}")
     props["timeout"] = f"{timeout:g}"
     name = str(extra.get("catalog_name") or conn_id)
     return name, props
+
+
+DEFAULT_CREDENTIAL_REFRESH_S = 900.0
+"""How often vended storage credentials are renewed while a table object lives (connection extra
+``credential_refresh``, seconds)."""
+
+_CREDENTIAL_KEYS = ("access-key", "secret", "session-token", "sas-token", "token", "credential")
+
+
+def vended_credentials(catalog: Catalog, table: Table) -> bool:
+    """Whether a REST catalog vended storage credentials with ``table`` (not in the connection)."""
+    if not isinstance(catalog, RestCatalog):
+        return False
+    own = catalog.properties
+    return any(
+        any(k in key for k in _CREDENTIAL_KEYS) and own.get(key) != value
+        for key, value in table.io.properties.items()
+        if "." in key
+    )
 
 
 class _TimeoutRestCatalog(RestCatalog):
@@ -392,6 +430,7 @@ class AmoroCatalogHook(BaseHook):
             name, config = self.catalog_config()
             props = dict(config)
             timeout_s = float(props.pop("timeout", DEFAULT_TIMEOUT_S))
+            props.pop("credential_refresh", None)
             where = self.redact(props.get("uri", props.get("warehouse", "")))
             try:
                 if props["type"] == "rest":
@@ -491,7 +530,38 @@ class AmoroCatalogHook(BaseHook):
                 f"table {name!r} does not exist in namespace {namespace!r} of catalog {catalog.name!r} "
                 f"(connection {self.amoro_conn_id!r})"
             ) from None
+        if vended_credentials(catalog, table):
+            self._keep_credentials_fresh(catalog, table, f"{namespace}.{name}")
         return table
+
+    def _keep_credentials_fresh(self, catalog: Catalog, table: Table, identifier: str) -> None:
+        """Swap in the catalog's fresh storage credentials every ``credential_refresh`` seconds.
+
+        pyiceberg loads the storage credentials a REST catalog vends with the table and never
+        renews them; a long task would then fail once they expire. A daemon thread reloads the table
+        from the catalog and replaces only its ``io`` (the metadata the task works on is unchanged);
+        it ends with the table object or the process.
+        """
+        interval = float(self.catalog_config()[1].get("credential_refresh", DEFAULT_CREDENTIAL_REFRESH_S))
+        ref = weakref.ref(table)
+        redact = self.redact
+
+        def refresh() -> None:
+            while True:
+                time.sleep(interval)
+                current = ref()
+                if current is None:
+                    return
+                try:
+                    current.io = catalog.load_table(identifier).io
+                    log.info("refreshed the vended storage credentials of %s", identifier)
+                except Exception as exc:  # noqa: BLE001 - keep the old ones; the next round retries
+                    log.warning(
+                        "cannot refresh the storage credentials of %s: %s", identifier, redact(str(exc))
+                    )
+                del current
+
+        threading.Thread(target=refresh, name=f"amoro-credentials-{identifier}", daemon=True).start()
 
     def table_exists(self, identifier: str) -> bool:
         """Whether ``namespace.table`` exists (False also when its namespace does not)."""

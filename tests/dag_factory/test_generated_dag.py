@@ -310,7 +310,7 @@ def test_failed_optimizing_fails_the_run_backs_off_and_recovers(
     yaml_text = factory_yaml(
         tmp_path / "cache",
         maintenance="expire_snapshots: 1s, clean_orphan_files: off, expire_data: off, create_tags: off",
-    ).replace("  schedule: off\n", "  schedule: off\n  failure_backoff: 2s\n  failure_backoff_max: 1h\n")
+    ).replace("  schedule: off\n", "  schedule: off\n  failure_backoff: 5s\n  failure_backoff_max: 1h\n")
     time.sleep(1.2)
     dag = build_dags(loads(yaml_text))[DAG_ID]
     assert dag.dagrun_timeout == timedelta(hours=6)
@@ -327,24 +327,25 @@ def test_failed_optimizing_fails_the_run_backs_off_and_recovers(
     failure = get_table_runtime("amoro_default", "demo.events").failure
     assert failure is not None and failure["count"] == 1 and failure["task_id"] == "evaluate"
     assert "self-optimizing.target-size" in failure["reason"] and "lots" in failure["reason"]
-    assert failure["next_attempt_ms"] - failure["failed_ms"] == 2000
+    assert failure["next_attempt_ms"] - failure["failed_ms"] == 5000
     _lakehouse_shows_the_failure(tmp_path, "self-optimizing.target-size")
 
-    dr = run_dag(dag)  # inside the 2 s backoff: optimizing is not tried again
+    # inside the 5 s backoff (the run's resolve task comes first): optimizing is not tried again
+    dr = run_dag(dag)
     states = task_states(dr)
     assert states[("evaluate", -1)] == "skipped", states
     assert get_table_runtime("amoro_default", "demo.events").failure["count"] == 1  # type: ignore[index]
 
-    time.sleep(2.2)
+    time.sleep(5.2)
     dr = run_dag(dag)  # backoff over, still broken: a second failure, a longer backoff
     assert dr.state == "failed"
     failure = get_table_runtime("amoro_default", "demo.events").failure
     assert failure is not None and failure["count"] == 2
-    assert failure["next_attempt_ms"] - failure["failed_ms"] == 4000
+    assert failure["next_attempt_ms"] - failure["failed_ms"] == 10000
 
     with amoro_conn.load_table("demo.events").transaction() as tx:
         tx.remove_properties("self-optimizing.target-size")
-    time.sleep(4.2)
+    time.sleep(10.2)
     dr = run_dag(dag)
     states = task_states(dr)
     assert dr.state == "success", states

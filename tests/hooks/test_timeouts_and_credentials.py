@@ -87,3 +87,36 @@ def test_rest_static_token_cannot_refresh_and_says_so(monkeypatch: pytest.Monkey
         with pytest.raises(AmoroCatalogError) as err:
             hook.list_namespaces()
         assert "static-token" not in str(err.value)
+
+
+def test_vended_storage_credentials_are_refreshed_while_the_table_lives(
+    monkeypatch: pytest.MonkeyPatch, sqlite_catalog: Any
+) -> None:
+    """A REST catalog vends short-lived storage credentials with each table load; pyiceberg never
+    renews them. The hook swaps in fresh ones every ``credential_refresh`` seconds."""
+    import pyarrow as pa
+
+    sqlite_catalog.create_namespace("sales")
+    real = sqlite_catalog.create_table("sales.orders", schema=pa.schema([("id", pa.int64())]))
+    real.append(pa.table({"id": [1, 2, 3]}, schema=pa.schema([("id", pa.int64())])))
+    real = sqlite_catalog.load_table("sales.orders")
+    with RestCatalogServer("client", "secret") as server:
+        server.tables["sales/orders"] = real
+        _set_conn(
+            monkeypatch,
+            "vend",
+            catalog_type="rest",
+            uri=server.uri,
+            login="client",
+            password="secret",
+            credential_refresh=0.3,
+        )
+        table = AmoroCatalogHook(amoro_conn_id="vend").load_table("sales.orders")
+        first = table.io.properties["s3.session-token"]
+        assert first.startswith("vended-token-")
+        deadline = time.monotonic() + 10
+        while table.io.properties["s3.session-token"] == first and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert table.io.properties["s3.session-token"] != first
+        assert table.metadata.current_snapshot_id == real.metadata.current_snapshot_id
+        assert table.scan().to_arrow().num_rows == 3  # the fresh io reads the table
