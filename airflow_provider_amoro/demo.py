@@ -190,6 +190,22 @@ def _optimize_with_generated_dag() -> dict[str, Any]:
     }
 
 
+def _ensure_fernet_key() -> None:
+    """Give Airflow a Fernet key for this process when its configuration has none.
+
+    Airflow encrypts a connection's extra as soon as it builds the connection (here the demo's,
+    from the environment) and warns when no key is configured. The demo stores no secret, so a key
+    made up for this process is enough and keeps the summary free of that warning.
+    """
+    from airflow.configuration import conf
+
+    if conf.get("core", "fernet_key", fallback=""):
+        return
+    from cryptography.fernet import Fernet
+
+    os.environ["AIRFLOW__CORE__FERNET_KEY"] = Fernet.generate_key().decode()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``make demo``."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -206,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # The hook uses the embedded lakehouse only when a connection says so; the demo's does.
     os.environ["AIRFLOW_CONN_AMORO_DEFAULT"] = DEMO_CONNECTION
+    _ensure_fernet_key()
     catalog = load_embedded_catalog()
     print(f"Embedded lakehouse: {embedded_root()} (connection amoro_default, catalog_type embedded)")
     started = time.monotonic()

@@ -168,7 +168,10 @@ class MaintenanceDueCheck:
             return
         from airflow_provider_amoro.dag_factory.config import maintenance_disabled_reason
 
-        own = dict(task.load_table().properties)
+        table = task.load_table()
+        if hasattr(task, "hold_lease"):
+            table = task.hold_lease(table)  # another deployment holds the table: skip
+        own = dict(table.properties)
         effective = {**own, **task.layered_properties(own, getattr(task, "property_overrides", None))}
         reason = maintenance_disabled_reason(self.action, effective)
         if reason is not None:
@@ -390,6 +393,8 @@ def build_table_dag(
     }
     if settings.property_defaults:
         common["property_defaults"] = dict(settings.property_defaults)
+    if config.deployment:
+        common["lease_owner"] = config.deployment
     overrides = dict(settings.property_overrides)
     asset_uri = table_asset_uri(settings.conn_id, settings.identifier)
     record_failure = OptimizingFailureRecorder(

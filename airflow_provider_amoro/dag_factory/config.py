@@ -567,6 +567,10 @@ class FactoryConfig:
         source: the file the configuration came from (for messages), or None.
         shards: how many DAG files share the tables (each file builds the tables whose DAG id
             hashes to its shard index, so each stays well within the DAG processor's timeout).
+        deployment: this Airflow deployment's name; when set, a table is optimized and maintained
+            only while this deployment holds its lease (a table property, see
+            :mod:`airflow_provider_amoro.lease`), so two deployments on one catalog never both work
+            on a table. None: no lease.
     """
 
     catalogs: Mapping[str, CatalogConfig]
@@ -576,6 +580,7 @@ class FactoryConfig:
     cache_dir: Path | str = field(default_factory=lambda: default_cache_dir())
     source: str | None = None
     shards: int = 1
+    deployment: str | None = None
 
     def resolve(
         self,
@@ -750,7 +755,16 @@ def _construct_mapping(
 
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
-_TOP_KEYS = ("version", "cache_dir", "catalogs", "optimizer_groups", "defaults", "catalog_sync", "shards")
+_TOP_KEYS = (
+    "version",
+    "cache_dir",
+    "catalogs",
+    "optimizer_groups",
+    "defaults",
+    "catalog_sync",
+    "shards",
+    "deployment",
+)
 _CATALOG_KEYS = ("include", "exclude", "tables", "paused_at_creation")
 _GROUP_KEYS = ("slots", "pool", "queue", "description", "executor", "executor_config", "max_input_bytes")
 _DEFAULT_KEYS = (
@@ -928,6 +942,7 @@ def _parse(data: Any, source: str | None) -> FactoryConfig:
         cache_dir=cache_dir,
         source=source,
         shards=_positive_int(root.get("shards", 1), ["shards"]),
+        deployment=None if root.get("deployment") is None else _name(root["deployment"], ["deployment"]),
     )
 
 

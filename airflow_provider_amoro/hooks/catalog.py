@@ -534,6 +534,40 @@ class AmoroCatalogHook(BaseHook):
             self._keep_credentials_fresh(catalog, table, f"{namespace}.{name}")
         return table
 
+    def metadata_location(self, identifier: str) -> str:
+        """The table's current metadata location, read as cheaply as the catalog allows.
+
+        A SQL catalog answers from one row of its ``iceberg_tables`` table: no metadata file is
+        read, so a watcher polling an unchanged table costs one indexed query. Other catalogs load
+        the table (a REST catalog's ``loadTable`` is its only way to tell).
+
+        Raises:
+            NamespaceNotFoundError, TableNotFoundError, AmoroCatalogError: as :meth:`load_table`.
+        """
+        namespace, name = split_identifier(identifier)
+        catalog = self.get_catalog()
+        engine = getattr(catalog, "engine", None)
+        if engine is not None and type(catalog).__name__ == "SqlCatalog":
+            from pyiceberg.catalog.sql import IcebergTables
+            from sqlalchemy import select
+            from sqlalchemy.orm import Session
+
+            def read() -> str | None:
+                with Session(engine) as session:
+                    return session.execute(
+                        select(IcebergTables.metadata_location).where(
+                            IcebergTables.catalog_name == catalog.name,
+                            IcebergTables.table_namespace == namespace,
+                            IcebergTables.table_name == name,
+                        )
+                    ).scalar_one_or_none()
+
+            location = self._call(f"reading the metadata location of {identifier!r}", read)
+            if location:
+                return str(location)
+        # not found (load_table raises the precise error) or another catalog type
+        return str(self.load_table(identifier).metadata_location)
+
     def _keep_credentials_fresh(self, catalog: Catalog, table: Table, identifier: str) -> None:
         """Swap in the catalog's fresh storage credentials every ``credential_refresh`` seconds.
 

@@ -85,6 +85,9 @@ class AmoroTableOperator(BaseOperator):
         property_defaults: Amoro properties applied *under* the table's own (a property the table
             sets wins); the DAG factory passes its ``defaults.properties``. Resolved at run time, so
             the generated DAG does not depend on the table's properties.
+        lease_owner: this deployment's name when tables are leased (``deployment`` in the DAG
+            factory YAML): :meth:`hold_lease` skips the task while another deployment holds the
+            table (see :mod:`airflow_provider_amoro.lease`). None: no lease.
         **kwargs: passed to ``BaseOperator``.
     """
 
@@ -103,9 +106,11 @@ class AmoroTableOperator(BaseOperator):
         table: str,
         amoro_conn_id: str = DEFAULT_CONN_ID,
         property_defaults: Mapping[str, str] | None = None,
+        lease_owner: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.lease_owner = lease_owner
         self.table = table
         self.amoro_conn_id = amoro_conn_id
         self.property_defaults = dict(property_defaults or {})
@@ -136,6 +141,20 @@ class AmoroTableOperator(BaseOperator):
     def load_table(self) -> Table:
         """Load the table (fresh metadata) through the hook."""
         return self.hook.load_table(self.table)
+
+    def hold_lease(self, table: Table) -> Table:
+        """Take or renew this deployment's lease on the table; skip the task when another holds it."""
+        if not self.lease_owner:
+            return table
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from airflow_provider_amoro.lease import LeaseHeld, acquire
+
+        try:
+            held: Table = acquire(table, self.lease_owner)
+        except LeaseHeld as exc:
+            raise AirflowSkipException(str(exc)) from None
+        return held
 
     def layered_properties(
         self, table_properties: Mapping[str, str], overrides: Mapping[str, str] | None = None

@@ -494,7 +494,7 @@ class EvaluateOptimizingOperator(_OptimizingOperator, SkipMixin):
         from airflow_provider_amoro.optimizing import evaluate
 
         state = self.state(context)
-        table = self.load_table()
+        table = self.hold_lease(self.load_table())
         previous = None
         if self.renamed_from:
             previous = TableStateRecorder(context, table_asset_uri(self.amoro_conn_id, self.renamed_from))

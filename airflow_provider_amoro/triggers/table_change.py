@@ -285,6 +285,7 @@ class TableChangeTrigger(BaseEventTrigger):
         self.fire_once = fire_once
         self.watched_asset = watched_asset
         self._store_warned = False
+        self._seen_location: tuple[str, int | None] | None = None
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """Class path and keyword arguments that rebuild this trigger."""
@@ -303,8 +304,21 @@ class TableChangeTrigger(BaseEventTrigger):
         return f"{type(self).__module__}.{type(self).__qualname__}", kwargs
 
     def _poll(self, baseline: int | None, first: bool) -> tuple[TableChanges, int | None]:
-        """Blocking part of one poll (runs in a worker thread)."""
+        """Blocking part of one poll (runs in a worker thread).
+
+        Reads only the table's metadata location first; the table (its metadata file) is loaded
+        only when that location differs from the last poll's, or the baseline moved meanwhile.
+        """
+        location = shared_hook(self.amoro_conn_id).metadata_location(self.table)
+        seen = self._seen_location
+        if not first and seen is not None and seen[0] == location and seen[1] == baseline:
+            return TableChanges(head_snapshot_id=baseline), baseline
         table = _load_table(self.amoro_conn_id, self.table)
+        changes, kept = self._changes(table, baseline, first)
+        self._seen_location = (str(table.metadata_location), changes.head_snapshot_id)
+        return changes, kept
+
+    def _changes(self, table: Table, baseline: int | None, first: bool) -> tuple[TableChanges, int | None]:
         if first and baseline is None:
             return TableChanges(head_snapshot_id=branch_head(table, self.branch)), None
         changes = find_changes(

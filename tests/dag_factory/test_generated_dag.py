@@ -490,3 +490,51 @@ def test_a_stalled_catalog_fails_the_run_within_its_timeout_and_the_next_run_suc
     assert states[("commit", -1)] == "success"
     assert live_files(amoro_conn.load_table("demo.events")) == 1
     assert content_hash(read_table(amoro_conn.load_table("demo.events"))) == before
+
+
+def test_two_deployments_on_one_catalog_one_holds_the_table(
+    airflow_db: Any, amoro_conn: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lease per table (a table property, committed atomically): the other deployment skips."""
+    from airflow_fixtures import set_connection
+
+    from airflow_provider_amoro.lease import LEASE_OWNER
+
+    small_file_table(amoro_conn, "demo.shared", files=4)
+    before = read_table(amoro_conn.load_table("demo.shared"))
+
+    def deployment(name: str) -> Any:
+        set_connection(monkeypatch, f"lake_{name}", amoro_conn)  # two Airflows, one catalog
+        text = textwrap.dedent(
+            f"""
+            deployment: {name}
+            cache_dir: {tmp_path / name}
+            catalogs:
+              lake_{name}:
+                include: ["demo.shared"]
+            optimizer_groups:
+              default: {{slots: 2}}
+            defaults:
+              schedule: off
+              watch_changes: false
+              maintenance: {{expire_snapshots: 1s, clean_dangling_delete_files: off, clean_orphan_files: off,
+                             expire_data: off, create_tags: off}}
+            """
+        )
+        return build_dags(loads(text))[f"amoro__lake_{name}__demo__shared"]
+
+    first = run_dag(deployment("east"))
+    assert first.state == "success", task_states(first)
+    assert task_states(first)[("commit", -1)] == "success"
+    assert amoro_conn.load_table("demo.shared").properties[LEASE_OWNER] == "east"
+    for i in range(4):
+        append_rows(amoro_conn.load_table("demo.shared"), [9000 + i])
+    time.sleep(1.2)
+    second = run_dag(deployment("west"))
+    states = task_states(second)
+    # west neither optimizes nor expires: east holds the table, and the skip says so
+    assert states[("evaluate", -1)] == "skipped" and states[("commit", -1)] == "skipped", states
+    assert states[("expire_snapshots", -1)] == "skipped", states
+    assert amoro_conn.load_table("demo.shared").properties[LEASE_OWNER] == "east"
+    after = read_table(amoro_conn.load_table("demo.shared"))
+    assert after.num_rows == before.num_rows + 4

@@ -246,17 +246,12 @@ def test_unknown_commit_that_did_not_land_is_cleaned_by_the_next_run(
     assert resolved[0].teardown["deleted"] == len(leftovers)
 
 
-def test_a_task_timeout_keeps_outputs_and_the_next_run_resolves(
-    airflow_db: Any, amoro_conn: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A timeout inside the commit (here: after the catalog applied it) never deletes outputs."""
+def _commit_then_time_out(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Make the engine's commit time out right after the catalog applied it; returns the undo."""
     from airflow.sdk.exceptions import AirflowTaskTimeout
 
     import airflow_provider_amoro.optimizing as engine
 
-    ident = "safety.timeout"
-    table = small_file_table(amoro_conn, ident, files=6)
-    expected = canonical_rows(read_table(table))
     real_commit = engine.commit
 
     def commit_then_time_out(*args: Any, **kwargs: Any) -> Any:
@@ -264,13 +259,24 @@ def test_a_task_timeout_keeps_outputs_and_the_next_run_resolves(
         raise AirflowTaskTimeout("injected: execution_timeout reached")
 
     monkeypatch.setattr(engine, "commit", commit_then_time_out)
+    return lambda: monkeypatch.setattr(engine, "commit", real_commit)
+
+
+def test_a_task_timeout_keeps_outputs_and_the_next_run_resolves(
+    airflow_db: Any, amoro_conn: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A timeout inside the commit (here: after the catalog applied it) never deletes outputs."""
+    ident = "safety.timeout"
+    table = small_file_table(amoro_conn, ident, files=6)
+    expected = canonical_rows(read_table(table))
+    restore = _commit_then_time_out(monkeypatch)
     dag = _one_task_dag("safety_timeout", ident)
     first = run_dag(dag)
     assert task_states(first)[("optimize", -1)] == "failed"
     assert get_table_runtime("amoro_default", ident).last_process.status == "UNKNOWN"
     table = _proof(amoro_conn, ident, expected)
     (landed,) = _optimizer_snapshots(table)
-    monkeypatch.setattr(engine, "commit", real_commit)
+    restore()
 
     second = run_dag(dag)
 
@@ -331,3 +337,29 @@ def test_a_split_dag_without_resolve_task_settles_the_last_process_at_plan(
     assert unreferenced_data_files(table) == []
     resolved = [p for p in _history(ident) if p.teardown]
     assert resolved and resolved[0].status == "FAILED" and resolved[0].teardown["deleted"] == len(leftovers)
+
+
+def test_a_commit_task_timeout_is_unknown_then_resolved_by_the_resolve_task(
+    airflow_db: Any, amoro_conn: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The generated DAG's commit task times out after the catalog applied the commit: nothing deleted."""
+    ident = "safety.committimeout"
+    table = small_file_table(amoro_conn, ident, files=6)
+    expected = canonical_rows(read_table(table))
+    restore = _commit_then_time_out(monkeypatch)
+    dag = _dag(tmp_path, ident)
+    first = run_dag(dag, logical_date=datetime(2025, 1, 5, tzinfo=timezone.utc))
+    assert task_states(first)[("commit", -1)] == "failed"
+    assert get_table_runtime("amoro_default", ident).last_process.status == "UNKNOWN"
+    table = _proof(amoro_conn, ident, expected)
+    (landed,) = _optimizer_snapshots(table)
+    restore()
+
+    second = run_dag(dag, logical_date=datetime(2025, 1, 6, tzinfo=timezone.utc))
+
+    assert second.state == "success", task_states(second)
+    teardown = xcom_value(second, "resolve")
+    assert teardown["previous_status"] == "UNKNOWN" and teardown["landed"] is True
+    assert get_table_runtime("amoro_default", ident).last_optimized_snapshot_id == landed.snapshot_id
+    table = _proof(amoro_conn, ident, expected)
+    assert unreferenced_data_files(table) == []

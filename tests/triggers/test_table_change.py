@@ -396,3 +396,28 @@ def test_triggers_share_one_catalog_client_per_connection(amoro_conn: Any) -> No
     assert catalog is not None  # built once by the first poll, used by all three triggers since
     asyncio.run(run_all())
     assert shared_hook("amoro_default") is hook and hook._catalog is catalog
+
+
+def test_an_unchanged_table_is_polled_by_its_metadata_location_only(amoro_conn: Any) -> None:
+    """A poll of an unchanged table reads no metadata file: it still works with the file moved away."""
+    import os
+
+    table = small_file_table(amoro_conn, "db.cheap", files=2)
+    trigger = TableChangeTrigger(table="db.cheap", poll_interval=0.05)
+    changes, baseline = trigger._poll(None, True)
+    baseline = changes.head_snapshot_id
+    changes, _ = trigger._poll(baseline, False)
+    assert changes.new == [] and changes.head_snapshot_id == baseline
+
+    metadata_file = table.metadata_location.removeprefix("file://")
+    os.rename(metadata_file, metadata_file + ".away")
+    try:
+        changes, _ = trigger._poll(baseline, False)  # would fail reading the metadata file
+        assert changes.new == [] and changes.head_snapshot_id == baseline
+    finally:
+        os.rename(metadata_file + ".away", metadata_file)
+
+    appended = append_rows(table, [7, 8])
+    changes, _ = trigger._poll(baseline, False)
+    assert changes.head_snapshot_id == appended
+    assert [s.snapshot_id for s in changes.matching] == [appended]
