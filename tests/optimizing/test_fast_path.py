@@ -135,10 +135,13 @@ def test_files_with_deletes_or_evolved_schema_keep_the_per_file_path(
     assert content_hash(got) == content_hash(expected)
 
 
+@pytest.mark.parametrize("whole", [True, False], ids=["read-whole", "footer-then-scan"])
 @pytest.mark.parametrize("failure", ["short", "missing", "not-parquet", "corrupt-pages"])
 def test_broken_file_in_the_fast_path_fails_cleanly(
-    sqlite_catalog: Any, tmp_path: Path, failure: str
+    sqlite_catalog: Any, tmp_path: Path, failure: str, whole: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # small files are read whole with their footer (one open), larger ones opened twice
+    monkeypatch.setattr(fast_scan, "WHOLE_FILE_BYTES", 1 << 30 if whole else 0)
     table = _small_files_table(sqlite_catalog, tmp_path, files=40, rows=2000)
     data, deletes = file_refs(table)
     broken = sorted(data, key=lambda d: d.path)[17]

@@ -53,9 +53,11 @@ MAX_WINDOW = 512
 """At most this many files per fast-path window."""
 COALESCE_BYTES = 4 * 1024 * 1024
 """Consecutive small batches of a scan are handed over concatenated, up to this many bytes."""
-WHOLE_FILE_BYTES = 256 * 1024
-"""Delete-free files up to this size are read whole with their footer (one open per file)."""
-WHOLE_FILE_WINDOW_BYTES = 16 * 1024 * 1024
+WHOLE_FILE_BYTES = 64 * 1024
+"""Delete-free files up to this size are read whole with their footer (one open per file). It pays
+for tiny files (2.5 KB files: about 6 % less CPU per task); for 100 KB files it cost more CPU and
+about 70 MB more peak RSS per task than opening them twice, hence the low bound."""
+WHOLE_FILE_WINDOW_BYTES = 4 * 1024 * 1024
 """At most this many bytes of such files are held per window (two windows are held at most)."""
 
 
