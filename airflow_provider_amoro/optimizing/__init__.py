@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from airflow_provider_amoro.optimizing.commit import CommitResult, ValidationError, commit
 from airflow_provider_amoro.optimizing.config import InvalidPropertyError, OptimizingConfig
-from airflow_provider_amoro.optimizing.evaluate import Evaluation, evaluate
+from airflow_provider_amoro.optimizing.evaluate import TableEvaluation, evaluate
 from airflow_provider_amoro.optimizing.execute import execute
 from airflow_provider_amoro.optimizing.model import FileRef, OptimizingPlan, RewriteTask, TaskResult
 from airflow_provider_amoro.optimizing.optimize import OptimizeResult, optimize
@@ -25,7 +25,6 @@ from airflow_provider_amoro.optimizing.read import InputFileError, read_task_bat
 
 __all__ = [
     "CommitResult",
-    "Evaluation",
     "FileRef",
     "InputFileError",
     "InvalidPropertyError",
@@ -33,6 +32,7 @@ __all__ = [
     "OptimizingConfig",
     "OptimizingPlan",
     "RewriteTask",
+    "TableEvaluation",
     "TaskResult",
     "ValidationError",
     "commit",

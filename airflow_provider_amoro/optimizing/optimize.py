@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from airflow_provider_amoro.optimizing.commit import CommitResult, commit, delete_task_outputs, task_totals
 from airflow_provider_amoro.optimizing.config import OptimizingConfig
-from airflow_provider_amoro.optimizing.evaluate import Evaluation, evaluate
+from airflow_provider_amoro.optimizing.evaluate import TableEvaluation, evaluate
 from airflow_provider_amoro.optimizing.execute import execute
 from airflow_provider_amoro.optimizing.model import OptimizingKind, OptimizingPlan, TaskResult
 from airflow_provider_amoro.optimizing.plan import plan_evaluation
@@ -212,7 +212,7 @@ def optimize(
     return result
 
 
-def _plan(table: Table, evaluation: Evaluation, kind: str | None, now: int | None) -> OptimizingPlan:
+def _plan(table: Table, evaluation: TableEvaluation, kind: str | None, now: int | None) -> OptimizingPlan:
     forced: OptimizingKind | None = None
     if kind is not None:
         forced = cast("OptimizingKind", kind)
