@@ -27,7 +27,7 @@ from airflow_provider_amoro.maintenance.results import DanglingResult
 from airflow_provider_amoro.optimizing.commit import CommitValidationError, HeadState, replace_files
 from airflow_provider_amoro.optimizing.delete_files import POS_FILE_PATH_FIELD_ID
 from airflow_provider_amoro.optimizing.model import FileRef, delete_applies
-from airflow_provider_amoro.optimizing.scan import DeleteIndex, live_files
+from airflow_provider_amoro.optimizing.scan import DeleteFileIndex, live_files
 from airflow_provider_amoro.properties import PRODUCER_CLEAN_DANGLING_DELETE, SNAPSHOT_PRODUCER
 
 if TYPE_CHECKING:
@@ -75,7 +75,7 @@ def _find(table: Table) -> tuple[list[FileRef], int]:
     files = live_files(table)
     if not files.delete_files:
         return [], 0
-    dangling = {d.path: d for d in DeleteIndex(files.delete_files).dangling(files.data_files)}
+    dangling = {d.path: d for d in DeleteFileIndex(files.delete_files).dangling(files.data_files)}
     unsure = {
         d.path: d
         for d in files.delete_files

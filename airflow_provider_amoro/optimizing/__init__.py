@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from airflow_provider_amoro.optimizing.commit import CommitResult, CommitValidationError, commit
 from airflow_provider_amoro.optimizing.config import InvalidPropertyError, OptimizingConfig
-from airflow_provider_amoro.optimizing.evaluate import Evaluation, evaluate
+from airflow_provider_amoro.optimizing.evaluate import TableEvaluation, evaluate
 from airflow_provider_amoro.optimizing.execute import execute
 from airflow_provider_amoro.optimizing.model import (
     FileRef,
@@ -39,7 +39,6 @@ from airflow_provider_amoro.optimizing.read import InputFileError, read_task_bat
 __all__ = [
     "CommitResult",
     "CommitValidationError",
-    "Evaluation",
     "FileRef",
     "IOCounters",
     "InputFileError",
@@ -49,6 +48,7 @@ __all__ = [
     "OptimizingPlan",
     "OptimizingProcess",
     "RewriteTask",
+    "TableEvaluation",
     "TaskResult",
     "commit",
     "evaluate",

@@ -76,7 +76,7 @@ from pyiceberg.table.snapshots import (
     update_snapshot_summaries,
 )
 
-from airflow_provider_amoro.iceberg_compat import commit_updates
+from airflow_provider_amoro.iceberg_compat import batched_manifest_blocks, commit_updates
 from airflow_provider_amoro.optimizing.cleanup import (
     PROCESS_ID_KEY,
     CleanupResult,
@@ -418,7 +418,7 @@ class _ReplaceFiles:
         # 1. Added files with the explicit data sequence number; the file sequence number is left
         #    unset, so readers inherit this snapshot's.
         for (kind, spec_id), files in self._group(self._added_data_files).items():
-            with self._writer(spec_id, kind) as writer:
+            with self._writer(spec_id, kind) as writer, batched_manifest_blocks(writer):
                 for df in files:
                     writer.add_entry(
                         ManifestEntry.from_args(
@@ -433,7 +433,7 @@ class _ReplaceFiles:
         # 2. Removed files as DELETED entries (their sequence numbers kept).
         removed = {e.data_file.file_path: e for e in self._removed}
         for (kind, spec_id), files in self._group(e.data_file for e in self._removed).items():
-            with self._writer(spec_id, kind) as writer:
+            with self._writer(spec_id, kind) as writer, batched_manifest_blocks(writer):
                 for df in files:
                     writer.delete(removed[df.file_path])
             out.append(writer.to_manifest_file())
@@ -464,7 +464,7 @@ class _ReplaceFiles:
     def _write_existing(
         self, spec_id: int, content: ManifestContent, entries: list[ManifestEntry]
     ) -> ManifestFile:
-        with self._writer(spec_id, content) as writer:
+        with self._writer(spec_id, content) as writer, batched_manifest_blocks(writer):
             for e in entries:
                 writer.existing(e)
         return writer.to_manifest_file()

@@ -38,14 +38,19 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_amoro.optimizing.config import OptimizingConfig
-from airflow_provider_amoro.optimizing.evaluate import Evaluation, PartitionEvaluation, evaluate, kind_rank
+from airflow_provider_amoro.optimizing.evaluate import (
+    PartitionEvaluation,
+    TableEvaluation,
+    evaluate,
+    kind_rank,
+)
 from airflow_provider_amoro.optimizing.model import (
     FileRef,
     OptimizingKind,
     OptimizingPlan,
     RewriteTask,
 )
-from airflow_provider_amoro.optimizing.scan import DeleteIndex
+from airflow_provider_amoro.optimizing.scan import DeleteFileIndex
 
 if TYPE_CHECKING:
     from pyiceberg.table import Table
@@ -93,7 +98,7 @@ def bin_pack(files: Sequence[FileRef], capacity: int) -> list[list[FileRef]]:
 
 
 def select_files(
-    p: PartitionEvaluation, kind: OptimizingKind, config: OptimizingConfig, index: DeleteIndex
+    p: PartitionEvaluation, kind: OptimizingKind, config: OptimizingConfig, index: DeleteFileIndex
 ) -> tuple[list[FileRef], list[FileRef]]:
     """The data files a partition rewrites and the ones it only rewrites deletes of, for ``kind``.
 
@@ -128,7 +133,7 @@ def select_files(
     return list(files.fragments), rewrite_pos
 
 
-def _rescue_singletons(bins: list[list[FileRef]], capacity: int, index: DeleteIndex | None) -> None:
+def _rescue_singletons(bins: list[list[FileRef]], capacity: int, index: DeleteFileIndex | None) -> None:
     """Give a lone file with nothing to fix a partner, so it is not dropped needlessly.
 
     Best-fit decreasing can leave one undersized file alone in the last bin while smaller files
@@ -157,7 +162,7 @@ def _partition_tasks(
     p: PartitionEvaluation,
     kind: OptimizingKind,
     config: OptimizingConfig,
-    index: DeleteIndex,
+    index: DeleteFileIndex,
     sort_order_id: int | None = None,
 ) -> list[RewriteTask]:
     rewrite, rewrite_pos = select_files(p, kind, config, index)
@@ -195,7 +200,7 @@ def _task_files(task: RewriteTask) -> int:
 
 
 def plan_evaluation(
-    evaluation: Evaluation,
+    evaluation: TableEvaluation,
     kind: OptimizingKind | str | None = None,
     *,
     table_name: str = "",
@@ -203,7 +208,7 @@ def plan_evaluation(
     now_ms: int | None = None,
     max_tasks: int | None = None,
 ) -> OptimizingPlan:
-    """Build the plan for an :class:`Evaluation` (the pure core of :func:`plan`).
+    """Build the plan for an :class:`TableEvaluation` (the pure core of :func:`plan`).
 
     Args:
         evaluation: the table's evaluation (from :func:`evaluate` or :func:`evaluate.classify`).
@@ -226,7 +231,7 @@ def plan_evaluation(
     if max_tasks is not None and max_tasks <= 0:
         raise ValueError(f"max_tasks must be > 0, got {max_tasks}")
     config = evaluation.config
-    index = evaluation.index if evaluation.index is not None else DeleteIndex(())
+    index = evaluation.index if evaluation.index is not None else DeleteFileIndex(())
     created = evaluation.evaluated_at_ms if now_ms is None else int(now_ms)
     result = OptimizingPlan(
         table=table_name,

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_amoro.optimizing.commit import CommitResult, commit, delete_task_outputs
 from airflow_provider_amoro.optimizing.config import OptimizingConfig
-from airflow_provider_amoro.optimizing.evaluate import Evaluation, evaluate
+from airflow_provider_amoro.optimizing.evaluate import TableEvaluation, evaluate
 from airflow_provider_amoro.optimizing.execute import execute
 from airflow_provider_amoro.optimizing.model import IOCounters, OptimizingPlan, RewriteTask, TaskResult
 from airflow_provider_amoro.optimizing.plan import plan_evaluation
@@ -86,7 +86,7 @@ class OptimizingProcess:
     results: list[TaskResult] = field(default_factory=list)
     commit_result: CommitResult | None = None
     progress: ProgressCallback | None = field(default=None, repr=False, compare=False)
-    evaluation: Evaluation | None = field(default=None, repr=False, compare=False)
+    evaluation: TableEvaluation | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def start(
@@ -162,7 +162,7 @@ class OptimizingProcess:
         last_minor_ms: int | None = None,
         last_major_ms: int | None = None,
         last_full_ms: int | None = None,
-    ) -> Evaluation:
+    ) -> TableEvaluation:
         """Step 1: evaluate the table (file classes, health, the kind it needs)."""
         ev = evaluate(
             table,
