@@ -19,6 +19,7 @@ from typing import Any
 from airflow_provider_amoro.dag_factory.cache import CachedTable, amoro_properties, read_cache, write_cache
 from airflow_provider_amoro.dag_factory.config import FactoryConfig, glob_match
 from airflow_provider_amoro.dag_factory.errors import ConfigError
+from airflow_provider_amoro.formats import TableFormat, open_table
 from airflow_provider_amoro.properties import (
     MIN_TARGET_SIZE_RATIO,
     MIN_TARGET_SIZE_RATIO_DEFAULT,
@@ -39,22 +40,20 @@ SUMMARY_KEYS = (
 _MIB = 1024 * 1024
 
 
-def table_summary(table: Any) -> dict[str, Any]:
-    """Snapshot id, timestamp, operation and totals of the table's current snapshot."""
+def table_summary(table: TableFormat) -> dict[str, Any]:
+    """Snapshot id, timestamp, operation and totals of the table's current snapshot (metadata only)."""
     snapshot = table.current_snapshot()
     if snapshot is None:
         return {"snapshot_id": None}
-    summary = snapshot.summary
     out: dict[str, Any] = {
         "snapshot_id": snapshot.snapshot_id,
         "timestamp_ms": snapshot.timestamp_ms,
-        "operation": str(summary.operation.value) if summary is not None else None,
+        "operation": snapshot.operation,
     }
-    if summary is not None:
-        for key in SUMMARY_KEYS:
-            value = summary.get(key)
-            if value is not None:
-                out[key] = value
+    for key in SUMMARY_KEYS:
+        value = snapshot.summary.get(key)
+        if value is not None:
+            out[key] = value
     return out
 
 
@@ -102,8 +101,9 @@ def _inspect(
 ) -> tuple[CachedTable, bool]:
     """Inspect one table; returns its entry and whether it was re-evaluated (False: reused)."""
     table = hook.load_table(ident)
-    location = getattr(table, "metadata_location", None)
-    uuid = str(table.metadata.table_uuid) if getattr(table.metadata, "table_uuid", None) else None
+    fmt = open_table(table)
+    location = fmt.change_token()
+    uuid = fmt.uuid
     if (
         old is not None
         and old.error is None
@@ -112,8 +112,8 @@ def _inspect(
         and old.uuid == uuid
     ):
         return old, False  # nothing committed and no property changed since the last sync
-    props = amoro_properties(table.properties)
-    summary = table_summary(table)
+    props = amoro_properties(fmt.properties())
+    summary = table_summary(fmt)
     try:
         settings = config.resolve(conn_id, ident, table_properties=props)
     except ConfigError as exc:
