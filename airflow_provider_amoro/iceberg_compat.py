@@ -22,6 +22,14 @@ What is used, and why:
 - :func:`check_pyarrow_schema_compatible`, :func:`dataframe_to_data_files`: appends in test helpers.
 - :data:`OverwriteFiles`, :data:`FastAppendFiles`, :data:`SnapshotProducer`: pyiceberg's snapshot
   producers, for the few writers that reuse them (data expiration, test helpers).
+- :func:`batched_manifest_blocks`: ``ManifestWriter._writer`` (its ``AvroOutputFile``), whose
+  ``write_block`` pyiceberg calls once per entry: each entry becomes its own Avro block, with its own
+  buffer, deflate call and sync marker. Batching the entries into blocks of
+  :data:`MANIFEST_BLOCK_ENTRIES` writes the same entries (what Java writers do) faster and smaller.
+  The blocks are written as ``AvroOutputFile.write_block`` writes them (its ``writer`` tree,
+  ``encoder``, ``compression_codec`` and ``sync_bytes``), with a ``BinaryEncoder`` whose
+  ``write_int`` writes a varint in one call (small values from a table) instead of one call per byte:
+  integers are most of what a manifest entry holds (column ids, sizes, counts).
 - :func:`read_manifest_entries`: ``ManifestFile.fetch_manifest_entry`` with the Avro reader tree
   cached by the file's writer schema. pyiceberg converts each file's Avro schema to an Iceberg
   schema and resolves a reader tree for every file it opens, which is about 90 % of reading a
@@ -31,10 +39,14 @@ What is used, and why:
 
 from __future__ import annotations
 
+import io
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from pyiceberg.avro.decoder import new_decoder
+from pyiceberg.avro.encoder import BinaryEncoder
 from pyiceberg.avro.file import META_SCHEMA, AvroFile, AvroFileHeader
 from pyiceberg.avro.reader import Reader
 from pyiceberg.avro.resolver import construct_reader, resolve_reader
@@ -54,6 +66,7 @@ from pyiceberg.manifest import (
     ManifestEntry,
     ManifestEntryStatus,
     ManifestFile,
+    ManifestWriter,
 )
 from pyiceberg.manifest import _inherit_from_manifest as inherit_from_manifest
 from pyiceberg.schema import Schema
@@ -72,6 +85,7 @@ __all__ = [
     "OverwriteFiles",
     "SnapshotProducer",
     "apply_updates",
+    "batched_manifest_blocks",
     "check_pyarrow_schema_compatible",
     "commit_updates",
     "dataframe_to_data_files",
@@ -105,6 +119,82 @@ def apply_updates(
 def table_of(tx: Transaction) -> Table:
     """The table a transaction was opened on."""
     return tx._table
+
+
+MANIFEST_BLOCK_ENTRIES = 1000
+"""Manifest entries per Avro block written through :func:`batched_manifest_blocks`."""
+
+
+def _zigzag_varint(value: int) -> bytes:
+    datum = (value << 1) ^ (value >> 63)
+    out = bytearray()
+    while datum & ~0x7F:
+        out.append((datum & 0x7F) | 0x80)
+        datum >>= 7
+    out.append(datum)
+    return bytes(out)
+
+
+_SMALL_VARINTS = [_zigzag_varint(v) for v in range(1 << 14)]
+
+
+class _VarintEncoder(BinaryEncoder):
+    """pyiceberg's Avro ``BinaryEncoder`` with a varint written in one call (same bytes)."""
+
+    def write_int(self, integer: int) -> None:
+        """Write ``integer`` zig-zag varint encoded, as Avro ``int`` and ``long`` are."""
+        if 0 <= integer < len(_SMALL_VARINTS):
+            self._output_stream.write(_SMALL_VARINTS[integer])
+        else:
+            self._output_stream.write(_zigzag_varint(integer))
+
+
+def _write_block(avro: Any, objects: list[Any]) -> None:
+    """``AvroOutputFile.write_block`` with the one-call varint encoder for the block's content."""
+    content = io.BytesIO()
+    encoder = _VarintEncoder(output_stream=content)
+    for obj in objects:
+        avro.writer.write(encoder, obj)
+    block = content.getvalue()
+    avro.encoder.write_int(len(objects))
+    if codec := avro.compression_codec():
+        block, length = codec.compress(block)
+    else:
+        length = len(block)
+    avro.encoder.write_int(length)
+    avro.encoder.write(block)
+    avro.encoder.write(avro.sync_bytes)
+
+
+@contextmanager
+def batched_manifest_blocks(writer: ManifestWriter, entries: int = MANIFEST_BLOCK_ENTRIES) -> Iterator[None]:
+    """Within the block, ``writer`` (an open pyiceberg ``ManifestWriter``) writes its entries in
+    Avro blocks of up to ``entries`` entries instead of one block per entry.
+
+    Use it inside the writer's own ``with``, so the last block is written before the file closes::
+
+        with write_manifest(...) as writer, batched_manifest_blocks(writer):
+            writer.add_entry(...)
+
+    The file holds the same entries in the same order; readers see no difference. On an error
+    the buffered entries are dropped with the file being written.
+    """
+    avro = writer._writer
+    pending: list[Any] = []
+
+    def buffered(objects: list[Any]) -> None:
+        pending.extend(objects)
+        if len(pending) >= entries:
+            _write_block(avro, pending)
+            pending.clear()
+
+    avro.write_block = buffered  # type: ignore[method-assign]
+    try:
+        yield
+        if pending:
+            _write_block(avro, pending)
+    finally:
+        del avro.write_block
 
 
 _SCHEMA_KEY = "avro.schema"

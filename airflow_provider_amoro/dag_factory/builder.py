@@ -377,24 +377,12 @@ def build_table_dag(
     """
     from airflow.sdk import TriggerRule
 
-    from airflow_provider_amoro.assets import table_asset, table_asset_uri
+    from airflow_provider_amoro.assets import table_asset_uri
 
     ops = operators if operators is not None else _Operators()
     group = settings.group
     defaults = config.defaults
-    common: dict[str, Any] = {
-        "table": settings.identifier,
-        "amoro_conn_id": settings.conn_id,
-        "priority_weight": settings.priority_weight,
-        "weight_rule": "absolute",
-        "retries": defaults.task_retries,
-        "retry_delay": defaults.retry_delay,
-        "execution_timeout": defaults.task_timeout,
-    }
-    if settings.property_defaults:
-        common["property_defaults"] = dict(settings.property_defaults)
-    if config.deployment:
-        common["lease_owner"] = config.deployment
+    common = _common_task_kwargs(settings, config)
     overrides = dict(settings.property_overrides)
     asset_uri = table_asset_uri(settings.conn_id, settings.identifier)
     record_failure = OptimizingFailureRecorder(
@@ -435,23 +423,7 @@ def build_table_dag(
             **{OVERRIDES_KWARG: overrides},
             **({"max_input_bytes": group.max_input_bytes} if group.max_input_bytes else {}),
         )
-        execute_kwargs: dict[str, Any] = {
-            **common,
-            "pool": group.pool,
-            "retries": settings.execute_retries,
-            "max_active_tis_per_dagrun": settings.max_active_tasks,
-            "execution_timeout": defaults.execute_timeout,
-            # a mapped task's inlets come from partial(), not from the operator's __init__: declare
-            # the table asset here, so the execute tasks reach the table's state store
-            "inlets": [table_asset(settings.conn_id, settings.identifier)],
-            "on_failure_callback": record_failure,
-        }
-        if group.queue:
-            execute_kwargs["queue"] = group.queue
-        if group.executor:
-            execute_kwargs["executor"] = group.executor
-        if group.executor_config:
-            execute_kwargs["executor_config"] = executor_config(group.executor_config)
+        execute_kwargs = _execute_task_kwargs(settings, config, common, record_failure)
         execute = ops["execute"].partial(task_id="execute", **execute_kwargs).expand(task=plan.output)
         commit = ops["commit"](
             task_id="commit",
@@ -476,6 +448,52 @@ def build_table_dag(
             previous >> task
             previous = task
     return dag
+
+
+def _common_task_kwargs(settings: TableSettings, config: FactoryConfig) -> dict[str, Any]:
+    """Keyword arguments every task of a table's DAG gets."""
+    defaults = config.defaults
+    common: dict[str, Any] = {
+        "table": settings.identifier,
+        "amoro_conn_id": settings.conn_id,
+        "priority_weight": settings.priority_weight,
+        "weight_rule": "absolute",
+        "retries": defaults.task_retries,
+        "retry_delay": defaults.retry_delay,
+        "execution_timeout": defaults.task_timeout,
+    }
+    if settings.property_defaults:
+        common["property_defaults"] = dict(settings.property_defaults)
+    if config.deployment:
+        common["lease_owner"] = config.deployment
+    return common
+
+
+def _execute_task_kwargs(
+    settings: TableSettings, config: FactoryConfig, common: dict[str, Any], record_failure: Any
+) -> dict[str, Any]:
+    """Keyword arguments of the mapped execute tasks: the optimizer group's pool, queue and executor."""
+    from airflow_provider_amoro.assets import table_asset
+
+    group = settings.group
+    execute_kwargs: dict[str, Any] = {
+        **common,
+        "pool": group.pool,
+        "retries": settings.execute_retries,
+        "max_active_tis_per_dagrun": settings.max_active_tasks,
+        "execution_timeout": config.defaults.execute_timeout,
+        # a mapped task's inlets come from partial(), not from the operator's __init__: declare
+        # the table asset here, so the execute tasks reach the table's state store
+        "inlets": [table_asset(settings.conn_id, settings.identifier)],
+        "on_failure_callback": record_failure,
+    }
+    if group.queue:
+        execute_kwargs["queue"] = group.queue
+    if group.executor:
+        execute_kwargs["executor"] = group.executor
+    if group.executor_config:
+        execute_kwargs["executor_config"] = executor_config(group.executor_config)
+    return execute_kwargs
 
 
 def outcome_failed(settings: TableSettings, asset_uri: str, pipeline: list[Any]) -> Any:

@@ -140,9 +140,13 @@ def is_url(location: Location) -> bool:
     return "://" in str(location)
 
 
+CACHE_FILE_PREFIX, CACHE_FILE_SUFFIX = "catalog__", ".json"
+"""A connection's table list is ``catalog__<conn_id>.json``."""
+
+
 def cache_file(cache_dir: Location, conn_id: str) -> str:
     """The table-list file of a connection (a path, or a URL when ``cache_dir`` is one)."""
-    name = f"catalog__{conn_id}.json"
+    name = f"{CACHE_FILE_PREFIX}{conn_id}{CACHE_FILE_SUFFIX}"
     if is_url(cache_dir):
         return f"{str(cache_dir).rstrip('/')}/{name}"
     return str(Path(cache_dir) / name)
@@ -191,6 +195,14 @@ def write_text(location: Location, text: str) -> None:
     fs.pipe_file(path_in_fs, text.encode("utf-8"))
 
 
+def cache_conn_id(file_name: str) -> str | None:
+    """The connection id of a table-list file name (``catalog__<conn_id>.json``), None for other files."""
+    name = file_name.rstrip("/").rsplit("/", 1)[-1]
+    if not (name.startswith(CACHE_FILE_PREFIX) and name.endswith(CACHE_FILE_SUFFIX)):
+        return None
+    return name[len(CACHE_FILE_PREFIX) : -len(CACHE_FILE_SUFFIX)] or None
+
+
 def read_cache(cache_dir: Location, conn_id: str) -> CatalogCache:
     """Read a connection's table list; an absent or unreadable file reads as an empty list.
 
@@ -198,14 +210,19 @@ def read_cache(cache_dir: Location, conn_id: str) -> CatalogCache:
     empty list too.
     """
     raw = read_text(cache_file(cache_dir, conn_id))
-    if raw is None:
-        return CatalogCache(conn_id=conn_id)
+    parsed = parse_cache(raw, conn_id) if raw is not None else None
+    return parsed if parsed is not None else CatalogCache(conn_id=conn_id)
+
+
+def parse_cache(raw: str | bytes, conn_id: str) -> CatalogCache | None:
+    """A connection's table list from the text of its file; None when it is not valid JSON of
+    this cache's version (the caller decides what an unreadable file means)."""
     try:
         data = json.loads(raw)
     except ValueError:
-        return CatalogCache(conn_id=conn_id)
+        return None
     if not isinstance(data, dict) or data.get("version") != CACHE_VERSION:
-        return CatalogCache(conn_id=conn_id)
+        return None
     tables_raw = data.get("tables")
     tables: dict[str, CachedTable] = {}
     if isinstance(tables_raw, dict):

@@ -816,8 +816,25 @@ def _parse(data: Any, source: str | None) -> FactoryConfig:
     version = root.get("version", 1)
     if version != 1:
         raise ConfigError(["version"], f"unsupported version {describe(version)}; expected 1")
+    groups = _parse_groups(root.get("optimizer_groups"))
+    defaults = _parse_defaults(root.get("defaults"))
+    catalogs = _parse_catalogs(root.get("catalogs"))
+    sync = _parse_sync(root.get("catalog_sync"))
+    cache_dir = _parse_cache_dir(root.get("cache_dir"), source)
+    return FactoryConfig(
+        catalogs=catalogs,
+        optimizer_groups=groups,
+        defaults=defaults,
+        catalog_sync=sync,
+        cache_dir=cache_dir,
+        source=source,
+        shards=_positive_int(root.get("shards", 1), ["shards"]),
+        deployment=None if root.get("deployment") is None else _name(root["deployment"], ["deployment"]),
+    )
 
-    groups_raw = _expect_mapping(root.get("optimizer_groups"), ["optimizer_groups"])
+
+def _parse_groups(raw_groups: Any) -> dict[str, OptimizerGroup]:
+    groups_raw = _expect_mapping(raw_groups, ["optimizer_groups"])
     groups: dict[str, OptimizerGroup] = {}
     pools: dict[str, str] = {}
     for name, raw in groups_raw.items():
@@ -851,10 +868,11 @@ def _parse(data: Any, source: str | None) -> FactoryConfig:
         )
     if not groups:
         raise ConfigError(["optimizer_groups"], "define at least one optimizer group (usually 'default')")
+    return groups
 
-    defaults = _parse_defaults(root.get("defaults"))
 
-    catalogs_raw = _expect_mapping(root.get("catalogs"), ["catalogs"])
+def _parse_catalogs(raw_catalogs: Any) -> dict[str, CatalogConfig]:
+    catalogs_raw = _expect_mapping(raw_catalogs, ["catalogs"])
     if not catalogs_raw:
         raise ConfigError(["catalogs"], "define at least one catalog (an Airflow connection id)")
     catalogs: dict[str, CatalogConfig] = {}
@@ -900,8 +918,11 @@ def _parse(data: Any, source: str | None) -> FactoryConfig:
             if "paused_at_creation" in spec
             else None,
         )
+    return catalogs
 
-    sync_raw = _expect_mapping(root.get("catalog_sync"), ["catalog_sync"])
+
+def _parse_sync(raw_sync: Any) -> CatalogSyncConfig:
+    sync_raw = _expect_mapping(raw_sync, ["catalog_sync"])
     _check_keys(sync_raw, ["catalog_sync"], _SYNC_KEYS)
     sync = CatalogSyncConfig(
         schedule=parse_schedule(sync_raw["schedule"], ["catalog_sync", "schedule"])
@@ -916,8 +937,10 @@ def _parse(data: Any, source: str | None) -> FactoryConfig:
             sync_raw.get("time_budget", "5min"), ["catalog_sync", "time_budget"], allow_off=True
         ),
     )
+    return sync
 
-    cache_raw = root.get("cache_dir")
+
+def _parse_cache_dir(cache_raw: Any, source: str | None) -> Path | str:
     cache_dir: Path | str
     if cache_raw is None:
         cache_dir = default_cache_dir()
@@ -934,16 +957,7 @@ def _parse(data: Any, source: str | None) -> FactoryConfig:
             cache_dir = Path(text).expanduser()
             if not cache_dir.is_absolute() and source:
                 cache_dir = Path(source).parent / cache_dir
-    return FactoryConfig(
-        catalogs=catalogs,
-        optimizer_groups=groups,
-        defaults=defaults,
-        catalog_sync=sync,
-        cache_dir=cache_dir,
-        source=source,
-        shards=_positive_int(root.get("shards", 1), ["shards"]),
-        deployment=None if root.get("deployment") is None else _name(root["deployment"], ["deployment"]),
-    )
+    return cache_dir
 
 
 def _parse_defaults(raw: Any) -> Defaults:

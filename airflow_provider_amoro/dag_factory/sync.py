@@ -13,11 +13,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
 from airflow_provider_amoro.dag_factory.cache import CachedTable, amoro_properties, read_cache, write_cache
 from airflow_provider_amoro.dag_factory.config import FactoryConfig, glob_match
 from airflow_provider_amoro.dag_factory.errors import ConfigError
+from airflow_provider_amoro.formats import TableFormat, open_table
 from airflow_provider_amoro.properties import (
     MIN_TARGET_SIZE_RATIO,
     MIN_TARGET_SIZE_RATIO_DEFAULT,
@@ -38,22 +40,20 @@ SUMMARY_KEYS = (
 _MIB = 1024 * 1024
 
 
-def table_summary(table: Any) -> dict[str, Any]:
-    """Snapshot id, timestamp, operation and totals of the table's current snapshot."""
+def table_summary(table: TableFormat) -> dict[str, Any]:
+    """Snapshot id, timestamp, operation and totals of the table's current snapshot (metadata only)."""
     snapshot = table.current_snapshot()
     if snapshot is None:
         return {"snapshot_id": None}
-    summary = snapshot.summary
     out: dict[str, Any] = {
         "snapshot_id": snapshot.snapshot_id,
         "timestamp_ms": snapshot.timestamp_ms,
-        "operation": str(summary.operation.value) if summary is not None else None,
+        "operation": snapshot.operation,
     }
-    if summary is not None:
-        for key in SUMMARY_KEYS:
-            value = summary.get(key)
-            if value is not None:
-                out[key] = value
+    for key in SUMMARY_KEYS:
+        value = snapshot.summary.get(key)
+        if value is not None:
+            out[key] = value
     return out
 
 
@@ -101,8 +101,9 @@ def _inspect(
 ) -> tuple[CachedTable, bool]:
     """Inspect one table; returns its entry and whether it was re-evaluated (False: reused)."""
     table = hook.load_table(ident)
-    location = getattr(table, "metadata_location", None)
-    uuid = str(table.metadata.table_uuid) if getattr(table.metadata, "table_uuid", None) else None
+    fmt = open_table(table)
+    location = fmt.change_token()
+    uuid = fmt.uuid
     if (
         old is not None
         and old.error is None
@@ -111,8 +112,8 @@ def _inspect(
         and old.uuid == uuid
     ):
         return old, False  # nothing committed and no property changed since the last sync
-    props = amoro_properties(table.properties)
-    summary = table_summary(table)
+    props = amoro_properties(fmt.properties())
+    summary = table_summary(fmt)
     try:
         settings = config.resolve(conn_id, ident, table_properties=props)
     except ConfigError as exc:
@@ -203,15 +204,11 @@ def sync_catalog(config: FactoryConfig, conn_id: str, *, hook: Any = None) -> di
         Small metrics: tables found, selected, re-evaluated, reused, failed, left for the next
         sync, the table list's location and the duration.
     """
-    from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-
     if hook is None:
         from airflow_provider_amoro.hooks.catalog import AmoroCatalogHook
 
         hook = AmoroCatalogHook(amoro_conn_id=conn_id)
     started = time.monotonic()
-    budget = config.catalog_sync.time_budget
-    deadline = started + budget.total_seconds() if budget is not None else None
     catalog = config.catalogs[conn_id]
     listed = hook.list_tables("*")
     selected = [ident for ident in listed if catalog.selects(ident)]
@@ -225,85 +222,20 @@ def sync_catalog(config: FactoryConfig, conn_id: str, *, hook: Any = None) -> di
             len(listed),
             f"; {hint}" if hint else "",
         )
-    previous = read_cache(config.cache_dir, conn_id)
-    # unreached tables keep their previous entry; dropped ones leave
-    tables: dict[str, CachedTable] = {i: previous.tables[i] for i in selected if i in previous.tables}
-    done: set[str] = set()
-    counts = {"evaluated": 0, "reused": 0, "failed": 0}
-    last_write = started
-    path = ""
-
-    def record(ident: str, future: Future[tuple[CachedTable, bool]]) -> None:
-        done.add(ident)
-        try:
-            entry, evaluated = future.result()
-        except Exception as exc:  # noqa: BLE001 - one broken table must not stop discovery
-            counts["failed"] += 1
-            log.warning("catalog sync: cannot inspect %s.%s: %s", conn_id, ident, exc)
-            old = previous.tables.get(ident)
-            tables[ident] = CachedTable(
-                identifier=ident,
-                properties=old.properties if old else {},
-                summary=old.summary if old else {},
-                cost=old.cost if old else None,
-                error=f"{type(exc).__name__}: {exc}"[:500],
-                uuid=old.uuid if old else None,
-            )
-            return
-        counts["evaluated" if evaluated else "reused"] += 1
-        if entry.error:
-            counts["failed"] += 1
-            log.warning("catalog sync: %s.%s: %s", conn_id, ident, entry.error)
-        tables[ident] = entry
-
-    pending_idents = list(selected)
-    with ThreadPoolExecutor(
-        max_workers=config.catalog_sync.parallelism, thread_name_prefix="amoro-sync"
-    ) as pool:
-        running: dict[Future[tuple[CachedTable, bool]], str] = {}
-        while pending_idents or running:
-            out_of_time = deadline is not None and time.monotonic() >= deadline
-            while pending_idents and not out_of_time and len(running) < 2 * config.catalog_sync.parallelism:
-                ident = pending_idents.pop(0)
-                running[pool.submit(_inspect, config, conn_id, hook, ident, previous.tables.get(ident))] = (
-                    ident
-                )
-            if not running:
-                break
-            timeout = None if deadline is None else max(0.1, deadline - time.monotonic())
-            finished, _ = wait(running, timeout=min(timeout or 5.0, 5.0), return_when=FIRST_COMPLETED)
-            for future in finished:
-                record(running.pop(future), future)
-            if time.monotonic() - last_write >= WRITE_EVERY_S:
-                path = write_cache(config.cache_dir, conn_id, tables)
-                last_write = time.monotonic()
-                log.info(
-                    "catalog sync %s: %d of %d tables done, table list written",
-                    conn_id,
-                    len(done),
-                    len(selected),
-                )
-            if out_of_time and pending_idents:
-                log.warning(
-                    "catalog sync %s: time budget of %s used up; %d table(s) keep their previous entry "
-                    "until the next sync",
-                    conn_id,
-                    budget,
-                    len(pending_idents),
-                )
-                pending_idents = []
-    _mark_renames(tables, previous.tables)
-    path = write_cache(config.cache_dir, conn_id, tables)
-    added = sorted(set(tables) - set(previous.tables))
-    removed = sorted(set(previous.tables) - set(tables))
+    run = _SyncRun(config, conn_id, hook, selected, started)
+    run.inspect_all()
+    _mark_renames(run.tables, run.previous.tables)
+    path = write_cache(config.cache_dir, conn_id, run.tables)
+    added = sorted(set(run.tables) - set(run.previous.tables))
+    removed = sorted(set(run.previous.tables) - set(run.tables))
     metrics = {
         "conn_id": conn_id,
         "listed": len(listed),
         "selected": len(selected),
-        "evaluated": counts["evaluated"],
-        "reused": counts["reused"],
-        "failed": counts["failed"],
-        "left_for_next_sync": len(selected) - len(done),
+        "evaluated": run.counts["evaluated"],
+        "reused": run.counts["reused"],
+        "failed": run.counts["failed"],
+        "left_for_next_sync": len(selected) - len(run.done),
         "unmatched_includes": unmatched,
         "hint": hint,
         "added": added[:100],
@@ -313,3 +245,88 @@ def sync_catalog(config: FactoryConfig, conn_id: str, *, hook: Any = None) -> di
     }
     log.info("catalog sync %s: %s", conn_id, metrics)
     return metrics
+
+
+class _SyncRun:
+    """One catalog sync's inspection of its selected tables: parallel, bounded in time, written as it goes."""
+
+    def __init__(
+        self, config: FactoryConfig, conn_id: str, hook: Any, selected: list[str], started: float
+    ) -> None:
+        self.config = config
+        self.conn_id = conn_id
+        self.hook = hook
+        self.selected = selected
+        self.started = started
+        budget = config.catalog_sync.time_budget
+        self.budget = budget
+        self.deadline = started + budget.total_seconds() if budget is not None else None
+        self.previous = read_cache(config.cache_dir, conn_id)
+        # unreached tables keep their previous entry; dropped ones leave
+        self.tables: dict[str, CachedTable] = {
+            i: self.previous.tables[i] for i in selected if i in self.previous.tables
+        }
+        self.done: set[str] = set()
+        self.counts = {"evaluated": 0, "reused": 0, "failed": 0}
+
+    def record(self, ident: str, future: Future[tuple[CachedTable, bool]]) -> None:
+        """Keep one table's result; a failed inspection keeps the previous entry with the error."""
+        self.done.add(ident)
+        try:
+            entry, evaluated = future.result()
+        except Exception as exc:  # noqa: BLE001 - one broken table must not stop discovery
+            self.counts["failed"] += 1
+            log.warning("catalog sync: cannot inspect %s.%s: %s", self.conn_id, ident, exc)
+            old = self.previous.tables.get(ident)
+            self.tables[ident] = CachedTable(
+                identifier=ident,
+                properties=old.properties if old else {},
+                summary=old.summary if old else {},
+                cost=old.cost if old else None,
+                error=f"{type(exc).__name__}: {exc}"[:500],
+                uuid=old.uuid if old else None,
+            )
+            return
+        self.counts["evaluated" if evaluated else "reused"] += 1
+        if entry.error:
+            self.counts["failed"] += 1
+            log.warning("catalog sync: %s.%s: %s", self.conn_id, ident, entry.error)
+        self.tables[ident] = entry
+
+    def inspect_all(self) -> None:
+        """Inspect the selected tables in parallel until done or out of time."""
+        parallelism = self.config.catalog_sync.parallelism
+        pending = list(self.selected)
+        last_write = self.started
+        with ThreadPoolExecutor(max_workers=parallelism, thread_name_prefix="amoro-sync") as pool:
+            running: dict[Future[tuple[CachedTable, bool]], str] = {}
+            while pending or running:
+                out_of_time = self.deadline is not None and time.monotonic() >= self.deadline
+                while pending and not out_of_time and len(running) < 2 * parallelism:
+                    ident = pending.pop(0)
+                    old = self.previous.tables.get(ident)
+                    running[pool.submit(_inspect, self.config, self.conn_id, self.hook, ident, old)] = ident
+                if not running:
+                    break
+                timeout = None if self.deadline is None else max(0.1, self.deadline - time.monotonic())
+                finished, _ = wait(running, timeout=min(timeout or 5.0, 5.0), return_when=FIRST_COMPLETED)
+                for future in finished:
+                    self.record(running.pop(future), future)
+                if time.monotonic() - last_write >= WRITE_EVERY_S:
+                    write_cache(self.config.cache_dir, self.conn_id, self.tables)
+                    last_write = time.monotonic()
+                    log.info(
+                        "catalog sync %s: %d of %d tables done, table list written",
+                        self.conn_id,
+                        len(self.done),
+                        len(self.selected),
+                    )
+                if out_of_time and pending:
+                    log.warning(
+                        "catalog sync %s: time budget of %s used up; %d table(s) keep their previous "
+                        "entry until the next sync",
+                        self.conn_id,
+                        self.budget,
+                        len(pending),
+                    )
+                    pending = []

@@ -24,10 +24,10 @@ from pyiceberg.manifest import DataFileContent, ManifestContent
 
 from airflow_provider_amoro.maintenance.config import MaintenanceConfig
 from airflow_provider_amoro.maintenance.results import DanglingResult
-from airflow_provider_amoro.optimizing.commit import HeadState, ValidationError, replace_files
+from airflow_provider_amoro.optimizing.commit import CommitValidationError, HeadState, replace_files
 from airflow_provider_amoro.optimizing.delete_files import POS_FILE_PATH_FIELD_ID
 from airflow_provider_amoro.optimizing.model import FileRef, delete_applies
-from airflow_provider_amoro.optimizing.scan import DeleteIndex, live_files
+from airflow_provider_amoro.optimizing.scan import DeleteFileIndex, live_files
 from airflow_provider_amoro.properties import PRODUCER_CLEAN_DANGLING_DELETE, SNAPSHOT_PRODUCER
 
 if TYPE_CHECKING:
@@ -75,7 +75,7 @@ def _find(table: Table) -> tuple[list[FileRef], int]:
     files = live_files(table)
     if not files.delete_files:
         return [], 0
-    dangling = {d.path: d for d in DeleteIndex(files.delete_files).dangling(files.data_files)}
+    dangling = {d.path: d for d in DeleteFileIndex(files.delete_files).dangling(files.data_files)}
     unsure = {
         d.path: d
         for d in files.delete_files
@@ -145,7 +145,7 @@ def clean_dangling_delete_files(
                 return
             now_dangling = {d.path for d in find_dangling_delete_files(table)}
             if not chosen <= now_dangling:
-                raise ValidationError(
+                raise CommitValidationError(
                     f"delete files apply again after a concurrent commit: {sorted(chosen - now_dangling)}"
                 )
 
@@ -156,7 +156,7 @@ def clean_dangling_delete_files(
                 summary={SNAPSHOT_PRODUCER: producer},
                 validate=still_dangling,
             )
-        except ValidationError as exc:
+        except CommitValidationError as exc:
             log.warning("dangling delete cleaning of %s gave up: %s (run again later)", result.table, exc)
             result.removed_paths = []
             return result.skip(f"concurrent change: {exc}")

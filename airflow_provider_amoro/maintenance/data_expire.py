@@ -276,25 +276,7 @@ def expire_data(
     cutoff = _Cutoff(field.field_type, base_ms - config.data_expire_retention_ms, config)
     result.cutoff = cutoff.describe()
 
-    specs = table.specs()
-    drop: list[DataFile] = []
-    partitions: set[str] = set()
-    for manifest in snapshot.manifests(table.io):
-        if manifest.content != ManifestContent.DATA:
-            continue
-        for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=True):
-            data_file = entry.data_file
-            if data_file.content != DataFileContent.DATA:
-                continue
-            spec = specs[data_file.spec_id]
-            if config.data_expire_level == "partition":
-                expired = _partition_expired(cutoff, spec, field.field_id, data_file) is True
-                if expired:
-                    partitions.add(spec.partition_to_path(data_file.partition, schema))
-            else:
-                expired = _file_expired(cutoff, field.field_id, data_file)
-            if expired:
-                drop.append(data_file)
+    drop, partitions = _expired_files(table, snapshot, cutoff, field.field_id, config.data_expire_level)
     result.expired_data_files = len(drop)
     result.expired_records = sum(int(f.record_count) for f in drop)
     result.expired_bytes = sum(int(f.file_size_in_bytes) for f in drop)
@@ -309,23 +291,61 @@ def expire_data(
         result.expired_records,
     )
     if drop and not dry_run:
-        with table.transaction() as tx:
-            producer = OverwriteFiles(
-                Operation.DELETE,
-                tx,
-                table.io,
-                snapshot_properties={SNAPSHOT_PRODUCER: PRODUCER_DATA_EXPIRATION},
-            )
-            for data_file in drop:
-                producer.delete_data_file(data_file)
-            producer.commit()
-        current = table.current_snapshot()
-        result.snapshot_id = current.snapshot_id if current is not None else None
-        from airflow_provider_amoro.maintenance.dangling import clean_dangling_delete_files
-
-        dangling = clean_dangling_delete_files(
-            table, log=log, force=True, producer=PRODUCER_DATA_EXPIRATION, properties=properties
-        )
-        result.expired_delete_files = len(dangling.removed_paths)
+        _drop(table, drop, result, log, properties)
     result.duration_s = time.monotonic() - started
     return result
+
+
+def _expired_files(
+    table: Table, snapshot: Snapshot, cutoff: _Cutoff, field_id: int, level: str
+) -> tuple[list[DataFile], set[str]]:
+    """The live data files past the cutoff (``file`` level) or in expired partitions (``partition``)."""
+    schema = table.schema()
+    specs = table.specs()
+    drop: list[DataFile] = []
+    partitions: set[str] = set()
+    for manifest in snapshot.manifests(table.io):
+        if manifest.content != ManifestContent.DATA:
+            continue
+        for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=True):
+            data_file = entry.data_file
+            if data_file.content != DataFileContent.DATA:
+                continue
+            spec = specs[data_file.spec_id]
+            if level == "partition":
+                expired = _partition_expired(cutoff, spec, field_id, data_file) is True
+                if expired:
+                    partitions.add(spec.partition_to_path(data_file.partition, schema))
+            else:
+                expired = _file_expired(cutoff, field_id, data_file)
+            if expired:
+                drop.append(data_file)
+    return drop, partitions
+
+
+def _drop(
+    table: Table,
+    drop: list[DataFile],
+    result: DataExpireResult,
+    log: logging.Logger,
+    properties: Mapping[str, str] | None,
+) -> None:
+    """Commit the deletion of ``drop`` (one DATA_EXPIRATION snapshot), then its dangling deletes."""
+    with table.transaction() as tx:
+        producer = OverwriteFiles(
+            Operation.DELETE,
+            tx,
+            table.io,
+            snapshot_properties={SNAPSHOT_PRODUCER: PRODUCER_DATA_EXPIRATION},
+        )
+        for data_file in drop:
+            producer.delete_data_file(data_file)
+        producer.commit()
+    current = table.current_snapshot()
+    result.snapshot_id = current.snapshot_id if current is not None else None
+    from airflow_provider_amoro.maintenance.dangling import clean_dangling_delete_files
+
+    dangling = clean_dangling_delete_files(
+        table, log=log, force=True, producer=PRODUCER_DATA_EXPIRATION, properties=properties
+    )
+    result.expired_delete_files = len(dangling.removed_paths)

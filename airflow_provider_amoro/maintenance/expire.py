@@ -332,45 +332,101 @@ def expire_snapshots(
     duration = keep_duration_ms if keep_duration_ms is not None else config.snapshot_keep_duration_ms
     now_ms = to_epoch_ms(now)
     table.refresh()
+    before, plan = _plan_and_commit(
+        table,
+        result.table,
+        log,
+        dry_run=dry_run,
+        now_ms=now_ms,
+        min_count=min_count,
+        keep_duration_ms=duration,
+        protected_snapshot_id=protected_snapshot_id,
+    )
+    if plan.skip_reason:
+        return result.skip(plan.skip_reason)
+    if not plan.expire_ids and not plan.removed_refs:
+        result.kept_snapshots = len(before.snapshots)
+        if config.metadata_delete_after_commit:
+            _clean_old_metadata(table, result, dry_run, log)
+        result.duration_s = time.monotonic() - started
+        log.info("expiry of %s: nothing to expire", result.table)
+        return result
+    _delete_unreachable(table, before, plan, result, dry_run, log)
+    if config.metadata_delete_after_commit:
+        _clean_old_metadata(table, result, dry_run, log)
+    result.duration_s = time.monotonic() - started
+    log.info(
+        "expiry of %s: %d snapshots expired, %d files (%d bytes) %s",
+        result.table,
+        len(result.expired_snapshot_ids),
+        result.deleted_files,
+        result.bytes_freed,
+        "deletable (dry run)" if dry_run else "deleted",
+    )
+    return result
 
+
+def _plan_and_commit(
+    table: Table,
+    name: str,
+    log: logging.Logger,
+    *,
+    dry_run: bool,
+    now_ms: int,
+    min_count: int,
+    keep_duration_ms: int,
+    protected_snapshot_id: int | None,
+) -> tuple[TableMetadata, ExpiryPlan]:
+    """Plan the expiry and commit it, planning again after a concurrent commit.
+
+    Returns the metadata the committed (or, with ``dry_run``, the reported) plan was made on, and
+    that plan; a plan that skips or expires nothing is returned uncommitted.
+
+    Raises:
+        ExpiryConflictError: the table changed concurrently at every attempt.
+    """
     for attempt in range(1, COMMIT_ATTEMPTS + 1):
         before = table.metadata
         plan = plan_expiry(
             before,
             now_ms=now_ms,
             min_count=min_count,
-            keep_duration_ms=duration,
+            keep_duration_ms=keep_duration_ms,
             protected_snapshot_id=protected_snapshot_id,
         )
-        if plan.skip_reason:
-            return result.skip(plan.skip_reason)
-        if not plan.expire_ids and not plan.removed_refs:
-            result.kept_snapshots = len(before.snapshots)
-            if config.metadata_delete_after_commit:
-                _clean_old_metadata(table, result, dry_run, log)
-            result.duration_s = time.monotonic() - started
-            log.info("expiry of %s: nothing to expire", result.table)
-            return result
+        if plan.skip_reason or (not plan.expire_ids and not plan.removed_refs):
+            return before, plan
         log.info(
             "expiry of %s: %d snapshots to expire, refs to remove: %s",
-            result.table,
+            name,
             len(plan.expire_ids),
             plan.removed_refs,
         )
         if dry_run:
-            break
+            return before, plan
         try:
             _commit_expiry(table, plan)
-            break
+            return before, plan
         except CommitFailedException as exc:
             if attempt == COMMIT_ATTEMPTS:
                 raise ExpiryConflictError(
-                    f"expire_snapshots of {result.table}: the table changed concurrently {attempt} times "
+                    f"expire_snapshots of {name}: the table changed concurrently {attempt} times "
                     f"in a row while expiring ({exc}); nothing was deleted, the next run tries again"
                 ) from None
             log.warning("expiry commit conflicted (%s); planning again (attempt %d)", exc, attempt + 1)
             table.refresh()
+    raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
 
+
+def _delete_unreachable(
+    table: Table,
+    before: TableMetadata,
+    plan: ExpiryPlan,
+    result: ExpireResult,
+    dry_run: bool,
+    log: logging.Logger,
+) -> None:
+    """Record what the expiry removed and delete the files only expired snapshots reached."""
     after = table.metadata
     if dry_run:
         kept = [s for s in before.snapshots if s.snapshot_id not in plan.expire_ids]
@@ -411,29 +467,18 @@ def expire_snapshots(
     )
     all_paths = [*files, *lists, *stats]
     result.deleted_paths_sample = sorted(all_paths)[:SAMPLE]
-    if not dry_run:
-        # content files first, then manifests, then manifest lists: a crash midway leaves only
-        # unreferenced files behind (orphans), never a manifest naming a missing file that is kept.
-        content = [p for p, (kind, _s) in files.items() if kind != "manifest"]
-        manifests = [p for p, (kind, _s) in files.items() if kind == "manifest"]
-        failed = 0
-        for group, what in (
-            (content, "content files"),
-            (manifests, "manifests"),
-            ([*lists, *stats], "lists"),
-        ):
-            _deleted, bad = delete_files(table.io, group, log, what=what)
-            failed += bad
-        result.failed_deletes = failed
-    if config.metadata_delete_after_commit:
-        _clean_old_metadata(table, result, dry_run, log)
-    result.duration_s = time.monotonic() - started
-    log.info(
-        "expiry of %s: %d snapshots expired, %d files (%d bytes) %s",
-        result.table,
-        len(result.expired_snapshot_ids),
-        result.deleted_files,
-        result.bytes_freed,
-        "deletable (dry run)" if dry_run else "deleted",
-    )
-    return result
+    if dry_run:
+        return
+    # content files first, then manifests, then manifest lists: a crash midway leaves only
+    # unreferenced files behind (orphans), never a manifest naming a missing file that is kept.
+    content = [p for p, (kind, _s) in files.items() if kind != "manifest"]
+    manifests = [p for p, (kind, _s) in files.items() if kind == "manifest"]
+    failed = 0
+    for group, what in (
+        (content, "content files"),
+        (manifests, "manifests"),
+        ([*lists, *stats], "lists"),
+    ):
+        _deleted, bad = delete_files(table.io, group, log, what=what)
+        failed += bad
+    result.failed_deletes = failed

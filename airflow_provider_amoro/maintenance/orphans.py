@@ -148,6 +148,39 @@ def clean_orphan_files(
         normal = normalize_location(location)
         return any(is_under(normal, folder) for folder in folders)
 
+    candidates = _orphan_candidates(table, root, folders, older_than_ms, result, log)
+    result.orphan_files = len(candidates)
+    result.bytes_freed = sum(c.size for c in candidates)
+    result.orphan_paths_sample = sorted(c.location for c in candidates)[:SAMPLE]
+    if candidates and not dry_run:
+        result.deleted_files, result.failed_deletes = delete_files(
+            table.io, [c.location for c in candidates], log, guard=inside, what="orphan files"
+        )
+    if not dry_run:
+        result.removed_empty_folders = remove_empty_local_dirs(folders[0], older_than_ms, log)
+    result.duration_s = time.monotonic() - started
+    log.info(
+        "orphan cleaning of %s: %d listed, %d referenced, %d orphans (%d bytes) %s, %d too young",
+        result.table,
+        result.listed_files,
+        result.referenced_files,
+        result.orphan_files,
+        result.bytes_freed,
+        "found (dry run)" if dry_run else "deleted",
+        result.too_young_files,
+    )
+    return result
+
+
+def _orphan_candidates(
+    table: Table,
+    root: str,
+    folders: list[str],
+    older_than_ms: int,
+    result: OrphanResult,
+    log: logging.Logger,
+) -> list[ListedFile]:
+    """Unreferenced files under ``folders``, old enough, and named by nothing committed meanwhile."""
     # 1. what the table references now (a set of normalized paths)
     table.refresh()
     seen_snapshots = {s.snapshot_id for s in table.metadata.snapshots}
@@ -182,26 +215,4 @@ def clean_orphan_files(
     new_snapshots = [s for s in table.metadata.snapshots if s.snapshot_id not in seen_snapshots]
     late = {normalize_location(p) for p in metadata_files(table.metadata, table.metadata_location)}
     late.update(_referenced_by_snapshots(table, new_snapshots, log))
-    candidates = [c for c in candidates if c.location not in late]
-
-    result.orphan_files = len(candidates)
-    result.bytes_freed = sum(c.size for c in candidates)
-    result.orphan_paths_sample = sorted(c.location for c in candidates)[:SAMPLE]
-    if candidates and not dry_run:
-        result.deleted_files, result.failed_deletes = delete_files(
-            table.io, [c.location for c in candidates], log, guard=inside, what="orphan files"
-        )
-    if not dry_run:
-        result.removed_empty_folders = remove_empty_local_dirs(folders[0], older_than_ms, log)
-    result.duration_s = time.monotonic() - started
-    log.info(
-        "orphan cleaning of %s: %d listed, %d referenced, %d orphans (%d bytes) %s, %d too young",
-        result.table,
-        result.listed_files,
-        result.referenced_files,
-        result.orphan_files,
-        result.bytes_freed,
-        "found (dry run)" if dry_run else "deleted",
-        result.too_young_files,
-    )
-    return result
+    return [c for c in candidates if c.location not in late]

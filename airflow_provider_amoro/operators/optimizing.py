@@ -53,15 +53,15 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import SkipMixin, TriggerRule
 
 from airflow_provider_amoro.operators.base import PRODUCER_OPTIMIZER, AmoroTableOperator
-from airflow_provider_amoro.properties import EXECUTE_NUM_RETRIES, EXECUTE_NUM_RETRIES_DEFAULT
+from airflow_provider_amoro.properties import EXECUTE_NUM_RETRIES, EXECUTE_NUM_RETRIES_DEFAULT, OptimizingKind
 from airflow_provider_amoro.runtime.reader import PLAN_XCOM_KEY
 from airflow_provider_amoro.runtime.recorder import TableStateRecorder, now_ms
 from airflow_provider_amoro.runtime.state import (
     TASKS_PER_PROCESS_LIMIT,
-    OptimizingProcess,
-    OptimizingTask,
+    ProcessRecord,
     ProcessStatus,
     TableStatus,
+    TaskRecord,
 )
 
 if TYPE_CHECKING:
@@ -73,11 +73,10 @@ if TYPE_CHECKING:
         OptimizingPlan,
         TaskResult,
     )
+    from airflow_provider_amoro.optimizing.process import OptimizingProcess
 
 PARTITIONS_KEPT = 20
 """Pending partitions kept in an evaluation's XCom / runtime record (largest cost first)."""
-
-KINDS = ("minor", "major", "full")
 
 
 def retries_for(table_properties: Mapping[str, str] | None) -> int:
@@ -199,24 +198,18 @@ class _OptimizingOperator(AmoroTableOperator):
         }
 
 
-def _task_records(plan: OptimizingPlan, results: Iterable[TaskResult]) -> list[OptimizingTask]:
+def _task_records(plan: OptimizingPlan, results: Iterable[TaskResult]) -> list[TaskRecord]:
+    from airflow_provider_amoro.optimizing.model import IOCounters
+
     by_id = {r.task_id: r for r in results}
     records = []
     for t in plan.tasks[:TASKS_PER_PROCESS_LIMIT]:
-        files = [*t.rewrite_data_files, *t.rewrite_pos_data_files, *t.delete_files]
-        rec = OptimizingTask(
-            task_id=t.task_id,
-            partition=t.partition_path,
-            status=ProcessStatus.FAILED.value,
-            input_files=len(files),
-            input_bytes=sum(f.size_bytes for f in files),
-        )
+        rec = TaskRecord(task_id=t.task_id, partition=t.partition_path, status=ProcessStatus.FAILED.value)
+        rec.set_counters(IOCounters.planned(t))
         r = by_id.get(t.task_id)
         if r is not None:
             rec.status = ProcessStatus.SUCCESS.value
-            rec.input_files, rec.input_bytes = r.input_files, r.input_bytes
-            rec.input_records, rec.output_records = r.input_records, r.output_records
-            rec.output_files, rec.output_bytes = len(r.outputs), r.output_bytes
+            rec.set_counters(IOCounters.of_result(r))
             rec.duration_s = r.duration_s
         records.append(rec)
     return records
@@ -236,57 +229,44 @@ def _process(
     failure: str | None = None,
     summary: Mapping[str, Any] | None = None,
     output_folders: Sequence[str] = (),
-) -> OptimizingProcess:
-    tasks = _task_records(plan, results) if results or status is not ProcessStatus.RUNNING else []
-    inputs = [
-        f for t in plan.tasks for f in (*t.rewrite_data_files, *t.rewrite_pos_data_files, *t.delete_files)
-    ]
-    proc = OptimizingProcess(
+) -> ProcessRecord:
+    """The runtime record of the engine's process (its plan and the results so far)."""
+    from airflow_provider_amoro.optimizing.process import OptimizingProcess
+
+    process = OptimizingProcess.of_plan(plan, results)
+    proc = ProcessRecord(
         process_id=process_id,
         table=table,
         conn_id=conn_id,
-        kind=plan.kind,
+        kind=None if plan.kind is None else plan.kind.value,
         status=status.value,
         dag_id=dag_id,
         run_id=run_id,
         base_snapshot_id=plan.base_snapshot_id,
-        target_snapshot_id=snapshot_id,
+        committed_snapshot_id=snapshot_id,
         plan_time_ms=plan.created_at_ms,
         end_time_ms=None if status is ProcessStatus.RUNNING else now_ms(),
         task_count=len(plan.tasks),
-        input_files=len(inputs),
-        input_bytes=sum(f.size_bytes for f in inputs),
         failure=failure,
         summary={"partitions": plan.partitions[:PARTITIONS_KEPT], **(summary or {})},
-        tasks=tasks,
+        tasks=_task_records(plan, results) if results or status is not ProcessStatus.RUNNING else [],
         plan_id=plan.plan_id,
         base_sequence_number=plan.base_sequence_number,
         output_folders=list(output_folders),
     )
-    if results:
-        proc.input_files = sum(r.input_files for r in results)
-        proc.input_bytes = sum(r.input_bytes for r in results)
-        proc.input_records = sum(r.input_records for r in results)
-        proc.output_files = sum(len(r.outputs) for r in results)
-        proc.output_bytes = sum(r.output_bytes for r in results)
-        proc.output_records = sum(r.output_records for r in results)
+    proc.set_counters(process.counters())
     return proc
 
 
-def _metrics(proc: OptimizingProcess, commit: CommitResult | None) -> dict[str, Any]:
+def _metrics(proc: ProcessRecord, commit: CommitResult | None) -> dict[str, Any]:
     """The small metrics dict returned to XCom and put into the asset event."""
     out: dict[str, Any] = {
         "kind": proc.kind,
         "status": proc.status,
-        "snapshot_id": proc.target_snapshot_id,
+        "snapshot_id": proc.committed_snapshot_id,
         "base_snapshot_id": proc.base_snapshot_id,
         "tasks": proc.task_count,
-        "input_files": proc.input_files,
-        "input_bytes": proc.input_bytes,
-        "input_records": proc.input_records,
-        "output_files": proc.output_files,
-        "output_bytes": proc.output_bytes,
-        "output_records": proc.output_records,
+        **proc.counters_dict(),
     }
     if commit is not None:
         out.update(
@@ -304,15 +284,15 @@ def _metrics(proc: OptimizingProcess, commit: CommitResult | None) -> dict[str, 
 
 def _record_success(
     state: TableStateRecorder,
-    proc: OptimizingProcess,
+    proc: ProcessRecord,
 ) -> None:
-    state.record_optimized(kind=proc.kind, snapshot_id=proc.target_snapshot_id)
+    state.record_optimized(kind=proc.kind, snapshot_id=proc.committed_snapshot_id)
     state.append_history(proc)
     state.record_process(proc)
     state.set_status(TableStatus.IDLE)
 
 
-def _record_failure(state: TableStateRecorder, proc: OptimizingProcess) -> None:
+def _record_failure(state: TableStateRecorder, proc: ProcessRecord) -> None:
     """A failed (or UNKNOWN) process: history, current process, and the table back to PENDING."""
     state.append_history(proc)
     state.record_process(proc)
@@ -323,9 +303,9 @@ def _known_not_landed(exc: BaseException) -> bool:
     """Whether a commit error proves nothing was committed (refused before or by the catalog)."""
     from pyiceberg.exceptions import CommitFailedException
 
-    from airflow_provider_amoro.optimizing.commit import ValidationError
+    from airflow_provider_amoro.optimizing.commit import CommitValidationError
 
-    return isinstance(exc, (ValidationError, CommitFailedException))
+    return isinstance(exc, (CommitValidationError, CommitFailedException))
 
 
 def _commit_failed(
@@ -401,7 +381,7 @@ def resolve_previous_process(
     unresolved = (ProcessStatus.UNKNOWN.value, ProcessStatus.CLOSED.value)
     if before in unresolved and outcome.landed:
         proc.status = ProcessStatus.SUCCESS.value
-        proc.target_snapshot_id = outcome.snapshot_id
+        proc.committed_snapshot_id = outcome.snapshot_id
         state.record_optimized(kind=proc.kind, snapshot_id=outcome.snapshot_id)
     elif before == ProcessStatus.UNKNOWN.value:
         proc.status = ProcessStatus.FAILED.value
@@ -618,9 +598,8 @@ class PlanOptimizingOperator(_OptimizingOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if kind not in (None, *KINDS):
-            raise ValueError(f"kind must be None, 'minor', 'major' or 'full', not {kind!r}")
-        self.kind = kind
+        parsed = OptimizingKind.parse(kind)
+        self.kind = None if parsed is None else parsed.value
         self.max_input_bytes = max_input_bytes
         self.max_tasks = max_tasks
 
@@ -633,7 +612,7 @@ class PlanOptimizingOperator(_OptimizingOperator):
 
     def execute(self, context: Any) -> list[dict[str, Any]]:
         """Plan, push the plan header, record the process, return the tasks."""
-        from airflow_provider_amoro.optimizing import plan as make_plan
+        from airflow_provider_amoro.optimizing.process import OptimizingProcess
 
         state = self.state(context)
         state.set_status(TableStatus.PLANNING, self.kind)
@@ -642,14 +621,9 @@ class PlanOptimizingOperator(_OptimizingOperator):
         # last process is settled here, before its record is replaced by the new plan's
         resolve_previous_process(state, table, self.log, own_process_id=self.run_process_id(context))
         self._check_min_plan_interval(table, state)
-        planned = make_plan(
-            table,
-            self.kind,  # type: ignore[arg-type]
-            config=self.optimizing_config(table),
-            max_input_bytes=self.max_input_bytes,
-            max_tasks=self._max_tasks(),
-            **state.last_times(),
-        )
+        process = OptimizingProcess.start(table, self.kind, progress=self.log.info)
+        process.evaluate(table, config=self.optimizing_config(table), **state.last_times())
+        planned = process.plan(max_input_bytes=self.max_input_bytes, max_tasks=self._max_tasks())
         ti = context["ti"]
         header = planned.to_dict()
         header["tasks"] = []
@@ -771,7 +745,7 @@ class ExecuteOptimizingTaskOperator(_OptimizingOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         """Rewrite the task's files; nothing is committed here."""
         from airflow_provider_amoro.optimizing import RewriteTask
-        from airflow_provider_amoro.optimizing.execute import execute as run_task
+        from airflow_provider_amoro.optimizing.process import OptimizingProcess
 
         table = self.load_table()
         header = self._header(context)
@@ -780,7 +754,8 @@ class ExecuteOptimizingTaskOperator(_OptimizingOperator):
         state.set_status(TableStatus.optimizing(task.kind), task.kind)
         props = header.get("properties")
         planned_props = {str(k): str(v) for k, v in props.items()} if isinstance(props, dict) else {}
-        result = run_task(table, task, config=self.optimizing_config(table, planned_props))
+        process = OptimizingProcess.start(table, task.kind)
+        result = process.execute(table, task, config=self.optimizing_config(table, planned_props))
         self.log.info(
             "%s task %d (%s): %d files / %d bytes in, %d files / %d records out in %.2fs",
             self.table,
@@ -846,7 +821,7 @@ class CommitOptimizingOperator(_OptimizingOperator):
         """Commit (or find the already landed commit), record state, emit the asset event."""
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from airflow_provider_amoro.optimizing import commit
+        from airflow_provider_amoro.optimizing.process import OptimizingProcess
 
         planned, results = self._pull(context)
         state = self.state(context)
@@ -872,7 +847,9 @@ class CommitOptimizingOperator(_OptimizingOperator):
         missing = sorted({t.task_id for t in planned.tasks} - {r.task_id for r in results})
         try:
             # idempotent: a retried or cleared commit returns the landed commit (already_committed)
-            committed: CommitResult = commit(table, planned, results)
+            committed: CommitResult = OptimizingProcess.of_plan(
+                planned, results, progress=self.log.info
+            ).commit(table)
         except BaseException as exc:
             what = f"optimizing commit of {self.table}" + (
                 f" (tasks without results {missing})" if missing else ""
@@ -928,20 +905,14 @@ class SelfOptimizingOperator(_OptimizingOperator):
 
     def __init__(self, *, kind: str | None = None, max_input_bytes: int | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        kind = kind or self.default_kind
-        if kind not in ("auto", *KINDS):
-            raise ValueError(f"kind must be 'auto', 'minor', 'major' or 'full', not {kind!r}")
-        self.kind = kind
+        parsed = OptimizingKind.parse(kind or self.default_kind, allow_auto=True)
+        self.kind = "auto" if parsed is None else parsed.value
         self.max_input_bytes = max_input_bytes
 
     def execute(self, context: Any) -> dict[str, Any]:
-        """Run one optimizing process."""
-        from airflow.sdk.exceptions import AirflowFailException
-
-        from airflow_provider_amoro.optimizing import commit, evaluate
-        from airflow_provider_amoro.optimizing import plan as make_plan
-        from airflow_provider_amoro.optimizing.commit import delete_task_outputs
-        from airflow_provider_amoro.optimizing.execute import execute as run_task
+        """Run one optimizing process: the engine's :class:`OptimizingProcess`, every step here."""
+        from airflow_provider_amoro.optimizing import evaluate
+        from airflow_provider_amoro.optimizing.process import OptimizingProcess
 
         started = time.monotonic()
         state = self.state(context)
@@ -949,71 +920,44 @@ class SelfOptimizingOperator(_OptimizingOperator):
         resolve_previous_process(state, table, self.log, own_process_id=self.one_task_process_id(context))
         times = state.last_times()
         config = self.optimizing_config(table)
-        forced = None if self.kind == "auto" else self.kind
-        before = evaluate(table, config=config, **times)
+        process = OptimizingProcess.start(table, self.kind, progress=self.log.info)
+        before = process.evaluate(table, config=config, **times)
         summary = evaluation_summary(before.to_dict())
         summary["evaluated_ms"] = now_ms()
         state.record_evaluation(summary)
-        if forced is None and before.kind is None:
+        if not process.has_work:
             state.set_status(TableStatus.IDLE)
-            self.log.info("%s: nothing to optimize (health %s)", self.table, before.health_score)
             self.emit_table_event(context, operation="optimizing", metrics={"kind": None}, changed=False)
             return {"kind": None, "health_before": before.health_score, "reasons": before.reasons}
-        state.set_status(TableStatus.PLANNING, forced or before.kind)
-        planned = make_plan(
-            table,
-            forced,  # type: ignore[arg-type]
-            config=config,
-            max_input_bytes=self.max_input_bytes,
-            **times,
-        )
-        common = {
-            **self.process_args(context, planned, one_task=True, table=table),
-            "summary": {"health_before": before.health_score, "reasons": before.reasons[:20]},
-        }
+        state.set_status(TableStatus.PLANNING, process.kind)
+        planned = process.plan(max_input_bytes=self.max_input_bytes)
         if not planned.tasks:
             state.set_status(TableStatus.IDLE)
             self.emit_table_event(
                 context, operation="optimizing", metrics={"kind": planned.kind}, changed=False
             )
             return {"kind": planned.kind, "tasks": 0, "health_before": before.health_score}
+        common = {
+            **self.process_args(context, planned, one_task=True, table=table),
+            "summary": {"health_before": before.health_score, "reasons": before.reasons[:20]},
+        }
         state.record_process(_process(**common))
         state.set_status(TableStatus.optimizing(planned.kind), planned.kind)
-        results: list[TaskResult] = []
-        try:
-            for task in planned.tasks:
-                results.append(run_task(table, task, config=config))
-        except Exception as exc:
-            # nothing was committed: the outputs written so far go (reference-checked)
-            delete_task_outputs(table, results, min_sequence_number=planned.base_sequence_number)
-            failure = f"{type(exc).__name__}: {exc}"
-            _record_failure(
-                state, _process(**common, results=results, status=ProcessStatus.FAILED, failure=failure)
-            )
-            raise AirflowFailException(f"optimizing of {self.table} failed: {failure}") from exc
-        except BaseException as exc:
-            # a task timeout or a stop: outputs (even unreported ones) are torn down by the next run
-            _record_failure(
-                state,
-                _process(**common, results=results, status=ProcessStatus.UNKNOWN, failure=repr(exc)),
-            )
-            raise
+        self._execute_all(process, table, config, state, common)
         state.set_status(TableStatus.COMMITTING, planned.kind)
         try:
-            committed = commit(table, planned, results)
+            committed = process.commit(table)
         except BaseException as exc:
-            error = _commit_failed(
-                state, {**common, "results": results}, exc, f"optimizing of {self.table}", self.log
-            )
+            results = {**common, "results": process.results}
+            error = _commit_failed(state, results, exc, f"optimizing of {self.table}", self.log)
             if error is None:
                 raise
             raise error from exc
         proc = _process(
-            **common, results=results, status=ProcessStatus.SUCCESS, snapshot_id=committed.snapshot_id
+            **common, results=process.results, status=ProcessStatus.SUCCESS, snapshot_id=committed.snapshot_id
         )
-        times_after = {**times, f"last_{planned.kind}_ms": now_ms()}
-        after = evaluate(table, config=config, **times_after)
-        proc.summary["health_after"] = after.health_score
+        after = evaluate(table, config=config, **{**times, f"last_{planned.kind}_ms": now_ms()})
+        process.health_after = proc.summary["health_after"] = after.health_score
         _record_success(state, proc)
         metrics = _metrics(proc, committed)
         metrics.update(
@@ -1029,6 +973,39 @@ class SelfOptimizingOperator(_OptimizingOperator):
             changed=committed.snapshot_id is not None,
         )
         return metrics
+
+    def _execute_all(
+        self,
+        process: OptimizingProcess,
+        table: Table,
+        config: OptimizingConfig,
+        state: TableStateRecorder,
+        common: Mapping[str, Any],
+    ) -> None:
+        """Execute every task in this worker; on failure record the process and clean up."""
+        from airflow.sdk.exceptions import AirflowFailException
+
+        planned = process.planned
+        assert planned is not None
+        try:
+            for task in process.pending_tasks():
+                process.execute(table, task, config=config)
+        except Exception as exc:
+            # nothing was committed: the outputs written so far go (reference-checked)
+            process.discard_outputs(table, min_sequence_number=planned.base_sequence_number)
+            failure = f"{type(exc).__name__}: {exc}"
+            _record_failure(
+                state,
+                _process(**common, results=process.results, status=ProcessStatus.FAILED, failure=failure),
+            )
+            raise AirflowFailException(f"optimizing of {self.table} failed: {failure}") from exc
+        except BaseException as exc:
+            # a task timeout or a stop: outputs (even unreported ones) are torn down by the next run
+            _record_failure(
+                state,
+                _process(**common, results=process.results, status=ProcessStatus.UNKNOWN, failure=repr(exc)),
+            )
+            raise
 
 
 class MinorOptimizingOperator(SelfOptimizingOperator):

@@ -17,7 +17,7 @@ table metadata grow with the table's history):
   higher sequence number, so it still applies to the rewritten rows.
 - **Validated** against every snapshot committed since the plan's base snapshot: a rewritten data
   file removed concurrently, or a new position delete that references a rewritten data file, fails
-  the commit with :class:`ValidationError`. Concurrent appends and concurrent equality deletes are
+  the commit with :class:`CommitValidationError`. Concurrent appends and concurrent equality deletes are
   fine, unless such a delete carries a data sequence number not above the plan's base (it would
   stop applying to the rewritten rows): then the commit is refused too. As a safety net against
   planning mistakes, a delete file that already existed at the base snapshot and applies to a
@@ -76,7 +76,7 @@ from pyiceberg.table.snapshots import (
     update_snapshot_summaries,
 )
 
-from airflow_provider_amoro.iceberg_compat import commit_updates
+from airflow_provider_amoro.iceberg_compat import batched_manifest_blocks, commit_updates
 from airflow_provider_amoro.optimizing.cleanup import (
     PROCESS_ID_KEY,
     CleanupResult,
@@ -88,6 +88,7 @@ from airflow_provider_amoro.optimizing.delete_files import POS_FILE_PATH_FIELD_I
 from airflow_provider_amoro.optimizing.manifests import MANIFEST_CACHE, ManifestCache
 from airflow_provider_amoro.optimizing.model import (
     FileRef,
+    IOCounters,
     OptimizingPlan,
     TaskResult,
     content_name,
@@ -109,7 +110,7 @@ SUMMARY_PREFIX = "optimizing."
 """Prefix of the optimizing metrics this module writes into the snapshot summary."""
 
 
-class ValidationError(ValidationException):
+class CommitValidationError(ValidationException):
     """The table changed since the plan in a way that makes the rewrite unsafe; nothing was committed."""
 
 
@@ -232,7 +233,7 @@ class HeadState:
         """Snapshots committed after ``base_snapshot_id`` up to the head, newest first.
 
         Raises:
-            ValidationError: the base snapshot is not an ancestor of the head (expired, or the
+            CommitValidationError: the base snapshot is not an ancestor of the head (expired, or the
                 branch was rolled back or replaced).
         """
         out: list[Snapshot] = []
@@ -245,7 +246,7 @@ class HeadState:
             snap = self.metadata.snapshot_by_id(parent) if parent is not None else None
         if base_snapshot_id is None:
             return out
-        raise ValidationError(
+        raise CommitValidationError(
             f"the plan's base snapshot {base_snapshot_id} is no longer an ancestor of the current "
             f"snapshot {self.snapshot.snapshot_id if self.snapshot else None}; plan again"
         )
@@ -417,7 +418,7 @@ class _ReplaceFiles:
         # 1. Added files with the explicit data sequence number; the file sequence number is left
         #    unset, so readers inherit this snapshot's.
         for (kind, spec_id), files in self._group(self._added_data_files).items():
-            with self._writer(spec_id, kind) as writer:
+            with self._writer(spec_id, kind) as writer, batched_manifest_blocks(writer):
                 for df in files:
                     writer.add_entry(
                         ManifestEntry.from_args(
@@ -432,7 +433,7 @@ class _ReplaceFiles:
         # 2. Removed files as DELETED entries (their sequence numbers kept).
         removed = {e.data_file.file_path: e for e in self._removed}
         for (kind, spec_id), files in self._group(e.data_file for e in self._removed).items():
-            with self._writer(spec_id, kind) as writer:
+            with self._writer(spec_id, kind) as writer, batched_manifest_blocks(writer):
                 for df in files:
                     writer.delete(removed[df.file_path])
             out.append(writer.to_manifest_file())
@@ -463,7 +464,7 @@ class _ReplaceFiles:
     def _write_existing(
         self, spec_id: int, content: ManifestContent, entries: list[ManifestEntry]
     ) -> ManifestFile:
-        with self._writer(spec_id, content) as writer:
+        with self._writer(spec_id, content) as writer, batched_manifest_blocks(writer):
             for e in entries:
                 writer.existing(e)
         return writer.to_manifest_file()
@@ -614,7 +615,7 @@ def _merge_plan(
 # --------------------------------------------------------------------------------------------------
 
 Prepare = Callable[[HeadState], set[str]]
-"""Validates the head state and returns the paths to remove (raises :class:`ValidationError`)."""
+"""Validates the head state and returns the paths to remove (raises :class:`CommitValidationError`)."""
 
 
 def _backoff(attempt: int) -> None:
@@ -748,7 +749,7 @@ def replace_files(
 
     The caller guarantees the replacement does not change the table's rows (compaction, dropping
     dangling delete files). Every file to remove must be live in the current snapshot, else
-    :class:`ValidationError` is raised. Added files get ``sequence_number`` as their data sequence
+    :class:`CommitValidationError` is raised. Added files get ``sequence_number`` as their data sequence
     number (None: this snapshot's own sequence number; ignored on v1 tables).
 
     Args:
@@ -767,7 +768,7 @@ def replace_files(
         What was committed. Nothing is deleted on failure: the caller owns the added files.
 
     Raises:
-        ValidationError: a file to remove is not live, or ``validate`` failed.
+        CommitValidationError: a file to remove is not live, or ``validate`` failed.
         CommitFailedException: still conflicting after ``max_retries`` retries.
     """
     data_paths = {_as_path(f) for f in remove_data}
@@ -796,10 +797,10 @@ def _require_live(state: HeadState, paths: Iterable[str], *, want_data: bool) ->
     for path in sorted(paths):
         entry = state.live.get(path)
         if entry is None:
-            raise ValidationError(f"cannot remove {path}: it is no longer live (removed concurrently)")
+            raise CommitValidationError(f"cannot remove {path}: it is no longer live (removed concurrently)")
         is_data = entry.data_file.content == DataFileContent.DATA
         if is_data != want_data:
-            raise ValidationError(
+            raise CommitValidationError(
                 f"cannot remove {path}: it is a {content_name(entry.data_file.content)} file"
             )
 
@@ -860,12 +861,12 @@ def _validate_and_choose(
     for path in sorted(pf.rewrite):
         entry = state.live.get(path)
         if entry is None:
-            raise ValidationError(
+            raise CommitValidationError(
                 f"data file {path} was removed by a concurrent commit after snapshot "
                 f"{plan.base_snapshot_id}; nothing committed, the table will be planned again"
             )
         if entry.data_file.content != DataFileContent.DATA:
-            raise ValidationError(f"{path} is not a data file")
+            raise CommitValidationError(f"{path} is not a data file")
         rewritten[path] = _ref_of(entry)
 
     by_partition: dict[str, list[FileRef]] = defaultdict(list)
@@ -888,7 +889,7 @@ def _validate_and_choose(
                 continue
             if entry.snapshot_id in concurrent:
                 if is_pos:
-                    raise ValidationError(
+                    raise CommitValidationError(
                         f"a concurrent commit (snapshot {entry.snapshot_id}) added position deletes {dpath} "
                         f"for the rewritten data file {data.path}; nothing committed, plan again"
                     )
@@ -898,7 +899,7 @@ def _validate_and_choose(
                 ):
                     # it applies to the inputs only through their older sequence numbers; the outputs
                     # carry the base's, so it would stop applying and its rows would come back
-                    raise ValidationError(
+                    raise CommitValidationError(
                         f"a concurrent commit (snapshot {entry.snapshot_id}) added the equality delete "
                         f"{dpath} with data sequence number {dref.data_sequence_number}, not above the "
                         f"plan's base {plan.base_sequence_number}; it would not apply to the rewritten "
@@ -906,7 +907,7 @@ def _validate_and_choose(
                     )
                 continue  # concurrent equality deletes keep applying: outputs carry the base sequence number
             if dpath not in pf.deletes_of_task.get(pf.rewrite[data.path], set()):
-                raise ValidationError(
+                raise CommitValidationError(
                     f"delete file {dpath} applies to the rewritten data file {data.path} but was not read "
                     "by its task (plan is incomplete); nothing committed"
                 )
@@ -977,7 +978,7 @@ def _check_moved_rows(
             on_inputs = {delete_applies(d, f) for f in inputs}
             on_outputs = {delete_applies(d, o) for o in outs}
             if len(on_inputs | on_outputs) > 1:
-                raise ValidationError(
+                raise CommitValidationError(
                     f"task {task.task_id} moved rows to another partition spec while the equality delete "
                     f"{d.path} was committed concurrently; it would not apply to the same rows; plan again"
                 )
@@ -1070,25 +1071,17 @@ def _check_outputs(table: Table, files: Sequence[DataFile]) -> None:
     for df in files:
         inp = table.io.new_input(df.file_path)
         if not inp.exists():
-            raise ValidationError(f"output file {df.file_path} does not exist")
+            raise CommitValidationError(f"output file {df.file_path} does not exist")
         size = len(inp)
         if size != int(df.file_size_in_bytes):
-            raise ValidationError(
+            raise CommitValidationError(
                 f"output file {df.file_path} has {size} bytes, the task reported {df.file_size_in_bytes}"
             )
 
 
 def task_totals(results: Sequence[TaskResult]) -> dict[str, int]:
     """Sums over task results: tasks, input files/bytes/records, output files/bytes/records."""
-    return {
-        "tasks": len(results),
-        "input_files": sum(r.input_files for r in results),
-        "input_bytes": sum(r.input_bytes for r in results),
-        "input_records": sum(r.input_records for r in results),
-        "output_files": sum(len(r.outputs) for r in results),
-        "output_bytes": sum(r.output_bytes for r in results),
-        "output_records": sum(r.output_records for r in results),
-    }
+    return {"tasks": len(results), **IOCounters.of_results(results).counters_dict()}
 
 
 def plan_summary(plan: OptimizingPlan, results: Sequence[TaskResult]) -> dict[str, str]:
@@ -1128,7 +1121,7 @@ def commit(
         ``already_committed=True``, and outputs of ``results`` that nothing references are deleted.
 
     Raises:
-        ValidationError: the table changed in a way that makes the rewrite unsafe, or the results
+        CommitValidationError: the table changed in a way that makes the rewrite unsafe, or the results
             do not match the plan. Nothing was committed; the outputs that no retained snapshot
             references were deleted.
         CommitFailedException: still conflicting after ``max_retries`` retries (outputs deleted
@@ -1169,19 +1162,19 @@ def _commit(
     seen: set[int] = set()
     for r in results:
         if r.task_id not in task_ids:
-            raise ValidationError(f"result for unknown task {r.task_id}")
+            raise CommitValidationError(f"result for unknown task {r.task_id}")
         if r.task_id in seen:
-            raise ValidationError(f"two results for task {r.task_id}")
+            raise CommitValidationError(f"two results for task {r.task_id}")
         seen.add(r.task_id)
     missing = sorted(task_ids - seen)
     partial = plan.properties.get(ALLOW_PARTIAL_COMMIT, "false").lower() == "true"
     if missing and not partial:
-        raise ValidationError(
+        raise CommitValidationError(
             f"tasks without results: {missing} (self-optimizing.allow-partial-commit=false)"
         )
     fmt = int(table.metadata.format_version)
     if fmt > 2:
-        raise ValidationError(
+        raise CommitValidationError(
             f"format v{fmt} tables are not supported yet (pyiceberg 0.12 writes v1/v2 manifests)"
         )
     # Always the v2 layout: pyiceberg's DataFile positions follow it; v1 manifest writers project it.
@@ -1189,17 +1182,17 @@ def _commit(
     for r in results:
         written = sum(int(o["record_count"]) for o in r.outputs if o["content"] == "data")
         if written != r.output_records:
-            raise ValidationError(
+            raise CommitValidationError(
                 f"task {r.task_id}: output data files hold {written} records, "
                 f"the task reported {r.output_records}"
             )
         if r.output_records != r.input_records:
-            raise ValidationError(
+            raise CommitValidationError(
                 f"task {r.task_id}: read {r.input_records} live records but wrote {r.output_records}; "
                 "a rewrite must keep every row"
             )
     if fmt < 2 and any(df.content != DataFileContent.DATA for df in add_files):
-        raise ValidationError("a format v1 table cannot take delete files")
+        raise CommitValidationError("a format v1 table cannot take delete files")
     _check_outputs(table, add_files)
     pf = _plan_files(plan, results)
     pos_index = _PosDeleteIndex(table.io)
@@ -1210,7 +1203,7 @@ def _commit(
 
     sequence_number = plan.base_sequence_number if fmt >= 2 else None
     if fmt >= 2 and sequence_number is None and (pf.rewrite or add_files):
-        raise ValidationError("the plan has no base sequence number")
+        raise CommitValidationError("the plan has no base sequence number")
     result = _commit_with_retries(
         table,
         prepare=prepare,

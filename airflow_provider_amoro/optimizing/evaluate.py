@@ -61,7 +61,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_amoro.optimizing.config import OptimizingConfig
 from airflow_provider_amoro.optimizing.model import FileRef, OptimizingKind
-from airflow_provider_amoro.optimizing.scan import DeleteIndex, PartitionKey, live_files, partition_key
+from airflow_provider_amoro.optimizing.scan import DeleteFileIndex, PartitionKey, live_files, partition_key
 from airflow_provider_amoro.properties import (
     FULL_TRIGGER_INTERVAL,
     MAJOR_TRIGGER_DUPLICATE_RATIO,
@@ -78,7 +78,7 @@ FILE_COST_BYTES = 4 * MB
 
 _RANK: dict[str | None, int] = {None: 0, "minor": 1, "major": 2, "full": 3}
 
-#: At most this many partition reasons are copied into :attr:`Evaluation.reasons`.
+#: At most this many partition reasons are copied into :attr:`TableEvaluation.reasons`.
 MAX_TABLE_REASONS = 50
 
 
@@ -92,7 +92,7 @@ def _mb(n: int) -> str:
 
 
 @dataclass
-class PartitionFiles:
+class ClassifiedFiles:
     """The classified files of one partition (not serialised; used by the planner).
 
     Attributes:
@@ -169,7 +169,7 @@ class PartitionEvaluation:
     kind: OptimizingKind | None = None
     cost: int = 0
     reasons: list[str] = field(default_factory=list)
-    files: PartitionFiles = field(default_factory=PartitionFiles, repr=False, compare=False)
+    files: ClassifiedFiles = field(default_factory=ClassifiedFiles, repr=False, compare=False)
     delete_refs: list[FileRef] = field(default_factory=list, repr=False, compare=False)
 
     @property
@@ -193,7 +193,7 @@ class PartitionEvaluation:
 
 
 @dataclass
-class Evaluation:
+class TableEvaluation:
     """Whether and how a table should be optimized, with the statistics behind the decision.
 
     Attributes:
@@ -234,7 +234,7 @@ class Evaluation:
     avg_file_size: int = 0
     evaluated_at_ms: int = 0
     config: OptimizingConfig = field(default_factory=OptimizingConfig)
-    index: DeleteIndex | None = field(default=None, repr=False, compare=False)
+    index: DeleteFileIndex | None = field(default=None, repr=False, compare=False)
     sort_order_id: int | None = None
     unsupported: str | None = None
 
@@ -278,7 +278,7 @@ class Evaluation:
         }
 
 
-#: Table totals of an :class:`Evaluation`, in the order ``to_dict`` and ``totals`` list them.
+#: Table totals of an :class:`TableEvaluation`, in the order ``to_dict`` and ``totals`` list them.
 _FILE_TOTALS = (
     "data_files",
     "data_bytes",
@@ -304,18 +304,34 @@ def _interval_passed(now_ms: int, last_ms: int | None, interval_ms: int) -> bool
 def _classify_partition(
     p: PartitionEvaluation,
     config: OptimizingConfig,
-    index: DeleteIndex,
+    index: DeleteFileIndex,
     *,
     now_ms: int,
     last_minor_ms: int | None,
     last_full_ms: int | None,
     sort_order_id: int | None = None,
 ) -> None:
+    any_deletes = len(index) > 0
+    _sort_files(p, config, index, any_deletes)
+    _count_deletes_and_cost(p, config, index, any_deletes)
+    p.kind = _choose_kind(
+        p,
+        config,
+        now_ms=now_ms,
+        last_minor_ms=last_minor_ms,
+        last_full_ms=last_full_ms,
+        sort_order_id=sort_order_id,
+    )
+
+
+def _sort_files(
+    p: PartitionEvaluation, config: OptimizingConfig, index: DeleteFileIndex, any_deletes: bool
+) -> None:
+    """Sort the partition's data files into fragments, undersized and target-size segments."""
     files = p.files
     fragment_size = config.fragment_size
     min_target = config.min_target_size
     ratio = config.major_duplicate_ratio
-    any_deletes = len(index) > 0
     key = index.key_of(files.data_files[0]) if files.data_files else None
     for f in files.data_files:
         p.data_bytes += f.size_bytes
@@ -347,6 +363,13 @@ def _classify_partition(
     p.rewrite_pos_segment_files = len(files.rewrite_pos_segments)
     p.rewrite_pos_segment_bytes = _size(files.rewrite_pos_segments)
 
+
+def _count_deletes_and_cost(
+    p: PartitionEvaluation, config: OptimizingConfig, index: DeleteFileIndex, any_deletes: bool
+) -> None:
+    """Count the deletes that apply to the partition and compute its optimizing cost."""
+    files = p.files
+    min_target = config.min_target_size
     # the deletes that apply to some data file of this partition
     p.delete_refs = index.for_data_files(files.data_files) if any_deletes and files.with_deletes else []
     for d in p.delete_refs:
@@ -379,6 +402,19 @@ def _classify_partition(
         + FILE_COST_BYTES * file_count
     )
 
+
+def _choose_kind(
+    p: PartitionEvaluation,
+    config: OptimizingConfig,
+    *,
+    now_ms: int,
+    last_minor_ms: int | None,
+    last_full_ms: int | None,
+    sort_order_id: int | None,
+) -> OptimizingKind | None:
+    """The optimizing kind the partition's triggers reach (full, major, minor), reasons appended."""
+    files = p.files
+    ratio = config.major_duplicate_ratio
     label = p.label
     kind: OptimizingKind | None = None
     reasons = p.reasons
@@ -389,7 +425,7 @@ def _classify_partition(
             f.sort_order_id != sort_order_id for f in files.data_files
         )
         if p.pos_delete_files or p.eq_delete_files or below_min >= 2 or p.rewrite_segment_files or unsorted:
-            kind = "full"
+            kind = OptimizingKind.FULL
             since = (
                 "never optimized fully"
                 if last_full_ms is None
@@ -400,7 +436,7 @@ def _classify_partition(
             )
     # major
     if p.rewrite_segment_files:
-        kind = kind or "major"
+        kind = kind or OptimizingKind.MAJOR
         reasons.append(
             f"{label}: {p.rewrite_segment_files} segment(s) with position-delete records over "
             f"{MAJOR_TRIGGER_DUPLICATE_RATIO} {ratio} of their records"
@@ -411,7 +447,7 @@ def _classify_partition(
         and len(undersized_sizes) >= 2
         and undersized_sizes[0] + undersized_sizes[1] <= config.target_size
     ):
-        kind = kind or "major"
+        kind = kind or OptimizingKind.MAJOR
         reasons.append(
             f"{label}: {p.undersized_files} undersized segments add up to {_mb(p.undersized_bytes)} "
             f">= target-size {_mb(config.target_size)}"
@@ -423,21 +459,21 @@ def _classify_partition(
     else:
         counted = f"{p.fragment_files} fragments"
     if small >= config.minor_trigger_file_count:
-        kind = kind or "minor"
+        kind = kind or OptimizingKind.MINOR
         reasons.append(f"{label}: {counted} >= {MINOR_TRIGGER_FILE_COUNT} {config.minor_trigger_file_count}")
     elif small > 1 and _interval_passed(now_ms, last_minor_ms, config.minor_trigger_interval_ms):
-        kind = kind or "minor"
+        kind = kind or OptimizingKind.MINOR
         since = "never optimized" if last_minor_ms is None else f"last minor {now_ms - last_minor_ms} ms ago"
         reasons.append(
             f"{label}: {counted} > 1 and {MINOR_TRIGGER_INTERVAL} {config.minor_trigger_interval_ms} ms "
             f"passed ({since})"
         )
     if files.pos_rewrite_trigger:
-        kind = kind or "minor"
+        kind = kind or OptimizingKind.MINOR
         reasons.append(
             f"{label}: {len(files.pos_rewrite_trigger)} segment(s) with >= 2 position-delete files"
         )
-    p.kind = kind
+    return kind
 
 
 def _size(files: Iterable[FileRef]) -> int:
@@ -488,7 +524,7 @@ def classify(
     sequence_number: int | None = None,
     extra_reasons: Sequence[str] = (),
     sort_order_id: int | None = None,
-) -> Evaluation:
+) -> TableEvaluation:
     """Classify files and decide the optimizing kind: the pure core of :func:`evaluate`.
 
     Args:
@@ -513,7 +549,7 @@ def classify(
     config = config or OptimizingConfig()
     now = int(time.time() * 1000) if now_ms is None else int(now_ms)
     path_of = partition_path or (lambda spec_id, part: "/".join(f"{i}={v}" for i, v in enumerate(part)))
-    index = DeleteIndex(delete_files)
+    index = DeleteFileIndex(delete_files)
 
     by_key: dict[PartitionKey, PartitionEvaluation] = {}
     for f in data_files:
@@ -538,45 +574,11 @@ def classify(
     data_bytes = sum(p.data_bytes for p in partitions)
     records = sum(p.records for p in partitions)
     dangling = index.dangling(data_files) if len(index) else []
-    dangling_paths = {d.path for d in dangling}
-    live_deletes = [d for d in delete_files if d.path not in dangling_paths]
-    pos_live = [d for d in live_deletes if d.content == "position_deletes"]
-    eq_live = [d for d in live_deletes if d.content == "equality_deletes"]
-    score = health_score(
-        data_files=len(data_files),
-        data_bytes=data_bytes,
-        records=records,
-        pos_delete_files=len(pos_live),
-        pos_delete_records=sum(d.record_count for d in pos_live),
-        eq_delete_files=len(eq_live),
-        eq_delete_records=sum(d.record_count for d in eq_live),
-        config=config,
-    )
-
+    score = _table_health(data_files, delete_files, dangling, data_bytes, records, config)
     pending = [p for p in partitions if p.kind is not None]
-    kind: OptimizingKind | None = None
-    for p in pending:
-        if kind_rank(p.kind) > kind_rank(kind):
-            kind = p.kind
-    reasons = list(extra_reasons)
-    if not data_files:
-        reasons.append("no live data files")
-    for p in pending[:MAX_TABLE_REASONS]:
-        reasons.extend(p.reasons)
-    if len(pending) > MAX_TABLE_REASONS:
-        reasons.append(f"... and {len(pending) - MAX_TABLE_REASONS} more partitions need optimizing")
-    if dangling:
-        reasons.append(
-            f"{len(dangling)} delete file(s) apply to no live data file (dangling; they do not trigger "
-            "optimizing and are removed by clean-dangling-delete-files or a rewrite)"
-        )
-    if data_files and not pending:
-        reasons.append("no partition reaches a minor, major or full trigger")
-    if not config.enabled:
-        reasons.insert(0, "self-optimizing.enabled=false: self-optimizing is disabled for this table")
-        kind = None
+    kind, reasons = _table_kind_and_reasons(pending, data_files, dangling, extra_reasons, config)
 
-    return Evaluation(
+    return TableEvaluation(
         kind=kind,
         health_score=score,
         cost=sum(p.cost for p in pending),
@@ -598,6 +600,63 @@ def classify(
         index=index,
         sort_order_id=sort_order_id,
     )
+
+
+def _table_health(
+    data_files: Sequence[FileRef],
+    delete_files: Sequence[FileRef],
+    dangling: Sequence[FileRef],
+    data_bytes: int,
+    records: int,
+    config: OptimizingConfig,
+) -> int:
+    """The table's health score; dangling delete files do not count against it."""
+    dangling_paths = {d.path for d in dangling}
+    live_deletes = [d for d in delete_files if d.path not in dangling_paths]
+    pos_live = [d for d in live_deletes if d.content == "position_deletes"]
+    eq_live = [d for d in live_deletes if d.content == "equality_deletes"]
+    return health_score(
+        data_files=len(data_files),
+        data_bytes=data_bytes,
+        records=records,
+        pos_delete_files=len(pos_live),
+        pos_delete_records=sum(d.record_count for d in pos_live),
+        eq_delete_files=len(eq_live),
+        eq_delete_records=sum(d.record_count for d in eq_live),
+        config=config,
+    )
+
+
+def _table_kind_and_reasons(
+    pending: Sequence[PartitionEvaluation],
+    data_files: Sequence[FileRef],
+    dangling: Sequence[FileRef],
+    extra_reasons: Sequence[str],
+    config: OptimizingConfig,
+) -> tuple[OptimizingKind | None, list[str]]:
+    """The table's kind (the highest of its partitions') and its reasons, in the order shown."""
+    kind: OptimizingKind | None = None
+    for p in pending:
+        if kind_rank(p.kind) > kind_rank(kind):
+            kind = p.kind
+    reasons = list(extra_reasons)
+    if not data_files:
+        reasons.append("no live data files")
+    for p in pending[:MAX_TABLE_REASONS]:
+        reasons.extend(p.reasons)
+    if len(pending) > MAX_TABLE_REASONS:
+        reasons.append(f"... and {len(pending) - MAX_TABLE_REASONS} more partitions need optimizing")
+    if dangling:
+        reasons.append(
+            f"{len(dangling)} delete file(s) apply to no live data file (dangling; they do not trigger "
+            "optimizing and are removed by clean-dangling-delete-files or a rewrite)"
+        )
+    if data_files and not pending:
+        reasons.append("no partition reaches a minor, major or full trigger")
+    if not config.enabled:
+        reasons.insert(0, "self-optimizing.enabled=false: self-optimizing is disabled for this table")
+        kind = None
+    return kind, reasons
 
 
 def unsupported_reason(table: Table) -> str | None:
@@ -626,7 +685,7 @@ def evaluate(
     last_full_ms: int | None = None,
     config: OptimizingConfig | None = None,
     snapshot_id: int | None = None,
-) -> Evaluation:
+) -> TableEvaluation:
     """Evaluate a table: file classes per partition, the optimizing kind it needs, cost, health.
 
     Args:
@@ -639,7 +698,7 @@ def evaluate(
         snapshot_id: the snapshot to evaluate; default: the current one.
 
     Returns:
-        The :class:`Evaluation`.
+        The :class:`TableEvaluation`.
 
     Raises:
         InvalidPropertyError: a ``self-optimizing.*`` property has a bad value.
@@ -651,7 +710,7 @@ def evaluate(
     refused = unsupported_reason(table)
     if refused is not None:
         current = table.current_snapshot() if snapshot_id is None else table.snapshot_by_id(snapshot_id)
-        return Evaluation(
+        return TableEvaluation(
             kind=None,
             health_score=100,
             cost=0,

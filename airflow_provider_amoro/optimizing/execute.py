@@ -35,7 +35,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
+import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any, cast
@@ -66,7 +69,7 @@ from airflow_provider_amoro.optimizing.model import (
 )
 from airflow_provider_amoro.optimizing.read import (
     DEFAULT_BATCH_ROWS,
-    DeleteIndex,
+    TaskDeletes,
     output_arrow_schema,
     read_task_batches,
 )
@@ -94,6 +97,52 @@ ENCODE_THREADS = 2
 deletes go on while a row group encodes, and several output files encode at once. 0: encode inline."""
 PENDING_BUDGET_BYTES = 256 * 1024 * 1024
 """Arrow bytes buffered across the partition writers of one task before buffers are written early."""
+TASK_MEMORY_POOL = "system"
+"""Arrow memory pool a task allocates from (``system``, ``mimalloc``, ``jemalloc``; empty: leave
+the process's default). pyarrow's default, mimalloc, keeps the memory a task frees: measured on a
+115 MB task of 5 MB files, the process's peak RSS rose 348-404 MB above its start with mimalloc
+and 303-312 MB with the system allocator, for the same Arrow peak (~230 MB) and less CPU. Not
+applied when ``ARROW_DEFAULT_MEMORY_POOL`` is set: the operator's choice wins."""
+
+_pool_lock = threading.Lock()
+_pool_users = [0]
+_pool_saved: list[pa.MemoryPool] = []
+
+
+@contextlib.contextmanager
+def _task_memory_pool() -> Iterator[None]:
+    """Make :data:`TASK_MEMORY_POOL` pyarrow's default pool while at least one task executes.
+
+    Every Arrow buffer remembers the pool it came from, so buffers allocated before or after (or by
+    another thread meanwhile) are freed correctly; the previous default comes back after the last
+    task of the process ends.
+    """
+    name = TASK_MEMORY_POOL
+    if not name or os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
+        yield
+        return
+    factories = {
+        "system": pa.system_memory_pool,
+        "mimalloc": pa.mimalloc_memory_pool,
+        "jemalloc": pa.jemalloc_memory_pool,
+    }
+    with _pool_lock:
+        if _pool_users[0] == 0:
+            try:
+                pool = factories[name]()
+            except (KeyError, NotImplementedError):
+                pool = None  # not built into this pyarrow: keep the default
+            _pool_saved[:] = [pa.default_memory_pool()]
+            if pool is not None:
+                pa.set_memory_pool(pool)
+        _pool_users[0] += 1
+    try:
+        yield
+    finally:
+        with _pool_lock:
+            _pool_users[0] -= 1
+            if _pool_users[0] == 0 and _pool_saved:
+                pa.set_memory_pool(_pool_saved.pop())
 
 
 def _target_size(table: Table, config: OptimizingConfig | None) -> int:
@@ -447,7 +496,7 @@ class _PartitionedOutput:
 
 
 def _rewrite_pos_deletes(
-    table: Table, task: RewriteTask, deletes: DeleteIndex, written: list[str]
+    table: Table, task: RewriteTask, deletes: TaskDeletes, written: list[str]
 ) -> DataFile | None:
     """One position delete file holding every delete that applies to the rewrite-pos data files."""
     paths: list[pa.Array] = []
@@ -491,6 +540,67 @@ def _counted(batches: Iterable[pa.RecordBatch], counter: list[int]) -> Iterator[
         yield batch
 
 
+def _rewrite_data(
+    table: Table,
+    task: RewriteTask,
+    deletes: TaskDeletes,
+    schema: Schema,
+    target_size: int,
+    batch_size: int,
+    written: list[str],
+    encoder: ThreadPoolExecutor | None,
+    live_rows: list[int],
+) -> list[DataFile]:
+    """Read the task's data files with deletes applied and write them as new data files.
+
+    ``written`` collects every file started (for the caller's cleanup); ``live_rows[0]`` counts the
+    rows read. On failure the output in progress is aborted.
+    """
+    current_spec = table.spec()
+    sort_order = table.sort_order()
+    sort = task.kind == "full" and not sort_order.is_unsorted
+    fixed = decode_partition(task.partition) if task.spec_id == current_spec.spec_id else None
+    if fixed is not None and current_spec.is_unpartitioned():
+        fixed = Record()
+    sink = _PartitionedOutput(
+        table=table,
+        schema=schema,
+        target_size=target_size,
+        bytes_per_row=_bytes_per_row_hint(task),
+        sort_order_id=sort_order.order_id if sort else None,
+        fixed_partition=fixed,
+        written=written,
+        pending_budget=PENDING_BUDGET_BYTES,
+        executor=encoder,
+        name_prefix=_name_prefix(task),
+    )
+    try:
+        batches = _counted(
+            read_task_batches(
+                table, task.rewrite_data_files, deletes=deletes, schema=schema, batch_size=batch_size
+            ),
+            live_rows,
+        )
+        if sort:
+            rows = pa.Table.from_batches(list(batches), schema=output_arrow_schema(schema))
+            try:
+                rows = _sort_table(table, schema, rows)
+            except (TaskExecutionError, pa.ArrowException, ValueError, NotImplementedError) as exc:
+                # Amoro itself never sorts: an order we cannot apply must not block optimizing
+                logger.warning(
+                    "task %d: writing unsorted, cannot sort by %s: %s", task.task_id, sort_order, exc
+                )
+                sink.sort_order_id = None
+            sink.write(rows)
+        else:
+            for batch in batches:
+                sink.write(batch)
+        return sink.close()
+    except BaseException:
+        sink.abort()
+        raise
+
+
 def execute(
     table: Table,
     task: RewriteTask,
@@ -518,65 +628,29 @@ def execute(
     started = time.monotonic()
     target_size = _target_size(table, config)
     schema = table.schema()
-    current_spec = table.spec()
     all_data = [*task.rewrite_data_files, *task.rewrite_pos_data_files]
     written: list[str] = []
     outputs: list[DataFile] = []
     live_rows = [0]
-    sink: _PartitionedOutput | None = None
     encoder = (
         ThreadPoolExecutor(max_workers=ENCODE_THREADS, thread_name_prefix="amoro-encode")
         if ENCODE_THREADS > 0
         else None
     )
     try:
-        deletes = DeleteIndex.load(table, all_data, task.delete_files, schema=schema)
-        if task.rewrite_data_files:
-            sort_order = table.sort_order()
-            sort = task.kind == "full" and not sort_order.is_unsorted
-            fixed = decode_partition(task.partition) if task.spec_id == current_spec.spec_id else None
-            if fixed is not None and current_spec.is_unpartitioned():
-                fixed = Record()
-            sink = _PartitionedOutput(
-                table=table,
-                schema=schema,
-                target_size=target_size,
-                bytes_per_row=_bytes_per_row_hint(task),
-                sort_order_id=sort_order.order_id if sort else None,
-                fixed_partition=fixed,
-                written=written,
-                pending_budget=PENDING_BUDGET_BYTES,
-                executor=encoder,
-                name_prefix=_name_prefix(task),
-            )
-            batches = _counted(
-                read_task_batches(
-                    table, task.rewrite_data_files, deletes=deletes, schema=schema, batch_size=batch_size
-                ),
-                live_rows,
-            )
-            if sort:
-                rows = pa.Table.from_batches(list(batches), schema=output_arrow_schema(schema))
-                try:
-                    rows = _sort_table(table, schema, rows)
-                except (TaskExecutionError, pa.ArrowException, ValueError, NotImplementedError) as exc:
-                    # Amoro itself never sorts: an order we cannot apply must not block optimizing
-                    logger.warning(
-                        "task %d: writing unsorted, cannot sort by %s: %s", task.task_id, sort_order, exc
+        with _task_memory_pool():
+            deletes = TaskDeletes.load(table, all_data, task.delete_files, schema=schema)
+            if task.rewrite_data_files:
+                outputs.extend(
+                    _rewrite_data(
+                        table, task, deletes, schema, target_size, batch_size, written, encoder, live_rows
                     )
-                    sink.sort_order_id = None
-                sink.write(rows)
-            else:
-                for batch in batches:
-                    sink.write(batch)
-            outputs.extend(sink.close())
-        if task.rewrite_pos_data_files:
-            pos_file = _rewrite_pos_deletes(table, task, deletes, written)
-            if pos_file is not None:
-                outputs.append(pos_file)
+                )
+            if task.rewrite_pos_data_files:
+                pos_file = _rewrite_pos_deletes(table, task, deletes, written)
+                if pos_file is not None:
+                    outputs.append(pos_file)
     except BaseException:
-        if sink is not None:
-            sink.abort()
         for location in written:
             with contextlib.suppress(Exception):
                 table.io.delete(location)

@@ -12,6 +12,7 @@ import base64
 import datetime as dt
 import json
 import uuid
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from typing import Any, Literal
@@ -19,8 +20,10 @@ from typing import Any, Literal
 from pyiceberg.manifest import DataFile, DataFileContent, FileFormat
 from pyiceberg.typedef import Record
 
+# Re-exported: the engine imports the kind with its model (one definition, in properties).
+from airflow_provider_amoro.properties import OptimizingKind as OptimizingKind
+
 FileContent = Literal["data", "position_deletes", "equality_deletes"]
-OptimizingKind = Literal["minor", "major", "full"]
 
 _CONTENT_NAMES: dict[DataFileContent, FileContent] = {
     DataFileContent.DATA: "data",
@@ -260,6 +263,9 @@ class RewriteTask:
     delete_files: list[FileRef] = field(default_factory=list)
     plan_id: str = ""
 
+    def __post_init__(self) -> None:
+        self.kind = OptimizingKind(self.kind)  # a plain string from user code or old JSON
+
     @property
     def input_bytes(self) -> int:
         """Bytes of all input files (data + rewrite-pos data + deletes)."""
@@ -270,7 +276,7 @@ class RewriteTask:
         """JSON-safe dict."""
         return {
             "task_id": self.task_id,
-            "kind": self.kind,
+            "kind": self.kind.value,
             "spec_id": self.spec_id,
             "partition": list(self.partition),
             "partition_path": self.partition_path,
@@ -285,7 +291,7 @@ class RewriteTask:
         """Inverse of :meth:`to_dict`."""
         return cls(
             task_id=d["task_id"],
-            kind=d["kind"],
+            kind=OptimizingKind(d["kind"]),
             spec_id=d["spec_id"],
             partition=d["partition"],
             partition_path=d["partition_path"],
@@ -327,6 +333,7 @@ class OptimizingPlan:
     plan_id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     def __post_init__(self) -> None:
+        self.kind = OptimizingKind.parse(self.kind)  # a plain string from user code or old JSON
         for task in self.tasks:
             if not task.plan_id:
                 task.plan_id = self.plan_id
@@ -335,7 +342,7 @@ class OptimizingPlan:
         """JSON-safe dict."""
         return {
             "table": self.table,
-            "kind": self.kind,
+            "kind": None if self.kind is None else self.kind.value,
             "base_snapshot_id": self.base_snapshot_id,
             "base_sequence_number": self.base_sequence_number,
             "created_at_ms": self.created_at_ms,
@@ -355,7 +362,7 @@ class OptimizingPlan:
         """Inverse of :meth:`to_dict`."""
         return cls(
             table=d["table"],
-            kind=d["kind"],
+            kind=None if d["kind"] is None else OptimizingKind(d["kind"]),
             base_snapshot_id=d["base_snapshot_id"],
             base_sequence_number=d["base_sequence_number"],
             created_at_ms=d["created_at_ms"],
@@ -370,6 +377,89 @@ class OptimizingPlan:
     def from_json(cls, s: str) -> OptimizingPlan:
         """Inverse of :meth:`to_json`."""
         return cls.from_dict(json.loads(s))
+
+
+@dataclass(kw_only=True)
+class IOCounters:
+    """The six I/O counters of an optimizing task or process (one type for every layer).
+
+    Runtime records (:mod:`airflow_provider_amoro.runtime.state`) and :class:`OptimizeResult`
+    inherit these fields, so the counters have one name each everywhere: in XCom, in the runtime
+    state, in the UI's API.
+
+    Attributes:
+        input_files: files read (data and delete files).
+        input_bytes: bytes of those files.
+        input_records: live records read (after deletes).
+        output_files: files written (data files and rewrite-pos delete files).
+        output_bytes: bytes written.
+        output_records: records written to data files.
+    """
+
+    input_files: int = 0
+    input_bytes: int = 0
+    input_records: int = 0
+    output_files: int = 0
+    output_bytes: int = 0
+    output_records: int = 0
+
+    def counters(self) -> IOCounters:
+        """Just the six counters (of a record that inherits them)."""
+        return IOCounters(**{name: getattr(self, name) for name in IO_COUNTER_NAMES})
+
+    def set_counters(self, counters: IOCounters) -> None:
+        """Overwrite the six counters with ``counters``."""
+        for name in IO_COUNTER_NAMES:
+            setattr(self, name, getattr(counters, name))
+
+    def counters_dict(self) -> dict[str, int]:
+        """The six counters as a dict (field name -> value)."""
+        return {name: int(getattr(self, name)) for name in IO_COUNTER_NAMES}
+
+    def __add__(self, other: IOCounters) -> IOCounters:
+        return IOCounters(**{n: getattr(self, n) + getattr(other, n) for n in IO_COUNTER_NAMES})
+
+    @classmethod
+    def planned(cls, task: RewriteTask) -> IOCounters:
+        """What a task will read, as planned: its input files and their bytes."""
+        files = [*task.rewrite_data_files, *task.rewrite_pos_data_files, *task.delete_files]
+        return cls(input_files=len(files), input_bytes=sum(f.size_bytes for f in files))
+
+    @classmethod
+    def of_result(cls, result: TaskResult) -> IOCounters:
+        """What an executed task read and wrote."""
+        return cls(
+            input_files=result.input_files,
+            input_bytes=result.input_bytes,
+            input_records=result.input_records,
+            output_files=len(result.outputs),
+            output_bytes=result.output_bytes,
+            output_records=result.output_records,
+        )
+
+    @classmethod
+    def total(cls, parts: Iterable[IOCounters]) -> IOCounters:
+        """Sum of counters (the per-process totals)."""
+        out = cls()
+        for part in parts:
+            out = out + part
+        return out
+
+    @classmethod
+    def of_results(cls, results: Iterable[TaskResult]) -> IOCounters:
+        """Totals over executed tasks: the one per-task totals computation."""
+        return cls.total(cls.of_result(r) for r in results)
+
+
+#: Field names of :class:`IOCounters`, in order.
+IO_COUNTER_NAMES: tuple[str, ...] = (
+    "input_files",
+    "input_bytes",
+    "input_records",
+    "output_files",
+    "output_bytes",
+    "output_records",
+)
 
 
 @dataclass

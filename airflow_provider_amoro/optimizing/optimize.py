@@ -20,37 +20,31 @@ import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
-from airflow_provider_amoro.optimizing.commit import CommitResult, commit, delete_task_outputs, task_totals
+from airflow_provider_amoro.optimizing.commit import CommitResult
 from airflow_provider_amoro.optimizing.config import OptimizingConfig
-from airflow_provider_amoro.optimizing.evaluate import Evaluation, evaluate
+from airflow_provider_amoro.optimizing.evaluate import evaluate
 from airflow_provider_amoro.optimizing.execute import execute
-from airflow_provider_amoro.optimizing.model import OptimizingKind, OptimizingPlan, TaskResult
-from airflow_provider_amoro.optimizing.plan import plan_evaluation
+from airflow_provider_amoro.optimizing.model import IOCounters, TaskResult
+from airflow_provider_amoro.optimizing.process import OptimizingProcess
 
 if TYPE_CHECKING:
     from pyiceberg.table import Table
 
 logger = logging.getLogger(__name__)
 
-KINDS = ("minor", "major", "full")
-
 
 @dataclass
-class OptimizeResult:
+class OptimizeResult(IOCounters):
     """Metrics of one :func:`optimize` call.
 
     Attributes:
         table: table identifier.
         kind: the optimizing kind run, or None when nothing was needed.
         tasks: rewrite tasks executed.
-        input_files: files read (data and delete files).
-        input_bytes: bytes of those files.
-        input_records: live records read.
-        output_files: files written (data and rewrite-pos delete files).
-        output_bytes: bytes written.
-        output_records: records written to data files.
+        input_files, input_bytes, input_records, output_files, output_bytes, output_records: the
+            process's I/O totals (:class:`IOCounters`).
         snapshot_id: the REPLACE snapshot committed (None when nothing was committed).
         duration_s: wall time of the whole call.
         execute_s: wall time of executing the tasks (reading, rewriting, writing files); the rest
@@ -64,12 +58,6 @@ class OptimizeResult:
     table: str
     kind: str | None
     tasks: int = 0
-    input_files: int = 0
-    input_bytes: int = 0
-    input_records: int = 0
-    output_files: int = 0
-    output_bytes: int = 0
-    output_records: int = 0
     snapshot_id: int | None = None
     duration_s: float = 0.0
     execute_s: float = 0.0
@@ -94,43 +82,33 @@ def _logger(log: Log) -> Callable[[str], Any]:
     return log
 
 
-def _run_tasks(
-    table: Table, plan: OptimizingPlan, config: OptimizingConfig, max_workers: int, say: Callable[[str], Any]
-) -> list[TaskResult]:
-    results: list[TaskResult] = []
-    total = len(plan.tasks)
+def _run_tasks(table: Table, process: OptimizingProcess, config: OptimizingConfig, max_workers: int) -> None:
+    """Execute every task of the process's plan (in a thread pool when ``max_workers > 1``).
 
-    def done(result: TaskResult) -> None:
-        results.append(result)
-        say(
-            f"task {result.task_id} done ({len(results)}/{total}): {result.input_files} files in, "
-            f"{len(result.outputs)} out, {result.output_records} records, {result.duration_s:.2f}s"
-        )
-
+    If a task fails, the other tasks' outputs are deleted and the error is raised.
+    """
+    tasks = process.pending_tasks()
     try:
-        if max_workers <= 1 or total <= 1:
-            for task in plan.tasks:
-                done(execute(table, task, config=config))
-            return results
+        if max_workers <= 1 or len(tasks) <= 1:
+            for task in tasks:
+                process.execute(table, task, config=config)
+            return
         with ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="amoro-execute") as pool:
-            futures: list[Future[TaskResult]] = [
-                pool.submit(execute, table, task, config=config) for task in plan.tasks
-            ]
+            futures: list[Future[TaskResult]] = [pool.submit(execute, table, t, config=config) for t in tasks]
             finished, pending = wait(futures, return_when=FIRST_EXCEPTION)
             failed = [f for f in finished if f.exception() is not None]
             if failed:
                 for f in pending:
                     f.cancel()
                 wait(pending)
-                for f in futures:
-                    if not f.cancelled() and f.exception() is None:
-                        results.append(f.result())
+                process.results.extend(
+                    f.result() for f in futures if not f.cancelled() and f.exception() is None
+                )
                 raise failed[0].exception()  # type: ignore[misc]
             for f in futures:
-                done(f.result())
-        return results
+                process.record_result(f.result())
     except BaseException:
-        delete_task_outputs(table, results)
+        process.discard_outputs(table)
         raise
 
 
@@ -164,56 +142,31 @@ def optimize(
 
     Raises:
         ValueError: an unknown ``kind``.
-        airflow_provider_amoro.optimizing.commit.ValidationError: a concurrent commit conflicts;
+        airflow_provider_amoro.optimizing.commit.CommitValidationError: a concurrent commit conflicts;
             nothing was committed and the outputs were deleted (run again).
         airflow_provider_amoro.optimizing.read.InputFileError: a missing or corrupt input file.
     """
-    if kind not in (None, "auto", *KINDS):
-        raise ValueError(f"kind must be 'auto', 'minor', 'major' or 'full', not {kind!r}")
-    say = _logger(log)
+    process = OptimizingProcess.start(table, kind, progress=_logger(log))
     started = time.monotonic()
     table.refresh()
-    name = ".".join(table.name())
     config = OptimizingConfig.from_table(table)
     times = {"now": now, "last_minor_ms": last_minor_ms, "last_major_ms": last_major_ms}
-    before = evaluate(table, last_full_ms=last_full_ms, config=config, **times)
-    chosen = before.kind if kind in (None, "auto") else kind
-    result = OptimizeResult(table=name, kind=None, health_before=before.health_score, reasons=before.reasons)
-    say(f"{name}: health {before.health_score}, evaluated kind {before.kind}, running {chosen}")
-    if chosen is None:
-        result.health_after = before.health_score
-        result.duration_s = time.monotonic() - started
-        return result
-    plan = _plan(table, before, None if kind in (None, "auto") else chosen, now)
-    if not plan.tasks:
-        say(f"{name}: {chosen} optimizing planned no task")
-        result.health_after = before.health_score
-        result.duration_s = time.monotonic() - started
-        return result
-    say(f"{name}: {plan.kind} plan on snapshot {plan.base_snapshot_id}: {len(plan.tasks)} tasks")
-    executing = time.monotonic()
-    results = _run_tasks(table, plan, config, max_workers, say)
-    result.execute_s = time.monotonic() - executing
-    committed = commit(table, plan, results)
-    say(
-        f"{name}: committed snapshot {committed.snapshot_id}: -{committed.removed_data_files}"
-        f"/+{committed.added_data_files} data files, -{committed.removed_delete_files}"
-        f"/+{committed.added_delete_files} delete files"
+    before = process.evaluate(table, last_full_ms=last_full_ms, config=config, **times)
+    result = OptimizeResult(
+        table=process.table, kind=None, health_before=before.health_score, reasons=before.reasons
     )
-    after = evaluate(table, last_full_ms=last_full_ms, config=config, **times)
-    result.kind = plan.kind
-    for key, value in task_totals(results).items():
-        setattr(result, key, value)
-    result.snapshot_id = committed.snapshot_id
-    result.commit = committed
-    result.health_after = after.health_score
+    result.health_after = before.health_score
+    if process.has_work and process.plan(now=now).tasks:
+        executing = time.monotonic()
+        _run_tasks(table, process, config, max_workers)
+        result.execute_s = time.monotonic() - executing
+        result.commit = process.commit(table)
+        result.health_after = evaluate(table, last_full_ms=last_full_ms, config=config, **times).health_score
+        result.kind = process.kind
+        result.tasks = len(process.results)
+        result.set_counters(process.counters())
+        result.snapshot_id = process.committed_snapshot_id
     result.duration_s = time.monotonic() - started
-    say(f"{name}: health {before.health_score} -> {after.health_score} in {result.duration_s:.2f}s")
+    if result.kind is not None:
+        process.say(f"health {result.health_before} -> {result.health_after} in {result.duration_s:.2f}s")
     return result
-
-
-def _plan(table: Table, evaluation: Evaluation, kind: str | None, now: int | None) -> OptimizingPlan:
-    forced: OptimizingKind | None = None
-    if kind is not None:
-        forced = cast("OptimizingKind", kind)
-    return plan_evaluation(evaluation, forced, table_name=".".join(table.name()), now_ms=now)

@@ -38,19 +38,22 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_amoro.optimizing.config import OptimizingConfig
-from airflow_provider_amoro.optimizing.evaluate import Evaluation, PartitionEvaluation, evaluate, kind_rank
+from airflow_provider_amoro.optimizing.evaluate import (
+    PartitionEvaluation,
+    TableEvaluation,
+    evaluate,
+    kind_rank,
+)
 from airflow_provider_amoro.optimizing.model import (
     FileRef,
     OptimizingKind,
     OptimizingPlan,
     RewriteTask,
 )
-from airflow_provider_amoro.optimizing.scan import DeleteIndex
+from airflow_provider_amoro.optimizing.scan import DeleteFileIndex
 
 if TYPE_CHECKING:
     from pyiceberg.table import Table
-
-KINDS: tuple[OptimizingKind, ...] = ("minor", "major", "full")
 
 
 def bin_pack(files: Sequence[FileRef], capacity: int) -> list[list[FileRef]]:
@@ -95,7 +98,7 @@ def bin_pack(files: Sequence[FileRef], capacity: int) -> list[list[FileRef]]:
 
 
 def select_files(
-    p: PartitionEvaluation, kind: OptimizingKind, config: OptimizingConfig, index: DeleteIndex
+    p: PartitionEvaluation, kind: OptimizingKind, config: OptimizingConfig, index: DeleteFileIndex
 ) -> tuple[list[FileRef], list[FileRef]]:
     """The data files a partition rewrites and the ones it only rewrites deletes of, for ``kind``.
 
@@ -130,7 +133,7 @@ def select_files(
     return list(files.fragments), rewrite_pos
 
 
-def _rescue_singletons(bins: list[list[FileRef]], capacity: int, index: DeleteIndex | None) -> None:
+def _rescue_singletons(bins: list[list[FileRef]], capacity: int, index: DeleteFileIndex | None) -> None:
     """Give a lone file with nothing to fix a partner, so it is not dropped needlessly.
 
     Best-fit decreasing can leave one undersized file alone in the last bin while smaller files
@@ -159,7 +162,7 @@ def _partition_tasks(
     p: PartitionEvaluation,
     kind: OptimizingKind,
     config: OptimizingConfig,
-    index: DeleteIndex,
+    index: DeleteFileIndex,
     sort_order_id: int | None = None,
 ) -> list[RewriteTask]:
     rewrite, rewrite_pos = select_files(p, kind, config, index)
@@ -197,15 +200,15 @@ def _task_files(task: RewriteTask) -> int:
 
 
 def plan_evaluation(
-    evaluation: Evaluation,
-    kind: OptimizingKind | None = None,
+    evaluation: TableEvaluation,
+    kind: OptimizingKind | str | None = None,
     *,
     table_name: str = "",
     max_input_bytes: int | None = None,
     now_ms: int | None = None,
     max_tasks: int | None = None,
 ) -> OptimizingPlan:
-    """Build the plan for an :class:`Evaluation` (the pure core of :func:`plan`).
+    """Build the plan for an :class:`TableEvaluation` (the pure core of :func:`plan`).
 
     Args:
         evaluation: the table's evaluation (from :func:`evaluate` or :func:`evaluate.classify`).
@@ -222,14 +225,13 @@ def plan_evaluation(
     Returns:
         The plan; ``kind`` None and no tasks when there is nothing to do.
     """
-    if kind is not None and kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS} or None, got {kind!r}")
+    kind = OptimizingKind.parse(kind)
     if max_input_bytes is not None and max_input_bytes <= 0:
         raise ValueError(f"max_input_bytes must be > 0, got {max_input_bytes}")
     if max_tasks is not None and max_tasks <= 0:
         raise ValueError(f"max_tasks must be > 0, got {max_tasks}")
     config = evaluation.config
-    index = evaluation.index if evaluation.index is not None else DeleteIndex(())
+    index = evaluation.index if evaluation.index is not None else DeleteFileIndex(())
     created = evaluation.evaluated_at_ms if now_ms is None else int(now_ms)
     result = OptimizingPlan(
         table=table_name,
@@ -300,7 +302,7 @@ def plan_evaluation(
 
 def plan(
     table: Table,
-    kind: OptimizingKind | None = None,
+    kind: OptimizingKind | str | None = None,
     *,
     now: int | None = None,
     last_minor_ms: int | None = None,
@@ -333,8 +335,7 @@ def plan(
         InvalidPropertyError: a ``self-optimizing.*`` property has a bad value.
         ValueError: an unknown kind or a non-positive ``max_input_bytes``.
     """
-    if kind is not None and kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS} or None, got {kind!r}")
+    kind = OptimizingKind.parse(kind)
     now_ms = int(time.time() * 1000) if now is None else int(now)
     evaluation = evaluate(
         table,

@@ -8,7 +8,7 @@ this module reads the snapshot's manifests itself instead of building pyiceberg 
   hundred bytes) and the pyiceberg ``DataFile`` with its column statistics is dropped at once,
 - equal partition tuples are shared between the ``FileRef`` objects of a partition.
 
-:class:`DeleteIndex` indexes delete files by ``(spec_id, partition)`` and by data sequence number,
+:class:`DeleteFileIndex` indexes delete files by ``(spec_id, partition)`` and by data sequence number,
 so matching deletes to data files costs a dictionary look-up and a binary search per data file,
 not a pass over every delete file; :func:`model.delete_applies` stays the one rule deciding
 whether a delete applies.
@@ -68,7 +68,7 @@ def partition_key(ref: FileRef) -> PartitionKey:
 
 
 @dataclass
-class TableFiles:
+class LiveFiles:
     """The live files of one snapshot.
 
     Attributes:
@@ -91,9 +91,9 @@ class TableFiles:
     schema: Schema | None = None
     filtered: bool = False
 
-    def delete_index(self) -> DeleteIndex:
+    def delete_index(self) -> DeleteFileIndex:
         """An index of :attr:`delete_files` for matching them to data files."""
-        return DeleteIndex(self.delete_files)
+        return DeleteFileIndex(self.delete_files)
 
     def partition_path(self, spec_id: int, partition: Sequence[Any]) -> str:
         """Human-readable partition, e.g. ``day=2024-01-01/bucket=3`` (empty for unpartitioned)."""
@@ -138,7 +138,7 @@ class _Sorted:
         self.suffix_records = suffix
 
 
-class DeleteIndex:
+class DeleteFileIndex:
     """Delete files indexed by ``(spec_id, partition)``, kind and data sequence number.
 
     - Deletes written with an unpartitioned spec (empty partition tuple) are global: candidates for
@@ -432,7 +432,7 @@ def live_files(
     *,
     row_filter: BooleanExpression | None = None,
     threads: int = DEFAULT_SCAN_THREADS,
-) -> TableFiles:
+) -> LiveFiles:
     """List the live data and delete files of a snapshot.
 
     Args:
@@ -458,7 +458,7 @@ def live_files(
         snapshot = table.snapshot_by_id(snapshot_id)
         if snapshot is None:
             raise ValueError(f"snapshot {snapshot_id} is not a snapshot of {table.name()}")
-    result = TableFiles(
+    result = LiveFiles(
         snapshot_id=None,
         sequence_number=None,
         format_version=int(metadata.format_version),

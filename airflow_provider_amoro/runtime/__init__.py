@@ -12,22 +12,22 @@ from airflow_provider_amoro.runtime.reader import (
     list_table_runtimes,
 )
 from airflow_provider_amoro.runtime.state import (
-    MaintenanceRun,
-    OptimizingProcess,
-    OptimizingTask,
+    MaintenanceRecord,
+    ProcessRecord,
     ProcessStatus,
     TableRuntime,
     TableStatus,
+    TaskRecord,
     table_dag_id,
 )
 
 __all__ = [
-    "MaintenanceRun",
-    "OptimizingProcess",
-    "OptimizingTask",
+    "MaintenanceRecord",
+    "ProcessRecord",
     "ProcessStatus",
     "TableRuntime",
     "TableStatus",
+    "TaskRecord",
     "get_optimizing_history",
     "get_table_runtime",
     "list_table_runtimes",

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_amoro.assets import ICEBERG_SCHEME, parse_table_asset_uri, table_asset_uri
+from airflow_provider_amoro.optimizing.model import IOCounters, OptimizingPlan, RewriteTask, TaskResult
 from airflow_provider_amoro.runtime.state import (
     KEY_EVALUATION,
     KEY_FAILURE,
@@ -29,13 +30,13 @@ from airflow_provider_amoro.runtime.state import (
     KEY_PROCESS,
     KEY_STATUS,
     STAGE_BY_OPERATOR,
-    MaintenanceRun,
-    OptimizingProcess,
-    OptimizingTask,
+    MaintenanceRecord,
+    ProcessRecord,
     ProcessStatus,
     StatusHint,
     TableRuntime,
     TableStatus,
+    TaskRecord,
     table_dag_id,
 )
 
@@ -222,24 +223,9 @@ def _status_of_run(
     return None
 
 
-def _process_from_run(
-    session: Session,
-    *,
-    conn_id: str,
-    table: str,
-    dag_id: str,
-    run_id: str,
-    tis: list[_TI] | None = None,
-    recorded: OptimizingProcess | None = None,
-) -> OptimizingProcess | None:
-    """Rebuild a process of the split operators from a DAG run's XComs and task instances."""
-    tis = tis if tis is not None else _task_instances(session, dag_id, run_id)
-    plan_tis = [t for t in tis if t.stage == "plan"]
-    if not plan_tis:
-        return None
-    plan_ti = plan_tis[0]
-    plans = _xcoms(session, dag_id, run_id, [plan_ti.task_id], PLAN_XCOM_KEY)
-    raw_plan = plans.get((plan_ti.task_id, -1))
+def _plan_header(session: Session, dag_id: str, run_id: str, plan_task_id: str) -> dict[str, Any]:
+    """The plan XCom of a run (``{}`` when absent or unreadable), with its tasks or task references."""
+    raw_plan = _xcoms(session, dag_id, run_id, [plan_task_id], PLAN_XCOM_KEY).get((plan_task_id, -1))
     plan: dict[str, Any] = {}
     if isinstance(raw_plan, str):
         try:
@@ -248,53 +234,72 @@ def _process_from_run(
             plan = {}
     elif isinstance(raw_plan, dict):
         plan = raw_plan
-    if not plan and recorded is None:
-        return None
     if plan and not plan.get("tasks"):
         # The plan header travels without its tasks; they are the plan task's return value.
-        returned = _xcoms(session, dag_id, run_id, [plan_ti.task_id], "return_value").get(
-            (plan_ti.task_id, -1)
-        )
+        returned = _xcoms(session, dag_id, run_id, [plan_task_id], "return_value").get((plan_task_id, -1))
         if isinstance(returned, list):
             plan = {**plan, "tasks": returned}
-    exec_tis = [t for t in tis if t.stage == "execute"]
-    commit_tis = [t for t in tis if t.stage == "commit"]
-    results = _xcoms(session, dag_id, run_id, [t.task_id for t in exec_tis], "return_value")
-    commits = _xcoms(session, dag_id, run_id, [t.task_id for t in commit_tis], "return_value")
+    return plan
+
+
+def _task_records(
+    plan: dict[str, Any], exec_tis: list[_TI], results: dict[tuple[str, int], Any]
+) -> list[TaskRecord]:
+    """One record per planned task: planned inputs, then the worker's ``TaskResult`` when it reported."""
     plan_tasks = {int(t.get("task_id", i)): t for i, t in enumerate(plan.get("tasks") or [])}
-    tasks: list[OptimizingTask] = []
     by_map = {t.map_index: t for t in exec_tis}
+    tasks: list[TaskRecord] = []
     for tid in sorted(plan_tasks) or sorted(i for i in by_map if i >= 0):
         spec = plan_tasks.get(tid, {})
         ti = by_map.get(tid)
         res = results.get((ti.task_id, ti.map_index)) if ti else None
-        files = [
-            *spec.get("rewrite_data_files", []),
-            *spec.get("rewrite_pos_data_files", []),
-            *spec.get("delete_files", []),
-        ]
-        task = OptimizingTask(
+        # a task given whole (not as a reference into the plan store) holds its input files
+        planned = RewriteTask.from_dict(spec) if "rewrite_data_files" in spec else None
+        task = TaskRecord(
             task_id=tid,
-            partition=str(spec.get("partition_path", "")),
-            input_files=len(files),
-            input_bytes=sum(int(f.get("size_bytes", 0)) for f in files),
+            partition=planned.partition_path if planned else str(spec.get("partition_path", "")),
             attempts=ti.try_number if ti else 0,
             airflow_state=ti.state if ti else None,
         )
+        if planned is not None:
+            task.set_counters(IOCounters.planned(planned))
         if isinstance(res, dict):
+            result = TaskResult.from_dict(res)
             task.status = ProcessStatus.SUCCESS.value
-            task.input_files = int(res.get("input_files", task.input_files))
-            task.input_bytes = int(res.get("input_bytes", task.input_bytes))
-            task.input_records = int(res.get("input_records", 0))
-            task.output_records = int(res.get("output_records", 0))
-            task.output_bytes = int(res.get("output_bytes", 0))
-            task.output_files = len(res.get("outputs") or [])
-            task.duration_s = float(res.get("duration_s", 0.0))
+            task.set_counters(IOCounters.of_result(result))
+            task.duration_s = result.duration_s
         elif ti is not None and ti.state in ("failed", "upstream_failed"):
             task.status = ProcessStatus.FAILED.value
         elif ti is not None and ti.state in _STARTED_TI_STATES:
             task.status = "RUNNING"
         tasks.append(task)
+    return tasks
+
+
+def _process_from_run(
+    session: Session,
+    *,
+    conn_id: str,
+    table: str,
+    dag_id: str,
+    run_id: str,
+    tis: list[_TI] | None = None,
+    recorded: ProcessRecord | None = None,
+) -> ProcessRecord | None:
+    """Rebuild a process of the split operators from a DAG run's XComs and task instances."""
+    tis = tis if tis is not None else _task_instances(session, dag_id, run_id)
+    plan_tis = [t for t in tis if t.stage == "plan"]
+    if not plan_tis:
+        return None
+    plan_ti = plan_tis[0]
+    plan = _plan_header(session, dag_id, run_id, plan_ti.task_id)
+    if not plan and recorded is None:
+        return None
+    exec_tis = [t for t in tis if t.stage == "execute"]
+    commit_tis = [t for t in tis if t.stage == "commit"]
+    results = _xcoms(session, dag_id, run_id, [t.task_id for t in exec_tis], "return_value")
+    commits = _xcoms(session, dag_id, run_id, [t.task_id for t in commit_tis], "return_value")
+    tasks = _task_records(plan, exec_tis, results)
     commit_out = next((v for v in commits.values() if isinstance(v, dict)), None)
     run_state = _run_state(session, dag_id, run_id)
     failed = [
@@ -313,25 +318,23 @@ def _process_from_run(
         status = ProcessStatus.FAILED
     else:
         status = ProcessStatus.CLOSED
-    base = recorded or OptimizingProcess(
+    base = recorded or ProcessRecord(
         process_id=f"{dag_id}/{run_id}", table=table, conn_id=conn_id, kind=None, status=""
     )
-    proc = OptimizingProcess.from_dict(base.to_dict())
+    proc = ProcessRecord.from_dict(base.to_dict())
     proc.dag_id, proc.run_id = dag_id, run_id
     proc.status = status.value
-    proc.kind = plan.get("kind", proc.kind)
-    proc.base_snapshot_id = plan.get("base_snapshot_id", proc.base_snapshot_id)
+    if plan:
+        # the header through the engine's own reader (tasks may be references into the plan store)
+        header = OptimizingPlan.from_dict({**plan, "tasks": []})
+        proc.kind = None if header.kind is None else header.kind.value
+        proc.base_snapshot_id = header.base_snapshot_id
     proc.plan_time_ms = int(plan.get("created_at_ms") or proc.plan_time_ms or plan_ti.end_ms or 0)
     proc.task_count = len(tasks)
     proc.tasks = tasks
-    proc.input_files = sum(t.input_files for t in tasks)
-    proc.input_bytes = sum(t.input_bytes for t in tasks)
-    proc.input_records = sum(t.input_records for t in tasks)
-    proc.output_files = sum(t.output_files for t in tasks)
-    proc.output_bytes = sum(t.output_bytes for t in tasks)
-    proc.output_records = sum(t.output_records for t in tasks)
+    proc.set_counters(IOCounters.total(t.counters() for t in tasks))
     if commit_out is not None:
-        proc.target_snapshot_id = commit_out.get("snapshot_id", proc.target_snapshot_id)
+        proc.committed_snapshot_id = commit_out.get("snapshot_id", proc.committed_snapshot_id)
         if commit_out.get("failure"):
             proc.failure = str(commit_out["failure"])
     if status is ProcessStatus.FAILED and not proc.failure:
@@ -353,10 +356,10 @@ def _process_from_run(
 class _Stored:
     hint: StatusHint | None
     evaluation: dict[str, Any] | None
-    process: OptimizingProcess | None
+    process: ProcessRecord | None
     optimized: dict[str, Any]
-    history: list[OptimizingProcess]
-    maintenance: dict[str, MaintenanceRun]
+    history: list[ProcessRecord]
+    maintenance: dict[str, MaintenanceRecord]
     failure: dict[str, Any] | None = None
 
 
@@ -364,19 +367,19 @@ def _parse_stored(raw: dict[str, Any]) -> _Stored:
     hint = raw.get(KEY_STATUS)
     proc = raw.get(KEY_PROCESS)
     hist = raw.get(KEY_HISTORY)
-    maint: dict[str, MaintenanceRun] = {}
+    maint: dict[str, MaintenanceRecord] = {}
     for key, value in raw.items():
         if key.startswith(KEY_MAINTENANCE_PREFIX) and isinstance(value, dict):
-            maint[key[len(KEY_MAINTENANCE_PREFIX) :]] = MaintenanceRun.from_dict(value)
+            maint[key[len(KEY_MAINTENANCE_PREFIX) :]] = MaintenanceRecord.from_dict(value)
     evaluation = raw.get(KEY_EVALUATION)
     optimized = raw.get(KEY_OPTIMIZED)
     failure = raw.get(KEY_FAILURE)
     return _Stored(
         hint=StatusHint.from_dict(hint) if isinstance(hint, dict) else None,
         evaluation=evaluation if isinstance(evaluation, dict) else None,
-        process=OptimizingProcess.from_dict(proc) if isinstance(proc, dict) else None,
+        process=ProcessRecord.from_dict(proc) if isinstance(proc, dict) else None,
         optimized=optimized if isinstance(optimized, dict) else {},
-        history=[OptimizingProcess.from_dict(h) for h in hist if isinstance(h, dict)]
+        history=[ProcessRecord.from_dict(h) for h in hist if isinstance(h, dict)]
         if isinstance(hist, list)
         else [],
         maintenance=maint,
@@ -507,9 +510,9 @@ def _build_runtime(
     return rt
 
 
-def _merge_recorded(recorded: OptimizingProcess, live: OptimizingProcess) -> OptimizingProcess:
+def _merge_recorded(recorded: ProcessRecord, live: ProcessRecord) -> ProcessRecord:
     """The commit's own record wins for status and totals; live task instances add attempts."""
-    merged = OptimizingProcess.from_dict(recorded.to_dict())
+    merged = ProcessRecord.from_dict(recorded.to_dict())
     by_id = {t.task_id: t for t in live.tasks}
     if not merged.tasks:
         merged.tasks = live.tasks
@@ -581,7 +584,7 @@ def list_table_runtimes(*, session: Session | None = None) -> list[TableRuntime]
 
 def get_optimizing_history(
     conn_id: str, identifier: str, *, limit: int = 20, session: Session | None = None
-) -> list[OptimizingProcess]:
+) -> list[ProcessRecord]:
     """Optimizing processes of a table, newest first, each with its tasks.
 
     Combines the running process (live), the finished processes recorded by commits, and processes
@@ -608,7 +611,7 @@ def get_optimizing_history(
     identity = raw_state.get(KEY_IDENTITY)
     # a table re-created under this name: the old table's runs of the same DAG are not its history
     since_ms = int(identity.get("since_ms") or 0) if isinstance(identity, dict) else 0
-    processes: dict[str, OptimizingProcess] = {p.process_id: p for p in stored.history}
+    processes: dict[str, ProcessRecord] = {p.process_id: p for p in stored.history}
     dag_ids = {table_dag_id(conn_id, identifier)}
     if stored.process is not None and stored.process.dag_id:
         dag_ids.add(stored.process.dag_id)

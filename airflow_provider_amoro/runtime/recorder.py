@@ -17,7 +17,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from airflow_provider_amoro.properties import MAINTENANCE_ACTIONS
+from airflow_provider_amoro.properties import MAINTENANCE_ACTIONS, OPTIMIZING_KINDS
 from airflow_provider_amoro.runtime.state import (
     HISTORY_LIMIT,
     HISTORY_WITH_TASKS,
@@ -29,8 +29,8 @@ from airflow_provider_amoro.runtime.state import (
     KEY_PROCESS,
     KEY_STATUS,
     STATE_VALUE_BUDGET,
-    MaintenanceRun,
-    OptimizingProcess,
+    MaintenanceRecord,
+    ProcessRecord,
     ProcessStatus,
     StatusHint,
     TableStatus,
@@ -223,13 +223,13 @@ class TableStateRecorder:
         record.update(dag_id=dag_id, run_id=run_id, task_id=task_id)
         self.set(KEY_EVALUATION, record)
 
-    def record_process(self, process: OptimizingProcess) -> None:
+    def record_process(self, process: ProcessRecord) -> None:
         """Record the current process (planned or running); tasks are not stored here."""
         record = process.to_dict()
         record["tasks"] = []
         self.set(KEY_PROCESS, record)
 
-    def current_process(self, *, live: bool = True) -> OptimizingProcess | None:
+    def current_process(self, *, live: bool = True) -> ProcessRecord | None:
         """The process last recorded by :meth:`record_process`.
 
         Args:
@@ -240,7 +240,7 @@ class TableStateRecorder:
         raw = self.get(KEY_PROCESS)
         if not isinstance(raw, dict):
             return None
-        proc = OptimizingProcess.from_dict(raw)
+        proc = ProcessRecord.from_dict(raw)
         if live and proc.status == ProcessStatus.RUNNING.value and proc.dag_id and proc.run_id:
             state = self._dagrun_state(proc.dag_id, proc.run_id)
             if state is not None and state not in ("queued", "running"):
@@ -267,7 +267,7 @@ class TableStateRecorder:
         when = commit_ms if commit_ms is not None else now_ms()
         if snapshot_id is not None:
             record["last_optimized_snapshot_id"] = snapshot_id
-        if kind in ("minor", "major", "full"):
+        if kind in OPTIMIZING_KINDS:
             record[f"last_{kind}_ms"] = when
         record["last_commit_ms"] = when
         self.set(KEY_OPTIMIZED, record)
@@ -283,7 +283,7 @@ class TableStateRecorder:
         rec = self.optimized()
         return {k: rec.get(k) for k in ("last_minor_ms", "last_major_ms", "last_full_ms")}
 
-    def append_history(self, process: OptimizingProcess) -> None:
+    def append_history(self, process: ProcessRecord) -> None:
         """Add a finished process to the bounded history (newest first, same id replaced).
 
         The value stays under :data:`STATE_VALUE_BUDGET` bytes: only the newest
@@ -298,7 +298,7 @@ class TableStateRecorder:
     def record_maintenance(self, action: str, result: Mapping[str, Any], *, success: bool = True) -> None:
         """Record the last run of a maintenance action with its result."""
         dag_id, run_id, task_id, _ = self._ti_fields()
-        run = MaintenanceRun(
+        run = MaintenanceRecord(
             action=action,
             time_ms=now_ms(),
             success=success,
@@ -309,7 +309,7 @@ class TableStateRecorder:
         )
         self.set(maintenance_key(action), run.to_dict())
 
-    def last_maintenance(self, action: str) -> MaintenanceRun | None:
+    def last_maintenance(self, action: str) -> MaintenanceRecord | None:
         """The last recorded run of a maintenance action."""
         raw = self.get(maintenance_key(action))
-        return MaintenanceRun.from_dict(raw) if isinstance(raw, dict) else None
+        return MaintenanceRecord.from_dict(raw) if isinstance(raw, dict) else None

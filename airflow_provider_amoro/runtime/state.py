@@ -28,6 +28,8 @@ from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import Any, TypeVar
 
+from airflow_provider_amoro.optimizing.model import IOCounters
+
 KEY_STATUS = "amoro.status"
 KEY_EVALUATION = "amoro.evaluation"
 KEY_PROCESS = "amoro.process"
@@ -201,7 +203,7 @@ class StatusHint:
 
 
 @dataclass
-class OptimizingTask(_Record):
+class TaskRecord(_Record, IOCounters):
     """One rewrite task of a process, as the history shows it.
 
     Attributes:
@@ -209,7 +211,8 @@ class OptimizingTask(_Record):
         partition: human-readable partition path.
         status: ``SUCCESS``, ``FAILED``, ``RUNNING`` or ``PLANNED``.
         attempts: task-instance tries (from Airflow, when known).
-        input_files, input_bytes, input_records, output_files, output_bytes, output_records: metrics.
+        input_files, input_bytes, input_records, output_files, output_bytes, output_records: the
+            task's :class:`~airflow_provider_amoro.optimizing.model.IOCounters`.
         duration_s: execution time of the successful attempt.
         airflow_state: the Airflow task-instance state, when the run is still known.
     """
@@ -218,18 +221,17 @@ class OptimizingTask(_Record):
     partition: str = ""
     status: str = "PLANNED"
     attempts: int = 0
-    input_files: int = 0
-    input_bytes: int = 0
-    input_records: int = 0
-    output_files: int = 0
-    output_bytes: int = 0
-    output_records: int = 0
     duration_s: float = 0.0
     airflow_state: str | None = None
 
+    @property
+    def duration_ms(self) -> int:
+        """``duration_s`` in milliseconds."""
+        return int(self.duration_s * 1000)
+
 
 @dataclass
-class OptimizingProcess:
+class ProcessRecord(IOCounters):
     """One optimizing process (one plan → execute → commit), Amoro's ``table_optimizing_process``.
 
     Attributes:
@@ -240,10 +242,11 @@ class OptimizingProcess:
         status: a :class:`ProcessStatus` value.
         dag_id, run_id: the Airflow run that ran the process.
         base_snapshot_id: snapshot the plan was made on.
-        target_snapshot_id: snapshot the commit produced (None when nothing was committed).
+        committed_snapshot_id: snapshot the commit produced (None when nothing was committed).
         plan_time_ms, end_time_ms: epoch milliseconds.
         task_count: tasks in the plan.
-        input_files, input_bytes, input_records, output_files, output_bytes, output_records: totals.
+        input_files, input_bytes, input_records, output_files, output_bytes, output_records: the
+            process's :class:`~airflow_provider_amoro.optimizing.model.IOCounters` totals.
         failure: failure message (None when not failed).
         summary: further metrics (partitions, health score before, …).
         tasks: per-task records.
@@ -264,19 +267,13 @@ class OptimizingProcess:
     dag_id: str = ""
     run_id: str = ""
     base_snapshot_id: int | None = None
-    target_snapshot_id: int | None = None
+    committed_snapshot_id: int | None = None
     plan_time_ms: int = 0
     end_time_ms: int | None = None
     task_count: int = 0
-    input_files: int = 0
-    input_bytes: int = 0
-    input_records: int = 0
-    output_files: int = 0
-    output_bytes: int = 0
-    output_records: int = 0
     failure: str | None = None
     summary: dict[str, Any] = field(default_factory=dict)
-    tasks: list[OptimizingTask] = field(default_factory=list)
+    tasks: list[TaskRecord] = field(default_factory=list)
     plan_id: str | None = None
     base_sequence_number: int | None = None
     output_folders: list[str] = field(default_factory=list)
@@ -294,14 +291,16 @@ class OptimizingProcess:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> OptimizingProcess:
+    def from_dict(cls, d: dict[str, Any]) -> ProcessRecord:
         """Inverse of :meth:`to_dict` (unknown keys ignored)."""
+        if "target_snapshot_id" in d and "committed_snapshot_id" not in d:  # written before the rename
+            d = {**d, "committed_snapshot_id": d["target_snapshot_id"]}
         known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__ and k != "tasks"}
-        return cls(**known, tasks=[OptimizingTask.from_dict(t) for t in d.get("tasks") or []])
+        return cls(**known, tasks=[TaskRecord.from_dict(t) for t in d.get("tasks") or []])
 
 
 @dataclass
-class MaintenanceRun(_Record):
+class MaintenanceRecord(_Record):
     """Last run of one maintenance action.
 
     Attributes:
@@ -348,14 +347,14 @@ class TableRuntime:
     dag_id: str
     status: str = TableStatus.IDLE.value
     status_since_ms: int | None = None
-    current_process: OptimizingProcess | None = None
+    current_process: ProcessRecord | None = None
     last_optimized_snapshot_id: int | None = None
     last_minor_ms: int | None = None
     last_major_ms: int | None = None
     last_full_ms: int | None = None
     pending: dict[str, Any] | None = None
-    maintenance: dict[str, MaintenanceRun] = field(default_factory=dict)
-    last_process: OptimizingProcess | None = None
+    maintenance: dict[str, MaintenanceRecord] = field(default_factory=dict)
+    last_process: ProcessRecord | None = None
     failure: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:

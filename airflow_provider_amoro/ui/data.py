@@ -9,9 +9,11 @@ from __future__ import annotations
 import itertools
 import math
 import time
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
+from airflow_provider_amoro.dag_factory.cache import CachedTable
 from airflow_provider_amoro.properties import (
     DEFAULT_CONN_ID,
     GC_ENABLED,
@@ -22,29 +24,32 @@ from airflow_provider_amoro.properties import (
 )
 from airflow_provider_amoro.ui import sources
 from airflow_provider_amoro.ui.models import (
-    Evaluation,
+    EvaluationView,
     FileEntry,
     HistogramBin,
     HistoryPoint,
     MaintenanceInfo,
-    MaintenanceRun,
-    OptimizingProcess,
+    MaintenanceRunView,
     OptimizingProcesses,
-    OptimizingTask,
+    OptimizingProcessView,
+    OptimizingTaskView,
     PartitionField,
-    PartitionFiles,
+    PartitionFilesView,
     PropertyValue,
     SchemaField,
     SnapshotFiles,
-    SnapshotInfo,
+    SnapshotView,
     SortField,
     TableDetails,
-    TableFiles,
+    TableFilesView,
     TableHistory,
     TableList,
     TableSummary,
 )
-from airflow_provider_amoro.ui.sources import attr
+from airflow_provider_amoro.ui.sources import ListedTable, attr
+
+if TYPE_CHECKING:
+    from airflow_provider_amoro.optimizing.config import OptimizingConfig
 
 SORTABLE = (
     "conn_id",
@@ -64,32 +69,6 @@ SORTABLE = (
     "last_optimized",
     "optimizer_group",
 )
-
-_ALIASES: dict[str, tuple[str, ...]] = {
-    "health_score": ("health_score", "healthScore", "health"),
-    "data_files": ("data_files", "data_file_count", "total_data_files", "total-data-files"),
-    "delete_files": ("delete_files", "delete_file_count", "total_delete_files", "total-delete-files"),
-    "position_delete_files": ("position_delete_files", "pos_delete_files"),
-    "equality_delete_files": ("equality_delete_files", "eq_delete_files"),
-    "records": ("records", "record_count", "total_records", "total-records"),
-    "total_size": ("total_size", "total_bytes", "size_bytes", "total_file_size", "total-files-size"),
-    "avg_file_size": ("avg_file_size", "average_file_size", "avg_file_size_bytes"),
-    "pending_kind": ("pending_kind", "kind", "optimizing_kind"),
-    "pending_reason": ("pending_reason", "reason"),
-    "last_optimized": ("last_optimized", "last_optimized_ms", "last_optimized_time"),
-    "optimizer_group": ("optimizer_group", "group", GROUP),
-    "status": ("status", "optimizing_status"),
-    "format": ("format", "table_format"),
-    "snapshot_id": ("snapshot_id", "current_snapshot_id"),
-    "summarized_at": ("summarized_at", "summarized_ms", "updated_ms", "evaluated_ms"),
-}
-
-
-def _pick(entry: Mapping[str, Any], field: str) -> Any:
-    for key in _ALIASES.get(field, (field,)):
-        if key in entry and entry[key] is not None:
-            return entry[key]
-    return None
 
 
 def _opt_int(value: Any) -> int | None:
@@ -118,126 +97,122 @@ def _reason_text(value: Any) -> str | None:
     return str(value) or None
 
 
-def summary_from_entry(entry: Mapping[str, Any], runtime: Any = None) -> TableSummary:
-    """One list row from a cache entry, overlaid with the table's runtime state when known.
+@dataclass
+class _RowState:
+    """The state columns of a list row: from the cache, then overlaid with the runtime state."""
 
-    The runtime state wins for status, last optimized time and the pending optimizing (it is
-    newer than the cache); the cache gives the file statistics.
-    """
-    conn_id = str(entry["conn_id"])
-    identifier = str(entry["identifier"])
-    namespace, _, table = identifier.rpartition(".")
-    raw_pending = entry.get("pending")
-    pending: Mapping[str, Any] = raw_pending if isinstance(raw_pending, Mapping) else {}
-    raw_eval = entry.get("evaluation")
-    evaluation: Mapping[str, Any] = raw_eval if isinstance(raw_eval, Mapping) else {}
-    raw_props = entry.get("properties")
-    props: Mapping[str, Any] = raw_props if isinstance(raw_props, Mapping) else {}
-    raw_summary = entry.get("summary")
-    nested: Mapping[str, Any] = raw_summary if isinstance(raw_summary, Mapping) else {}
-    merged: dict[str, Any] = {**props, **evaluation, **pending, **nested, **entry}
-    data_files = _opt_int(_pick(merged, "data_files"))
-    delete_files = _opt_int(_pick(merged, "delete_files"))
-    pos = _opt_int(_pick(merged, "position_delete_files"))
-    eq = _opt_int(_pick(merged, "equality_delete_files"))
-    if delete_files is None and (pos is not None or eq is not None):
-        delete_files = (pos or 0) + (eq or 0)
-    total_size = _opt_int(_pick(merged, "total_size"))
-    avg = _opt_int(_pick(merged, "avg_file_size"))
-    files = (data_files or 0) + (delete_files or 0)
-    if avg is None and total_size is not None and files:
-        avg = total_size // files
-    kind = _pick(merged, "pending_kind")
-    reason = _reason_text(_pick(merged, "pending_reason") or merged.get("reasons"))
-    pending_flag = bool(kind) or raw_pending is True
-    if raw_pending is True and not reason:
-        reason = "the catalog sync's evaluation found work"
-    status = str(
-        _pick(merged, "status")
-        or ("PENDING" if pending_flag else "IDLE" if raw_pending is False else "UNKNOWN")
-    )
-    last_optimized = sources.to_ms(_pick(merged, "last_optimized"))
-    health = _opt_int(_pick(merged, "health_score"))
-    fmt = _pick(merged, "format") or "iceberg"
-    if isinstance(fmt, (int, float)):
-        fmt = f"iceberg v{int(fmt)}"
-    if "format_version" in merged and fmt == "iceberg":
-        fmt = f"iceberg v{merged['format_version']}"
-
+    status: str
+    kind: Any = None
+    reason: str | None = None
+    pending: bool | None = None
+    health: int | None = None
+    last_optimized: int | None = None
     failures: int | None = None
     last_failure: str | None = None
     next_attempt: int | None = None
-    stale = False
+    stale: bool = False
+
+
+def _cache_state(cached: CachedTable) -> _RowState:
+    pending = cached.pending
+    return _RowState(
+        status="PENDING" if pending is True else "IDLE" if pending is False else "UNKNOWN",
+        reason="the catalog sync's evaluation found work" if pending is True else None,
+        pending=pending,
+        health=cached.health,
+    )
+
+
+def _overlay_runtime(row: _RowState, entry: ListedTable, runtime: Any) -> None:
+    """The runtime state wins for status, last optimized time and the pending optimizing, except that
+    a catalog-sync evaluation newer than the runtime's last evaluation and commit decides IDLE/PENDING."""
+    failure = attr(runtime, "failure")
+    if isinstance(failure, Mapping) and failure.get("count"):
+        row.failures = _opt_int(failure.get("count"))
+        row.last_failure = f"{failure.get('task_id')}: {failure.get('reason')}"
+        row.next_attempt = _opt_int(failure.get("next_attempt_ms"))
+    rt_status = str(attr(runtime, "status") or row.status)
+    times = [
+        _opt_int(attr(runtime, k))
+        for k in ("last_minor_ms", "last_major_ms", "last_full_ms", "last_commit_ms")
+    ]
+    known = [t for t in times if t]
+    if known:
+        row.last_optimized = max(known)
+    rt_pending = attr(runtime, "pending")
+    rt_eval: Mapping[str, Any] = rt_pending if isinstance(rt_pending, Mapping) else {}
+    rt_seen = max([_opt_int(rt_eval.get("evaluated_ms")) or 0, *(t or 0 for t in times)])
+    cache_ms = entry.synced_ms
+    cache_is_newer = isinstance(row.pending, bool) and cache_ms is not None and cache_ms > rt_seen
+    if not (rt_status in ("IDLE", "PENDING") and cache_is_newer):
+        # Unless the catalog sync evaluated the table after the last evaluation and commit the
+        # runtime state knows of (e.g. someone wrote to it since): then its verdict is the newer one.
+        row.status = rt_status
+        if rt_eval:
+            if "kind" in rt_eval:
+                row.kind = rt_eval.get("kind")
+                row.reason = _reason_text(rt_eval.get("reasons") or rt_eval.get("reason"))
+            if rt_eval.get("health_score") is not None:
+                row.health = _opt_int(rt_eval.get("health_score"))
+        if row.status == "IDLE":  # committed since the last evaluation, or nothing to do
+            row.kind, row.reason, row.pending = None, None, False
+        elif row.status == "PENDING" and not row.kind:
+            # PENDING because a planned process did not commit (failed, or its run died)
+            process = attr(runtime, "current_process") or attr(runtime, "last_process")
+            kind = attr(process, "kind") if process is not None else None
+            row.kind = kind or "optimizing"
+            row.reason = row.reason or "a planned process did not commit; the next run plans again"
+    synced = entry.summarized_ms or cache_ms
+    row.stale = bool(row.last_optimized and synced and row.last_optimized > synced)
+
+
+def summary_from_entry(entry: ListedTable, runtime: Any = None) -> TableSummary:
+    """One list row from a cached (or live-listed) table, overlaid with its runtime state when known.
+
+    The runtime state wins for status, last optimized time and the pending optimizing (it is
+    newer than the cache); the cache gives the file statistics, in the catalog sync's snapshot
+    summary keys (``total-data-files``, ``total-files-size``, …).
+    """
+    conn_id, cached = entry.conn_id, entry.table
+    identifier = cached.identifier
+    namespace, _, table = identifier.rpartition(".")
+    totals = cached.summary
+    data_files = _opt_int(totals.get("total-data-files"))
+    delete_files = _opt_int(totals.get("total-delete-files"))
+    total_size = _opt_int(totals.get("total-files-size"))
+    files = (data_files or 0) + (delete_files or 0)
+    row = _cache_state(cached)
     if runtime is not None:
-        failure = attr(runtime, "failure")
-        if isinstance(failure, Mapping) and failure.get("count"):
-            failures = _opt_int(failure.get("count"))
-            last_failure = f"{failure.get('task_id')}: {failure.get('reason')}"
-            next_attempt = _opt_int(failure.get("next_attempt_ms"))
-        rt_status = str(attr(runtime, "status") or status)
-        times = [
-            _opt_int(attr(runtime, k))
-            for k in ("last_minor_ms", "last_major_ms", "last_full_ms", "last_commit_ms")
-        ]
-        known = [t for t in times if t]
-        if known:
-            last_optimized = max(known)
-        rt_pending = attr(runtime, "pending")
-        rt_eval: Mapping[str, Any] = rt_pending if isinstance(rt_pending, Mapping) else {}
-        rt_seen = max([_opt_int(rt_eval.get("evaluated_ms")) or 0, *(t or 0 for t in times)])
-        cache_ms = _opt_int(entry.get("synced_ms"))
-        cache_is_newer = isinstance(raw_pending, bool) and cache_ms is not None and cache_ms > rt_seen
-        if rt_status in ("IDLE", "PENDING") and cache_is_newer:
-            # The catalog sync evaluated the table after the last evaluation and commit the runtime
-            # state knows of (e.g. someone wrote to it since): its verdict is the newer one.
-            pass
-        else:
-            status = rt_status
-            if rt_eval:
-                if "kind" in rt_eval:
-                    kind = rt_eval.get("kind")
-                    reason = _reason_text(rt_eval.get("reasons") or rt_eval.get("reason"))
-                if rt_eval.get("health_score") is not None:
-                    health = _opt_int(rt_eval.get("health_score"))
-            if status == "IDLE":  # committed since the last evaluation, or nothing to do
-                kind, reason, raw_pending = None, None, False
-            elif status == "PENDING" and not kind:
-                # PENDING because a planned process did not commit (failed, or its run died)
-                process = attr(runtime, "current_process") or attr(runtime, "last_process")
-                kind = attr(process, "kind") if process is not None else None
-                kind = kind or "optimizing"
-                reason = reason or "a planned process did not commit; the next run plans again"
-        synced = sources.to_ms(_pick(merged, "summarized_at")) or cache_ms
-        stale = bool(last_optimized and synced and last_optimized > synced)
+        _overlay_runtime(row, entry, runtime)
     return TableSummary(
         conn_id=conn_id,
-        catalog=str(entry.get("catalog") or entry.get("catalog_name") or conn_id),
+        catalog=conn_id,
         namespace=namespace,
         table=table,
         identifier=identifier,
-        format=str(fmt),
-        status=status,
-        health_score=health,
+        format=entry.format,
+        status=row.status,
+        health_score=row.health,
         data_files=data_files,
         delete_files=delete_files,
-        position_delete_files=pos,
-        equality_delete_files=eq,
-        records=_opt_int(_pick(merged, "records")),
+        position_delete_files=None,
+        equality_delete_files=None,
+        records=_opt_int(totals.get("total-records")),
         total_size=total_size,
-        avg_file_size=avg,
-        pending_kind=str(kind) if kind else None,
-        pending_reason=reason if kind or raw_pending is True else None,
-        last_optimized=last_optimized,
-        optimizer_group=_pick(merged, "optimizer_group") or (None if entry.get("error") else "default"),
-        cost=_opt_int(merged.get("cost")),
-        error=str(entry["error"]) if entry.get("error") else None,
-        snapshot_id=_opt_int(_pick(merged, "snapshot_id")),
-        summarized_at=sources.to_ms(_pick(merged, "summarized_at")),
-        dag_id=str(entry.get("dag_id") or sources.table_dag_id(conn_id, identifier)),
-        failures=failures,
-        last_failure=last_failure,
-        next_attempt=next_attempt,
-        stale=stale,
+        avg_file_size=total_size // files if total_size is not None and files else None,
+        pending_kind=str(row.kind) if row.kind else None,
+        pending_reason=row.reason if row.kind or row.pending is True else None,
+        last_optimized=row.last_optimized,
+        optimizer_group=cached.properties.get(GROUP) or (None if cached.error else "default"),
+        cost=cached.cost,
+        error=cached.error,
+        snapshot_id=_opt_int(totals.get("snapshot_id")),
+        summarized_at=entry.summarized_ms,
+        dag_id=sources.table_dag_id(conn_id, identifier),
+        failures=row.failures,
+        last_failure=row.last_failure,
+        next_attempt=row.next_attempt,
+        stale=row.stale,
         managed=sources.is_managed(conn_id, identifier),
     )
 
@@ -253,7 +228,7 @@ def all_summaries() -> tuple[list[TableSummary], str, int | None]:
         conn_ids.update(c for c, _ in runtimes)
         entries, source, updated = sources.live_listing(sorted(conn_ids)), "catalog", None
     return (
-        [summary_from_entry(e, runtimes.get((e["conn_id"], e["identifier"]))) for e in entries],
+        [summary_from_entry(e, runtimes.get((e.conn_id, e.identifier))) for e in entries],
         source,
         updated,
     )
@@ -365,19 +340,6 @@ def _fmt_default(value: Any) -> str | None:
     return str(value)
 
 
-def _flatten_fields(fields: Iterable[Any], prefix: str = "") -> list[SchemaField]:
-    out: list[SchemaField] = []
-    for f in fields:
-        name = f"{prefix}{f.name}"
-        out.append(
-            SchemaField(id=f.field_id, name=name, type=str(f.field_type), required=f.required, doc=f.doc)
-        )
-        ftype = f.field_type
-        if getattr(ftype, "is_struct", False):
-            out.extend(_flatten_fields(ftype.fields, f"{name}."))
-    return out
-
-
 def property_values(
     properties: Mapping[str, str], overrides: Mapping[str, str] | None = None
 ) -> tuple[list[PropertyValue], list[str]]:
@@ -447,16 +409,18 @@ def property_values(
     return values, errors
 
 
-def evaluate_table(table: Any, overrides: Mapping[str, str] | None = None, runtime: Any = None) -> Evaluation:
+def evaluate_table(
+    table: Any, overrides: Mapping[str, str] | None = None, runtime: Any = None
+) -> EvaluationView:
     """Run the engine's ``evaluate`` as the table's DAG would: with its overrides and last optimized times.
 
-    Returns an :class:`Evaluation` with ``error`` set when it cannot evaluate.
+    Returns an :class:`EvaluationView` with ``error`` set when it cannot evaluate.
     """
     try:
         from airflow_provider_amoro.optimizing.config import OptimizingConfig
         from airflow_provider_amoro.optimizing.evaluate import evaluate
     except ImportError:
-        return Evaluation(error="the optimizing engine's evaluate() is not installed")
+        return EvaluationView(error="the optimizing engine's evaluate() is not installed")
     try:
         config = OptimizingConfig.from_properties(
             {**{str(k): str(v) for k, v in table.properties.items()}, **(overrides or {})},
@@ -470,11 +434,11 @@ def evaluate_table(table: Any, overrides: Mapping[str, str] | None = None, runti
             last_full_ms=_opt_int(attr(runtime, "last_full_ms")),
         )
     except Exception as exc:  # noqa: BLE001 - show why on the page
-        return Evaluation(error=f"{type(exc).__name__}: {exc}")
+        return EvaluationView(error=f"{type(exc).__name__}: {exc}")
     d: dict[str, Any] = result.to_dict() if hasattr(result, "to_dict") else {}
     kind = d.get("kind", getattr(result, "kind", None))
     partitions = d.get("partitions", [])
-    return Evaluation(
+    return EvaluationView(
         kind=str(kind) if kind else None,
         health_score=_opt_int(d.get("health_score", getattr(result, "health_score", None))),
         cost=d.get("cost", getattr(result, "cost", None)),
@@ -486,27 +450,34 @@ def evaluate_table(table: Any, overrides: Mapping[str, str] | None = None, runti
 
 def table_details(conn_id: str, identifier: str, *, evaluate: bool = True) -> TableDetails:
     """The Details tab of one table (loads the table: one metadata read; evaluation reads manifests)."""
+    from airflow_provider_amoro.formats import open_table
+
     table = sources.load_table(conn_id, identifier)
-    schema = table.schema()
+    fmt = open_table(table)
+    schema = [
+        SchemaField(id=c.field_id, name=c.name, type=c.type, required=c.required, doc=c.doc)
+        for c in fmt.columns()
+        if c.field_id is not None
+    ]
     spec = table.spec()
     sort_order = table.sort_order()
-    names = {f.id: f.name for f in _flatten_fields(schema.fields)}
+    names = {f.id: f.name for f in schema}
     props = {str(k): str(v) for k, v in table.properties.items()}
     overrides = sources.factory_overrides(conn_id, identifier, props)
     values, errors = property_values(props, overrides)
     runtime = sources.get_runtime(conn_id, identifier)[0]
     summary = find_summary(conn_id, identifier) or summary_from_entry(
-        {"conn_id": conn_id, "identifier": identifier, **sources.snapshot_summary(table)}, runtime
+        sources.listed_table(conn_id, identifier, table), runtime
     )
-    snap = table.current_snapshot()
+    snap = fmt.current_snapshot()
     return TableDetails(
         summary=summary,
-        location=table.location(),
+        location=fmt.location,
         format_version=int(table.metadata.format_version),
         table_uuid=str(table.metadata.table_uuid),
         current_snapshot_id=snap.snapshot_id if snap is not None else None,
         last_updated_ms=int(table.metadata.last_updated_ms),
-        schema=_flatten_fields(schema.fields),
+        schema=schema,
         partition_spec=[
             PartitionField(
                 field_id=f.field_id,
@@ -577,7 +548,7 @@ def table_files(
     with_files: bool = False,
     file_limit: int = 1000,
     partition: str | None = None,
-) -> TableFiles:
+) -> TableFilesView:
     """The Files tab: per-partition counts and sizes, Amoro file classes and a size histogram.
 
     Args:
@@ -598,16 +569,53 @@ def table_files(
         )
     except ValueError:
         config = OptimizingConfig()
-    listed = _live_files(table)
-    snapshot_id, data, deletes, path_of = listed
-    by_part: dict[tuple[int, str], PartitionFiles] = {}
+    snapshot_id, data, deletes, path_of = _live_files(table)
+    partitions, classes = _partition_rollup(data, deletes, path_of, config)
+    files: list[FileEntry] = []
+    if with_files:
+        chosen = data + deletes
+        if partition is not None:
+            chosen = [f for f in chosen if path_of(f["spec_id"], f["partition"]) == partition]
+        files = [
+            FileEntry(
+                content=f["content"],
+                file_path=f["path"],
+                partition=path_of(f["spec_id"], f["partition"]),
+                record_count=f["records"],
+                file_size_in_bytes=f["size"],
+                spec_id=f["spec_id"],
+            )
+            for f in chosen[:file_limit]
+        ]
+    return TableFilesView(
+        snapshot_id=snapshot_id,
+        partitions=partitions,
+        histogram=size_histogram([f["size"] for f in data]),
+        classes=classes,
+        thresholds={
+            "fragment_size": config.fragment_size,
+            "min_target_size": config.min_target_size,
+            "target_size": config.target_size,
+        },
+        files=files,
+    )
 
-    def part(spec_id: int, values: list[Any]) -> PartitionFiles:
+
+def _partition_rollup(
+    data: list[dict[str, Any]],
+    deletes: list[dict[str, Any]],
+    path_of: Callable[[int, list[Any]], str],
+    config: OptimizingConfig,
+) -> tuple[list[PartitionFilesView], dict[str, int]]:
+    """Per-partition counts and sizes (sorted by spec and path) and the data files' Amoro classes."""
+    by_part: dict[tuple[int, str], PartitionFilesView] = {}
+
+    def part(spec_id: int, values: list[Any]) -> PartitionFilesView:
         path = path_of(spec_id, values)
         key = (spec_id, path)
         pf = by_part.get(key)
         if pf is None:
-            pf = PartitionFiles(
+            pf = PartitionFilesView(
                 partition=path,
                 spec_id=spec_id,
                 data_files=0,
@@ -644,34 +652,7 @@ def table_files(
             pf.position_delete_size += f["size"]
     for pf in by_part.values():
         pf.avg_data_file_size = pf.data_size // pf.data_files if pf.data_files else 0
-    files: list[FileEntry] = []
-    if with_files:
-        chosen = data + deletes
-        if partition is not None:
-            chosen = [f for f in chosen if path_of(f["spec_id"], f["partition"]) == partition]
-        for f in chosen[:file_limit]:
-            files.append(
-                FileEntry(
-                    content=f["content"],
-                    file_path=f["path"],
-                    partition=path_of(f["spec_id"], f["partition"]),
-                    record_count=f["records"],
-                    file_size_in_bytes=f["size"],
-                    spec_id=f["spec_id"],
-                )
-            )
-    return TableFiles(
-        snapshot_id=snapshot_id,
-        partitions=sorted(by_part.values(), key=lambda p: (p.spec_id, p.partition)),
-        histogram=size_histogram([f["size"] for f in data]),
-        classes=classes,
-        thresholds={
-            "fragment_size": config.fragment_size,
-            "min_target_size": config.min_target_size,
-            "target_size": config.target_size,
-        },
-        files=files,
-    )
+    return sorted(by_part.values(), key=lambda p: (p.spec_id, p.partition)), classes
 
 
 def _live_files(table: Any) -> tuple[int | None, list[dict[str, Any]], list[dict[str, Any]], Any]:
@@ -735,13 +716,13 @@ def _i(d: Mapping[str, str], key: str) -> int:
         return 0
 
 
-def _snapshot_info(snap: Any, current_id: int | None) -> SnapshotInfo:
+def _snapshot_info(snap: Any, current_id: int | None) -> SnapshotView:
     d = _summary_dict(snap)
     total_data = _opt_int(d.get("total-data-files"))
     total_del = _opt_int(d.get("total-delete-files"))
     total_size = _opt_int(d.get("total-files-size"))
     files = (total_data or 0) + (total_del or 0)
-    return SnapshotInfo(
+    return SnapshotView(
         snapshot_id=snap.snapshot_id,
         parent_id=snap.parent_snapshot_id,
         sequence_number=snap.sequence_number,
@@ -766,7 +747,7 @@ def _snapshot_info(snap: Any, current_id: int | None) -> SnapshotInfo:
     )
 
 
-def table_snapshots(conn_id: str, identifier: str, *, limit: int = 500) -> list[SnapshotInfo]:
+def table_snapshots(conn_id: str, identifier: str, *, limit: int = 500) -> list[SnapshotView]:
     """The Snapshots tab: newest first, from the table metadata (no manifest reads)."""
     table = sources.load_table(conn_id, identifier)
     snap = table.current_snapshot()
@@ -864,61 +845,10 @@ def table_history(conn_id: str, identifier: str) -> TableHistory:
 # ---------------------------------------------------------------------------------- optimizing
 
 
-def _process_model(p: Any, with_tasks: bool = True) -> OptimizingProcess:
-    d: dict[str, Any] = p.to_dict() if hasattr(p, "to_dict") else dict(p)
-    tasks = []
-    if with_tasks:
-        for t in d.get("tasks") or []:
-            td = t if isinstance(t, Mapping) else (t.to_dict() if hasattr(t, "to_dict") else vars(t))
-            duration = td.get("duration_ms")
-            if duration is None and td.get("duration_s") is not None:
-                duration = int(float(td["duration_s"]) * 1000)
-            tasks.append(
-                OptimizingTask(
-                    task_id=str(td.get("task_id")),
-                    status=td.get("status"),
-                    attempts=_opt_int(td.get("attempts")),
-                    input_files=_opt_int(td.get("input_files")),
-                    input_bytes=_opt_int(td.get("input_bytes")),
-                    output_files=_opt_int(td.get("output_files")),
-                    output_bytes=_opt_int(td.get("output_bytes")),
-                    duration_ms=_opt_int(duration),
-                    partition=td.get("partition"),
-                    failure=td.get("failure"),
-                    extra={
-                        k: v
-                        for k, v in td.items()
-                        if k in ("input_records", "output_records", "airflow_state")
-                    },
-                )
-            )
-    start = sources.to_ms(d.get("plan_time_ms") or d.get("start_time_ms") or d.get("start_time"))
-    end = sources.to_ms(d.get("end_time_ms") or d.get("end_time"))
-    duration = _opt_int(d.get("duration_ms"))
-    if duration is None and start is not None and end is not None:
-        duration = max(0, end - start)
-    return OptimizingProcess(
-        process_id=str(d.get("process_id")),
-        kind=d.get("kind"),
-        status=d.get("status"),
-        start_time=start,
-        end_time=end,
-        duration_ms=duration,
-        target_snapshot_id=_opt_int(d.get("base_snapshot_id")),
-        committed_snapshot_id=_opt_int(d.get("target_snapshot_id")),
-        input_files=_opt_int(d.get("input_files")),
-        input_bytes=_opt_int(d.get("input_bytes")),
-        input_records=_opt_int(d.get("input_records")),
-        output_files=_opt_int(d.get("output_files")),
-        output_bytes=_opt_int(d.get("output_bytes")),
-        output_records=_opt_int(d.get("output_records")),
-        task_count=_opt_int(d.get("task_count")),
-        failure=d.get("failure"),
-        tasks=tasks,
-        extra={
-            k: v for k, v in d.items() if k in ("dag_id", "run_id", "summary") and v not in (None, "", {})
-        },
-    )
+def _process_model(p: Any, with_tasks: bool = True) -> OptimizingProcessView:
+    """The view of a runtime ``ProcessRecord`` (same field names; tasks left out on request)."""
+    view = OptimizingProcessView.model_validate(p, from_attributes=True)
+    return view if with_tasks else view.model_copy(update={"tasks": []})
 
 
 def optimizing_processes(
@@ -939,7 +869,7 @@ def optimizing_processes(
     return OptimizingProcesses(available=True, status=status, processes=processes[:limit], note=None)
 
 
-def optimizing_tasks(conn_id: str, identifier: str, process_id: str) -> list[OptimizingTask] | None:
+def optimizing_tasks(conn_id: str, identifier: str, process_id: str) -> list[OptimizingTaskView] | None:
     """Tasks of one process (None when the process is unknown)."""
     result = optimizing_processes(conn_id, identifier, limit=1000, with_tasks=True)
     for p in result.processes:
@@ -970,7 +900,7 @@ def maintenance_info(
         m = attr(runtime, "maintenance")
         if isinstance(m, Mapping):
             runs_by_action = dict(m)
-    runs: list[MaintenanceRun] = []
+    runs: list[MaintenanceRunView] = []
     listed: set[str] = set()
     for spec in MAINTENANCE_ACTIONS:
         runs.append(_maintenance_run(spec.name, runs_by_action.get(spec.name), enabled(spec)))
@@ -981,12 +911,12 @@ def maintenance_info(
     return MaintenanceInfo(available=runtime is not None, runs=runs, note=error)
 
 
-def _maintenance_run(action: str, run: Any, enabled: bool | None) -> MaintenanceRun:
+def _maintenance_run(action: str, run: Any, enabled: bool | None) -> MaintenanceRunView:
     if run is None:
-        return MaintenanceRun(action=action, enabled=enabled, status="NEVER")
+        return MaintenanceRunView(action=action, enabled=enabled, status="NEVER")
     success = attr(run, "success")
     result = attr(run, "result")
-    return MaintenanceRun(
+    return MaintenanceRunView(
         action=action,
         enabled=enabled,
         last_run=sources.to_ms(attr(run, "time_ms")),

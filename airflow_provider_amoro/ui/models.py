@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class TableSummary(BaseModel):
@@ -132,7 +132,7 @@ class PropertyValue(BaseModel):
     group: str | None = Field(default=None, description="self-optimizing or maintenance")
 
 
-class Evaluation(BaseModel):
+class EvaluationView(BaseModel):
     """What the engine says about the table now (health, pending optimizing, reasons)."""
 
     kind: str | None = None
@@ -158,12 +158,12 @@ class TableDetails(BaseModel):
     sort_order: list[SortField]
     properties: list[PropertyValue]
     property_errors: list[str] = Field(default=[], description="Amoro properties whose value cannot be used")
-    evaluation: Evaluation | None = None
+    evaluation: EvaluationView | None = None
 
     model_config = {"populate_by_name": True}
 
 
-class PartitionFiles(BaseModel):
+class PartitionFilesView(BaseModel):
     """Live files of one partition."""
 
     partition: str
@@ -200,11 +200,11 @@ class FileEntry(BaseModel):
     spec_id: int
 
 
-class TableFiles(BaseModel):
+class TableFilesView(BaseModel):
     """The Files tab: live files by partition, by Amoro file class, and a size histogram."""
 
     snapshot_id: int | None
-    partitions: list[PartitionFiles]
+    partitions: list[PartitionFilesView]
     histogram: list[HistogramBin]
     classes: dict[str, int] = Field(
         description="data file counts by Amoro class: fragment, undersized, target (size thresholds from "
@@ -214,7 +214,7 @@ class TableFiles(BaseModel):
     files: list[FileEntry] = []
 
 
-class SnapshotInfo(BaseModel):
+class SnapshotView(BaseModel):
     """One snapshot with the counters of its summary."""
 
     snapshot_id: int
@@ -243,7 +243,7 @@ class SnapshotInfo(BaseModel):
 class SnapshotFiles(BaseModel):
     """The files one snapshot added and removed (Amoro: a snapshot's detail)."""
 
-    snapshot: SnapshotInfo
+    snapshot: SnapshotView
     added_files: list[FileEntry]
     removed_files: list[FileEntry]
     added_count: int = Field(description="all files the snapshot added (the list may be cut by limit)")
@@ -251,43 +251,58 @@ class SnapshotFiles(BaseModel):
     truncated: bool = False
 
 
-class OptimizingTask(BaseModel):
-    """A task of an optimizing process (one mapped execute task)."""
+class _IOCountersView(BaseModel):
+    """The six I/O counters (the engine's ``IOCounters``, same names)."""
 
-    task_id: str
-    status: str | None = None
-    attempts: int | None = None
-    input_files: int | None = None
-    input_bytes: int | None = None
-    output_files: int | None = None
-    output_bytes: int | None = None
-    duration_ms: int | None = None
-    partition: str | None = None
-    failure: str | None = None
-    extra: dict[str, Any] = {}
-
-
-class OptimizingProcess(BaseModel):
-    """One optimizing process (a run of the table's DAG that optimized, or tried to)."""
-
-    process_id: str
-    kind: str | None = None
-    status: str | None = None
-    start_time: int | None = None
-    end_time: int | None = None
-    duration_ms: int | None = None
-    target_snapshot_id: int | None = None
-    committed_snapshot_id: int | None = None
     input_files: int | None = None
     input_bytes: int | None = None
     input_records: int | None = None
     output_files: int | None = None
     output_bytes: int | None = None
     output_records: int | None = None
+
+
+class OptimizingTaskView(_IOCountersView):
+    """A task of an optimizing process (one mapped execute task).
+
+    Built from the runtime's ``TaskRecord`` with ``model_validate(record, from_attributes=True)``:
+    each field has the record's name.
+    """
+
+    model_config = ConfigDict(from_attributes=True, coerce_numbers_to_str=True)
+
+    task_id: str
+    partition: str | None = None
+    status: str | None = None
+    attempts: int | None = None
+    duration_ms: int | None = None
+    airflow_state: str | None = None
+    failure: str | None = None
+
+
+class OptimizingProcessView(_IOCountersView):
+    """One optimizing process (a run of the table's DAG that optimized, or tried to).
+
+    Built from the runtime's ``ProcessRecord`` with ``model_validate(record, from_attributes=True)``:
+    each field has the record's name.
+    """
+
+    model_config = ConfigDict(from_attributes=True)
+
+    process_id: str
+    kind: str | None = None
+    status: str | None = None
+    dag_id: str | None = None
+    run_id: str | None = None
+    plan_time_ms: int | None = Field(default=None, description="epoch ms the plan was made")
+    end_time_ms: int | None = None
+    duration_ms: int | None = None
+    base_snapshot_id: int | None = Field(default=None, description="snapshot the plan was made on")
+    committed_snapshot_id: int | None = Field(default=None, description="snapshot the commit produced")
     task_count: int | None = None
     failure: str | None = None
-    tasks: list[OptimizingTask] = []
-    extra: dict[str, Any] = {}
+    summary: dict[str, Any] = {}
+    tasks: list[OptimizingTaskView] = []
 
 
 class OptimizingProcesses(BaseModel):
@@ -295,11 +310,11 @@ class OptimizingProcesses(BaseModel):
 
     available: bool = Field(description="False when no runtime state can be read")
     status: str = "UNKNOWN"
-    processes: list[OptimizingProcess]
+    processes: list[OptimizingProcessView]
     note: str | None = None
 
 
-class MaintenanceRun(BaseModel):
+class MaintenanceRunView(BaseModel):
     """The last run of one maintenance action."""
 
     action: str = Field(description="expire-snapshots, clean-orphan-files, clean-dangling-deletes, ...")
@@ -313,7 +328,7 @@ class MaintenanceInfo(BaseModel):
     """The Maintenance tab."""
 
     available: bool
-    runs: list[MaintenanceRun]
+    runs: list[MaintenanceRunView]
     note: str | None = None
 
 

@@ -27,6 +27,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from airflow_provider_amoro.dag_factory.cache import (
+    CACHE_FILE_PREFIX,
+    CACHE_FILE_SUFFIX,
+    CACHE_VERSION,
+    CachedTable,
+    CatalogCache,
+    amoro_properties,
+    cache_conn_id,
+    parse_cache,
+)
 from airflow_provider_amoro.embedded import airflow_home
 from airflow_provider_amoro.properties import DEFAULT_CONN_ID, GROUP, GROUP_DEFAULT
 
@@ -179,77 +189,47 @@ def catalog_name(conn_id: str) -> str:
 # ----------------------------------------------------------------------------------------- cache
 
 
+@dataclass(frozen=True)
+class ListedTable:
+    """One row's source: a table as the catalog sync cached it, or as the live listing read it.
+
+    Attributes:
+        conn_id: the connection.
+        table: the cached facts (the live listing fills the same type from the table's metadata).
+        synced_ms: when the catalog sync wrote the cache, None for the live listing.
+        summarized_ms: when the live listing read the table, None for the cache.
+        format: the table format's label (``iceberg``, ``iceberg v2``).
+    """
+
+    conn_id: str
+    table: CachedTable
+    synced_ms: int | None = None
+    summarized_ms: int | None = None
+    format: str = "iceberg"
+
+    @property
+    def identifier(self) -> str:
+        """``namespace.table``."""
+        return self.table.identifier
+
+
 @dataclass
 class CachedTables:
-    """Table entries read from the catalog-sync cache."""
+    """The tables of the catalog-sync cache, with the newest sync time and the files read."""
 
-    entries: list[dict[str, Any]]
+    entries: list[ListedTable]
     updated_ms: int | None
     files: list[str]
 
 
 _cache_lock = threading.Lock()
-_cache_memo: dict[str, tuple[float, int, list[dict[str, Any]], int | None]] = {}
+_cache_memo: dict[str, tuple[float, int, list[ListedTable], int | None]] = {}
 
 
-def _entries_from_document(doc: Any, file_conn_id: str | None) -> tuple[list[dict[str, Any]], int | None]:
-    """Normalise one cache document to a list of flat table entries with ``conn_id`` and ``identifier``.
-
-    Accepted shapes: a list of entries; ``{"tables": [...]}`` (optionally with ``conn_id`` and
-    ``updated_ms``/``generated_at``); ``{"tables": {"ns.table": {...}}}``; ``{"connections":
-    {conn_id: {"tables": ...}}}``. An entry names its table with ``identifier`` (or ``namespace`` +
-    ``table``/``name``) and may carry its summary flat or under ``summary``.
-    """
-    updated: int | None = None
-    out: list[dict[str, Any]] = []
-    if isinstance(doc, dict):
-        for key in ("updated_ms", "generated_ms", "synced_ms", "updated_at", "generated_at", "synced_at"):
-            if key in doc:
-                updated = _to_ms(doc[key])
-                if updated is not None:
-                    break
-        if isinstance(doc.get("connections"), dict):
-            for conn_id, sub in doc["connections"].items():
-                sub_entries, _ = _entries_from_document(sub, str(conn_id))
-                out.extend(sub_entries)
-            return out, updated
-        conn = doc.get("conn_id") or doc.get("amoro_conn_id") or file_conn_id
-        tables = doc.get("tables", [])
-    else:
-        conn = file_conn_id
-        tables = doc
-    if isinstance(tables, dict):
-        tables = [{"identifier": k, **(v if isinstance(v, dict) else {})} for k, v in tables.items()]
-    if not isinstance(tables, list):
-        return out, updated
-    for raw in tables:
-        if isinstance(raw, str):
-            raw = {"identifier": raw}
-        if not isinstance(raw, dict):
-            continue
-        entry: dict[str, Any] = {}
-        summary = raw.get("summary")
-        if isinstance(summary, dict):
-            entry.update(summary)
-        entry.update({k: v for k, v in raw.items() if k != "summary"})
-        ident = entry.get("identifier") or entry.get("table_identifier")
-        if isinstance(ident, (list, tuple)):
-            ident = ".".join(str(p) for p in ident)
-        if not ident:
-            ns = entry.get("namespace")
-            name = entry.get("table") or entry.get("name")
-            if isinstance(ns, (list, tuple)):
-                ns = ".".join(str(p) for p in ns)
-            if ns and name:
-                ident = f"{ns}.{name}"
-        if not ident or "." not in str(ident):
-            continue
-        entry["identifier"] = str(ident)
-        if updated is not None:
-            entry.setdefault("synced_ms", updated)
-        entry["conn_id"] = str(entry.get("conn_id") or entry.get("amoro_conn_id") or conn or DEFAULT_CONN_ID)
-        out.append(entry)
-    return out, updated
+def _listed(parsed: CatalogCache) -> tuple[list[ListedTable], int | None]:
+    synced = int(parsed.synced_at.timestamp() * 1000) if parsed.synced_at is not None else None
+    entries = [ListedTable(parsed.conn_id, t, synced_ms=synced) for t in parsed.tables.values()]
+    return entries, synced
 
 
 def _to_ms(value: Any) -> int | None:
@@ -279,39 +259,50 @@ def _to_ms(value: Any) -> int | None:
     return None
 
 
+def _merged(entries: list[ListedTable], newest: int | None, files: list[str]) -> CachedTables:
+    """One entry per table (a later file wins) and the newest sync time."""
+    dedup = {(e.conn_id, e.identifier): e for e in entries}
+    return CachedTables(entries=list(dedup.values()), updated_ms=newest, files=files)
+
+
 def _read_remote_cache(url: str) -> CachedTables | None:
     """Read the table lists under a URL (object storage) with fsspec; None when there is none."""
     try:
         from fsspec.core import url_to_fs
 
         fs, root = url_to_fs(url)
-        names = sorted(str(p) for p in fs.glob(f"{root.rstrip('/')}/catalog__*.json"))
+        names = sorted(str(p) for p in fs.glob(f"{root.rstrip('/')}/{CACHE_FILE_PREFIX}*{CACHE_FILE_SUFFIX}"))
     except Exception as exc:  # noqa: BLE001 - an unreachable store must not break the page
         log.warning("cannot list the catalog-sync table lists at %s: %s", url, exc)
         return None
-    entries: list[dict[str, Any]] = []
+    entries: list[ListedTable] = []
     newest: int | None = None
     for name in names:
+        conn_id = cache_conn_id(name)
         try:
-            doc = json.loads(fs.cat_file(name))
+            parsed = parse_cache(fs.cat_file(name), conn_id or "")
         except Exception as exc:  # noqa: BLE001 - one unreadable file is skipped
             log.warning("cannot read catalog-sync table list %s: %s", name, exc)
             continue
-        file_entries, updated = _entries_from_document(doc, None)
+        if conn_id is None or parsed is None:
+            log.warning("skipping %s: not a catalog-sync table list of version %d", name, CACHE_VERSION)
+            continue
+        file_entries, updated = _listed(parsed)
         entries.extend(file_entries)
         newest = updated if newest is None else max(newest, updated or 0)
     if not entries and not names:
         return None
-    dedup = {(e["conn_id"], e["identifier"]): e for e in entries}
-    return CachedTables(entries=list(dedup.values()), updated_ms=newest, files=names)
+    return _merged(entries, newest, names)
 
 
 def read_cache(directory: Path | str | None = None) -> CachedTables | None:
-    """Read every ``*.json`` file of the catalog-sync cache; None when there is none.
+    """Read every table list (``catalog__<conn_id>.json``) of the catalog-sync cache; None when there
+    is none.
 
-    Files are parsed again only when their mtime or size changes. A file that is not valid JSON
-    (e.g. caught mid-write by a non-atomic writer) keeps its previous parse. A URL location
-    (``s3://…``) is read with fsspec.
+    Each file is read through :mod:`airflow_provider_amoro.dag_factory.cache` (its
+    :class:`~airflow_provider_amoro.dag_factory.cache.CachedTable` entries) and parsed again only
+    when its mtime or size changes. A file that is not a valid table list (e.g. caught mid-write by
+    a non-atomic writer) keeps its previous parse. A URL location (``s3://…``) is read with fsspec.
     """
     location = directory or cache_dir()
     if isinstance(location, str) and "://" in location and not location.startswith("file://"):
@@ -322,15 +313,17 @@ def read_cache(directory: Path | str | None = None) -> CachedTables | None:
         else location
     )
     try:
-        paths = sorted(p for p in base.glob("*.json") if p.is_file())
+        paths = sorted(
+            (p, conn_id)
+            for p in base.glob(f"{CACHE_FILE_PREFIX}*{CACHE_FILE_SUFFIX}")
+            if p.is_file() and (conn_id := cache_conn_id(p.name)) is not None
+        )
     except OSError:
         return None
-    if not paths:
-        return None
-    entries: list[dict[str, Any]] = []
+    entries: list[ListedTable] = []
     newest: int | None = None
     used: list[str] = []
-    for path in paths:
+    for path, conn_id in paths:
         try:
             st = path.stat()
         except OSError:
@@ -342,14 +335,17 @@ def read_cache(directory: Path | str | None = None) -> CachedTables | None:
             file_entries, updated = memo[2], memo[3]
         else:
             try:
-                doc = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, ValueError) as exc:
+                parsed = parse_cache(path.read_bytes(), conn_id)
+            except OSError as exc:
                 log.warning("cannot read catalog-sync cache %s: %s", path, exc)
+                parsed = None
+            if parsed is None:
+                log.warning("catalog-sync cache %s is not a table list of version %d", path, CACHE_VERSION)
                 if memo is None:
                     continue
                 file_entries, updated = memo[2], memo[3]
             else:
-                file_entries, updated = _entries_from_document(doc, None)
+                file_entries, updated = _listed(parsed)
                 if updated is None:
                     updated = int(st.st_mtime * 1000)
                 with _cache_lock:
@@ -359,26 +355,22 @@ def read_cache(directory: Path | str | None = None) -> CachedTables | None:
         newest = updated if newest is None else max(newest, updated or 0)
     if not used:
         return None
-    # One entry per table: a later file wins (the cache may be split per connection).
-    dedup: dict[tuple[str, str], dict[str, Any]] = {}
-    for e in entries:
-        dedup[(e["conn_id"], e["identifier"])] = e
-    return CachedTables(entries=list(dedup.values()), updated_ms=newest, files=used)
+    return _merged(entries, newest, used)
 
 
 # ------------------------------------------------------------------------------- live fallback
 
 _live_lock = threading.Lock()
-_live: dict[str, tuple[float, list[dict[str, Any]]]] = {}
+_live: dict[str, tuple[float, list[ListedTable]]] = {}
 
 
-def live_listing(conn_ids: Iterable[str] = (DEFAULT_CONN_ID,)) -> list[dict[str, Any]]:
+def live_listing(conn_ids: Iterable[str] = (DEFAULT_CONN_ID,)) -> list[ListedTable]:
     """Tables of the given catalogs with summaries from their current snapshot summary.
 
     Only used when no catalog-sync cache exists. Reads table metadata (one JSON file per table),
     never manifests; memoised for :data:`LIVE_LISTING_TTL_S` seconds.
     """
-    out: list[dict[str, Any]] = []
+    out: list[ListedTable] = []
     for conn_id in conn_ids:
         now = time.monotonic()
         with _live_lock:
@@ -386,18 +378,16 @@ def live_listing(conn_ids: Iterable[str] = (DEFAULT_CONN_ID,)) -> list[dict[str,
         if memo is not None and now - memo[0] < LIVE_LISTING_TTL_S:
             out.extend(memo[1])
             continue
-        entries: list[dict[str, Any]] = []
+        entries: list[ListedTable] = []
         try:
             cat = get_catalog(conn_id)
             for ns in cat.list_namespaces():
                 for ident in cat.list_tables(ns):
                     identifier = ".".join(ident)
-                    entry: dict[str, Any] = {"conn_id": conn_id, "identifier": identifier}
                     try:
-                        entry.update(snapshot_summary(cat.load_table(ident)))
+                        entries.append(listed_table(conn_id, identifier, cat.load_table(ident)))
                     except Exception as exc:  # noqa: BLE001 - one broken table must not hide the others
-                        entry["error"] = str(exc)
-                    entries.append(entry)
+                        entries.append(ListedTable(conn_id, CachedTable(identifier, error=str(exc))))
             note = None if entries else _empty_catalog_note(conn_id)
         except Exception as exc:  # noqa: BLE001 - an unreachable catalog: an empty list with a note
             from airflow_provider_amoro.hooks.catalog import redact_uri
@@ -430,25 +420,23 @@ def _empty_catalog_note(conn_id: str) -> str | None:
     return f"connection {conn_id!r}: {hint}" if hint else None
 
 
-def snapshot_summary(table: Any) -> dict[str, Any]:
-    """A table summary from metadata only: totals of the current snapshot's summary, group, format."""
+def listed_table(conn_id: str, identifier: str, table: Any) -> ListedTable:
+    """A table as the live listing sees it, from metadata only: the current snapshot's totals (in the
+    catalog sync's summary keys), its Amoro properties and its format."""
     from airflow_provider_amoro.formats import open_table
 
     fmt = open_table(table)
     totals = fmt.totals()
-    return {
-        "format": fmt.format_label,
-        "data_files": totals.data_files,
-        "delete_files": totals.delete_files,
-        "position_delete_files": None,
-        "equality_delete_files": None,
-        "records": totals.records,
-        "total_size": totals.total_size,
-        "avg_file_size": totals.total_size // totals.files if totals.files else 0,
+    summary: dict[str, Any] = {
         "snapshot_id": totals.snapshot_id,
-        "optimizer_group": fmt.properties().get(GROUP, GROUP_DEFAULT),
-        "summarized_at": int(time.time() * 1000),
+        "total-data-files": totals.data_files,
+        "total-delete-files": totals.delete_files,
+        "total-records": totals.records,
+        "total-files-size": totals.total_size,
     }
+    props = {GROUP: GROUP_DEFAULT, **amoro_properties(fmt.properties())}
+    cached = CachedTable(identifier, properties=props, summary=summary)
+    return ListedTable(conn_id, cached, summarized_ms=int(time.time() * 1000), format=fmt.format_label)
 
 
 # --------------------------------------------------------------------------------------- runtime

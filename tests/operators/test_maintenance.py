@@ -22,7 +22,7 @@ from airflow_provider_amoro.operators.maintenance import (
     ExpireSnapshotsOperator,
 )
 from airflow_provider_amoro.runtime import get_table_runtime
-from airflow_provider_amoro.runtime.state import OptimizingProcess
+from airflow_provider_amoro.runtime.state import ProcessRecord
 from airflow_provider_amoro.testing.deletes import add_position_deletes, live_data_files
 from airflow_provider_amoro.testing.reader import read_table
 
@@ -135,7 +135,7 @@ class _RecordRunningProcess(AmoroTableOperator):
     def execute(self, context: Any) -> int:
         table = self.load_table()
         base = table.snapshots()[1].snapshot_id
-        process = OptimizingProcess(
+        process = ProcessRecord(
             process_id="p1", table=self.table, conn_id=self.amoro_conn_id, kind="minor", status="RUNNING"
         )
         process.base_snapshot_id = base

@@ -141,7 +141,9 @@ def test_split_trio_optimizes_records_state_and_emits_event(airflow_db: Any, amo
     history = get_optimizing_history("amoro_default", "db.split")
     assert len(history) == 1
     proc = history[0]
-    assert proc.status == "SUCCESS" and proc.kind == "minor" and proc.target_snapshot_id == snap.snapshot_id
+    assert (
+        proc.status == "SUCCESS" and proc.kind == "minor" and proc.committed_snapshot_id == snap.snapshot_id
+    )
     assert proc.run_id == dr.run_id and proc.task_count == len(tasks) == len(proc.tasks)
     assert proc.input_files == 6 and proc.output_records == 300
     assert all(t.status == "SUCCESS" and t.attempts == 1 for t in proc.tasks)
@@ -196,7 +198,7 @@ def test_failed_commit_is_recorded_and_the_table_planned_again(airflow_db: Any, 
     assert rt.status == TableStatus.PENDING.value
     assert rt.last_optimized_snapshot_id is None and rt.last_minor_ms is None
     history = get_optimizing_history("amoro_default", "db.conflict")
-    assert history[0].status == "FAILED" and "ValidationError" in (history[0].failure or "")
+    assert history[0].status == "FAILED" and "CommitValidationError" in (history[0].failure or "")
 
     # The next run plans again (from the new snapshot) and succeeds; rows unchanged.
     with DAG("test_split_conflict_retry", schedule=None, start_date=START, catchup=False) as dag2:
@@ -457,3 +459,37 @@ def test_min_plan_interval_is_honoured(airflow_db: Any, amoro_conn: Any) -> None
         tx.set_properties({"self-optimizing.min-plan-interval": "0"})
     third = run_dag(dag)
     assert task_states(third)[("plan", -1)] == "success", task_states(third)
+
+
+def test_the_three_drivers_of_the_process_end_in_the_same_table(airflow_db: Any, amoro_conn: Any) -> None:
+    """``optimize()``, ``SelfOptimizingOperator`` and the split operators run the same engine process."""
+    from airflow_provider_amoro.optimizing import optimize
+    from airflow_provider_amoro.optimizing.model import IO_COUNTER_NAMES
+
+    tables = {
+        name: small_file_table(amoro_conn, name, files=5) for name in ("db.engine", "db.one", "db.split3")
+    }
+    before = {name: content_hash(read_table(t)) for name, t in tables.items()}
+    assert len(set(before.values())) == 1  # the same rows in each
+
+    engine = optimize(amoro_conn.load_table("db.engine")).to_dict()
+    with DAG("test_three_drivers_one", schedule=None, start_date=START, catchup=False) as one_dag:
+        SelfOptimizingOperator(task_id="optimize", table="db.one")
+    one_run = run_dag(one_dag)
+    split_run = run_dag(_split_dag("test_three_drivers_split", "db.split3"))
+    assert one_run.state == split_run.state == "success", (task_states(one_run), task_states(split_run))
+    one, split = xcom_value(one_run, "optimize"), xcom_value(split_run, "commit")
+
+    for metrics in (one, split):
+        assert metrics["kind"] == engine["kind"] == "minor"
+        assert metrics["tasks"] == engine["tasks"] == 1
+        # output bytes differ by a few bytes of Parquet footer (file-specific metadata), nothing else
+        same = [k for k in IO_COUNTER_NAMES if k != "output_bytes"]
+        assert {k: metrics[k] for k in same} == {k: engine[k] for k in same}
+        assert abs(metrics["output_bytes"] - engine["output_bytes"]) < 100
+    for name, table in tables.items():
+        table = amoro_conn.load_table(name)
+        assert content_hash(read_table(table)) == before[name]
+        assert len(live_data_files(table)) == 1
+        summary = table.current_snapshot().summary
+        assert summary["optimizing.kind"] == "minor" and summary["optimizing.output-records"] == "250"

@@ -20,7 +20,7 @@ from pyiceberg.types import LongType, NestedField, StringType
 
 from airflow_provider_amoro.optimizing.commit import (
     CommitResult,
-    ValidationError,
+    CommitValidationError,
     commit,
     replace_files,
 )
@@ -176,7 +176,7 @@ def test_concurrent_overwrite_of_rewritten_file_fails_and_cleans_up(catalog: Cat
     other.delete("id < 10")  # removes the first appended file: copy-on-write delete
     expected = snapshot_of(other)
 
-    with pytest.raises(ValidationError, match="removed by a concurrent commit"):
+    with pytest.raises(CommitValidationError, match="removed by a concurrent commit"):
         commit(table, plan, [result])
 
     assert snapshot_of(table) == expected
@@ -193,7 +193,7 @@ def test_concurrent_position_delete_on_rewritten_file_fails(catalog: Catalog) ->
     add_position_deletes(catalog.load_table("db.t"), {data[1].path: [0, 3]})
     expected = snapshot_of(table)
 
-    with pytest.raises(ValidationError, match="position deletes"):
+    with pytest.raises(CommitValidationError, match="position deletes"):
         commit(table, plan, [result])
 
     assert snapshot_of(table) == expected
@@ -285,7 +285,7 @@ def test_delete_missing_from_the_task_fails(sqlite_catalog: Catalog) -> None:
     add_equality_deletes(table, id_v_rows([1]), ["id"])
     plan = hand_plan(table, [{"rewrite_data_files": live(table)}], kind="major")  # delete not listed
     result = hand_rewrite(table, plan.tasks[0])
-    with pytest.raises(ValidationError, match="not read"):
+    with pytest.raises(CommitValidationError, match="not read"):
         commit(table, plan, [result])
     assert 1 not in _ids(table)
     assert not any(exists(table, o["file_path"]) for o in result.outputs)
@@ -407,16 +407,16 @@ def test_missing_result_or_wrong_counts_fail_and_clean_up(sqlite_catalog: Catalo
     plan = hand_plan(table, [{"rewrite_data_files": data[:3]}, {"rewrite_data_files": data[3:]}])
     r0 = hand_rewrite(table, plan.tasks[0])
     expected = snapshot_of(table)
-    with pytest.raises(ValidationError, match="without results"):
+    with pytest.raises(CommitValidationError, match="without results"):
         commit(table, plan, [r0])
     assert not exists(table, r0.outputs[0]["file_path"])
     r0, r1 = hand_rewrite(table, plan.tasks[0]), hand_rewrite(table, plan.tasks[1])
     r1.output_records += 1
-    with pytest.raises(ValidationError, match="records"):
+    with pytest.raises(CommitValidationError, match="records"):
         commit(table, plan, [r0, r1])
     r0, r1 = hand_rewrite(table, plan.tasks[0]), hand_rewrite(table, plan.tasks[1])
     r1.input_records += 1  # the executor read a row it did not write
-    with pytest.raises(ValidationError, match="keep every row"):
+    with pytest.raises(CommitValidationError, match="keep every row"):
         commit(table, plan, [r0, r1])
     assert not exists(table, r0.outputs[0]["file_path"]) and not exists(table, r1.outputs[0]["file_path"])
     assert snapshot_of(table) == expected
@@ -434,7 +434,7 @@ def test_missing_output_file_fails(sqlite_catalog: Catalog) -> None:
     result = hand_rewrite(table, plan.tasks[0])
     table.io.delete(result.outputs[0]["file_path"])
     expected = snapshot_of(table)
-    with pytest.raises(ValidationError, match="does not exist"):
+    with pytest.raises(CommitValidationError, match="does not exist"):
         commit(table, plan, [result])
     assert snapshot_of(table) == expected
 
@@ -497,9 +497,9 @@ def _unreferenced_metadata_files(table: Table) -> set[str]:
 
 def test_replace_files_refuses_files_that_are_not_live(sqlite_catalog: Catalog) -> None:
     table = _table(sqlite_catalog, batches=2)
-    with pytest.raises(ValidationError, match="no longer live"):
+    with pytest.raises(CommitValidationError, match="no longer live"):
         replace_files(table, remove_deletes=["file:///nowhere/x.parquet"])
-    with pytest.raises(ValidationError, match="is a data file"):
+    with pytest.raises(CommitValidationError, match="is a data file"):
         replace_files(table, remove_deletes=[live(table)[0].path])
 
 
@@ -549,7 +549,7 @@ def test_evolved_spec_rewrite_and_concurrent_equality_delete_in_new_spec(sqlite_
     result = hand_rewrite(table, plan.tasks[0])
     add_equality_deletes(sqlite_catalog.load_table("db.e"), batch([200]), ["id"])
     expected = snapshot_of(table)
-    with pytest.raises(ValidationError, match="another partition spec"):
+    with pytest.raises(CommitValidationError, match="another partition spec"):
         commit(table, plan, [result])
     assert snapshot_of(table) == expected
     assert not any(exists(table, o["file_path"]) for o in result.outputs)
@@ -637,7 +637,7 @@ def test_rollback_after_the_plan_refuses_the_commit(sqlite_catalog: Catalog) -> 
     result = hand_rewrite(table, plan.tasks[0])
     sqlite_catalog.load_table("db.t").manage_snapshots().rollback_to_snapshot(first).commit()
     expected = snapshot_of(table)
-    with pytest.raises(ValidationError, match="no longer an ancestor"):
+    with pytest.raises(CommitValidationError, match="no longer an ancestor"):
         commit(table, plan, [result])
     assert snapshot_of(table) == expected
     assert not exists(table, result.outputs[0]["file_path"])

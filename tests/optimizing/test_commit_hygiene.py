@@ -11,7 +11,7 @@ from pyiceberg.catalog import Catalog
 from pyiceberg.table import Table
 from pyiceberg.typedef import Record
 
-from airflow_provider_amoro.optimizing.commit import ValidationError, commit, replace_files
+from airflow_provider_amoro.optimizing.commit import CommitValidationError, commit, replace_files
 from airflow_provider_amoro.optimizing.delete_files import write_equality_delete_file
 from airflow_provider_amoro.testing.reader import canonical_rows, read_table
 
@@ -69,7 +69,7 @@ def test_concurrent_equality_delete_with_an_old_sequence_number_is_refused(catal
     expected = canonical_rows(read_table(table))
     assert 5 not in {r[0] for r in expected} and 55 in {r[0] for r in expected}
 
-    with pytest.raises(ValidationError, match="would not apply to the rewritten rows"):
+    with pytest.raises(CommitValidationError, match="would not apply to the rewritten rows"):
         commit(table, plan, [result])
 
     assert canonical_rows(read_table(table)) == expected

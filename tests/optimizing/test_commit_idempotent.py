@@ -18,7 +18,7 @@ from pyiceberg.table import Table
 
 from airflow_provider_amoro.maintenance.expire import expire_snapshots
 from airflow_provider_amoro.optimizing.cleanup import PROCESS_ID_KEY, snapshot_of_process
-from airflow_provider_amoro.optimizing.commit import ValidationError, commit, delete_task_outputs
+from airflow_provider_amoro.optimizing.commit import CommitValidationError, commit, delete_task_outputs
 from airflow_provider_amoro.optimizing.model import OptimizingPlan, TaskResult
 from airflow_provider_amoro.testing.reader import canonical_rows, read_table
 
@@ -127,7 +127,7 @@ def test_failed_commit_never_deletes_files_a_retained_snapshot_references(catalo
     commit(table, plan2, results2)
     expected = canonical_rows(read_table(table))
     stranger = dataclasses.replace(plan, plan_id="lost-id")  # no summary or head entry identifies it
-    with pytest.raises(ValidationError):
+    with pytest.raises(CommitValidationError):
         commit(table, stranger, results)
     assert all(exists(table, p) for p in _outputs(results))
     assert canonical_rows(read_table(table, snapshot_id=landed)) == expected

@@ -17,7 +17,7 @@ from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.table import Table
 
-from airflow_provider_amoro.optimizing.commit import ValidationError, commit
+from airflow_provider_amoro.optimizing.commit import CommitValidationError, commit
 from airflow_provider_amoro.optimizing.execute import execute
 from airflow_provider_amoro.optimizing.model import OptimizingPlan, TaskResult
 from airflow_provider_amoro.optimizing.optimize import optimize
@@ -94,7 +94,7 @@ def test_concurrent_position_delete_on_a_rewritten_file_fails_cleanly(catalog: C
     expected = _state(other)
     assert len(expected) == len(model) - 2
     snap = other.current_snapshot().snapshot_id
-    with pytest.raises(ValidationError, match="position deletes"):
+    with pytest.raises(CommitValidationError, match="position deletes"):
         commit(table, plan, results)
     table.refresh()
     assert table.current_snapshot().snapshot_id == snap
@@ -140,7 +140,7 @@ def test_concurrent_removal_of_a_rewritten_file_fails(sqlite_catalog: Catalog, h
     else:
         other.overwrite(_rows([1000, 1001], "o"), overwrite_filter="id < 15")  # copy-on-write rewrite
     expected = _state(other)
-    with pytest.raises(ValidationError, match="removed by a concurrent commit"):
+    with pytest.raises(CommitValidationError, match="removed by a concurrent commit"):
         commit(table, plan, results)
     assert _state(table) == expected
     assert not any(exists(table, p) for p in _outputs(results))
@@ -151,7 +151,7 @@ def test_two_optimizers_on_one_table_only_one_commits(sqlite_catalog: Catalog) -
     first = _plan_and_execute(table)
     second = _plan_and_execute(sqlite_catalog.load_table("db.t"))
     commit(table, *first)
-    with pytest.raises(ValidationError):
+    with pytest.raises(CommitValidationError):
         commit(sqlite_catalog.load_table("db.t"), *second)
     assert _state(table) == model
     assert not any(exists(table, p) for p in _outputs(second[1]))
@@ -219,7 +219,7 @@ def test_writer_threads_racing_the_optimizer(catalog: Catalog) -> None:
         for _ in range(4):
             try:
                 outcomes.append(optimize(catalog.load_table("db.t"), "minor").snapshot_id)
-            except (ValidationError, CommitFailedException):
+            except (CommitValidationError, CommitFailedException):
                 outcomes.append(None)  # refused: nothing committed, planned again next round
     finally:
         stop.set()

@@ -8,7 +8,7 @@ from pyiceberg.catalog import Catalog
 
 from airflow_provider_amoro.optimizing import evaluate
 from airflow_provider_amoro.optimizing.config import OptimizingConfig
-from airflow_provider_amoro.optimizing.scan import DeleteIndex, live_files
+from airflow_provider_amoro.optimizing.scan import DeleteFileIndex, live_files
 from airflow_provider_amoro.testing.deletes import add_position_deletes
 from airflow_provider_amoro.testing.reader import canonical_rows, read_table
 
@@ -35,7 +35,7 @@ def test_a_delete_file_does_not_mark_files_outside_its_bounds(sqlite_catalog: Ca
     (delete,) = files.delete_files
     assert delete.referenced_data_file is None
     assert (delete.path_lower, delete.path_upper) == (first, second)
-    index = DeleteIndex(files.delete_files)
+    index = DeleteFileIndex(files.delete_files)
     by_path = {f.path: f for f in files.data_files}
     assert index.summary(by_path[first]) == (1, 6, 0)
     assert index.summary(by_path[second]) == (1, 6, 0)

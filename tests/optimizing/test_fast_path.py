@@ -17,7 +17,8 @@ from pyiceberg.types import LongType
 
 from airflow_provider_amoro.optimizing.execute import execute
 from airflow_provider_amoro.optimizing.model import FileRef, RewriteTask
-from airflow_provider_amoro.optimizing.read import DeleteIndex, InputFileError, _ScanRun, _segments
+from airflow_provider_amoro.optimizing.read import InputFileError, TaskDeletes, fast_scan
+from airflow_provider_amoro.optimizing.read.fast_scan import ScanRun
 from airflow_provider_amoro.testing.deletes import add_position_deletes, file_refs
 from airflow_provider_amoro.testing.reader import content_hash, read_table
 
@@ -84,16 +85,16 @@ def test_delete_free_small_files_take_one_scan_and_keep_every_row(
     expected = read_table(table)
     data, deletes = file_refs(table)
     assert not deletes and len(data) == 122
-    index = DeleteIndex.load(table, data, [])
-    segments = list(_segments(table, data, index, table.schema(), {}))
-    assert all(isinstance(s, _ScanRun) for s in segments)
+    index = TaskDeletes.load(table, data, [])
+    segments = list(fast_scan.segments(table, data, index, table.schema(), {}))
+    assert all(isinstance(s, ScanRun) for s in segments)
     assert len(segments) <= 2 * 3  # per window (32, 64, 26 files): one run per physical schema
     assert sum(len(s.files) for s in segments) == len(data)
 
     def no_per_file_reads(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("the per-file path was used for a delete-free task")
 
-    monkeypatch.setattr(read_module, "_read_files", no_per_file_reads)
+    monkeypatch.setattr(read_module, "read_files", no_per_file_reads)
     before = _parquet_files(tmp_path)
     result = execute(table, _task(data, deletes))
     outputs = [_local(o["file_path"]) for o in result.outputs]
@@ -124,10 +125,10 @@ def test_files_with_deletes_or_evolved_schema_keep_the_per_file_path(
     )
     expected = read_table(table)
     data, deletes = file_refs(table)
-    index = DeleteIndex.load(table, data, deletes)
-    segments = list(_segments(table, data, index, table.schema(), {}))
+    index = TaskDeletes.load(table, data, deletes)
+    segments = list(fast_scan.segments(table, data, index, table.schema(), {}))
     slow = [d.path for s in segments if isinstance(s, list) for d in s]
-    fast = [d.path for s in segments if isinstance(s, _ScanRun) for d in s.files]
+    fast = [d.path for s in segments if isinstance(s, ScanRun) for d in s.files]
     # every old file lacks the added column (projection needed): only the new file scans fast
     assert hit in slow and len(fast) == 1 and len(slow) == len(data) - 1
     result = execute(table, _task(data, deletes))
@@ -136,10 +137,13 @@ def test_files_with_deletes_or_evolved_schema_keep_the_per_file_path(
     assert content_hash(got) == content_hash(expected)
 
 
+@pytest.mark.parametrize("whole", [True, False], ids=["read-whole", "footer-then-scan"])
 @pytest.mark.parametrize("failure", ["short", "missing", "not-parquet", "corrupt-pages"])
 def test_broken_file_in_the_fast_path_fails_cleanly(
-    sqlite_catalog: Catalog, tmp_path: Path, failure: str
+    sqlite_catalog: Catalog, tmp_path: Path, failure: str, whole: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # small files are read whole with their footer (one open), larger ones opened twice
+    monkeypatch.setattr(fast_scan, "WHOLE_FILE_BYTES", 1 << 30 if whole else 0)
     table = _small_files_table(sqlite_catalog, tmp_path, files=40, rows=2000)
     data, deletes = file_refs(table)
     broken = sorted(data, key=lambda d: d.path)[17]
@@ -183,12 +187,12 @@ def test_fast_path_reads_a_bounded_distance_ahead_of_a_slow_writer(
     so that the bound is far below what an unbounded scan holds."""
     import time
 
-    monkeypatch.setattr(read_module, "SCAN_GROUP_BYTES", 1024 * 1024)
-    monkeypatch.setattr(read_module, "SCAN_AHEAD_BYTES", 4 * 1024 * 1024)
+    monkeypatch.setattr(fast_scan, "SCAN_GROUP_BYTES", 1024 * 1024)
+    monkeypatch.setattr(fast_scan, "SCAN_AHEAD_BYTES", 4 * 1024 * 1024)
     table = _small_files_table(sqlite_catalog, tmp_path, files=60, rows=40_000)
     data, _ = file_refs(table)
-    index = DeleteIndex.load(table, data, [])
-    runs = [s for s in _segments(table, data, index, table.schema(), {}) if isinstance(s, _ScanRun)]
+    index = TaskDeletes.load(table, data, [])
+    runs = [s for s in fast_scan.segments(table, data, index, table.schema(), {}) if isinstance(s, ScanRun)]
     assert sum(len(r.files) for r in runs) >= 60
     pool = pa.default_memory_pool()
     base = pool.bytes_allocated()
@@ -215,8 +219,10 @@ def test_fast_path_producer_stops_when_the_reader_stops_early(
 ) -> None:
     table = _small_files_table(sqlite_catalog, tmp_path, files=40, rows=20_000)
     data, _ = file_refs(table)
-    index = DeleteIndex.load(table, data, [])
-    run = next(s for s in _segments(table, data, index, table.schema(), {}) if isinstance(s, _ScanRun))
+    index = TaskDeletes.load(table, data, [])
+    run = next(
+        s for s in fast_scan.segments(table, data, index, table.schema(), {}) if isinstance(s, ScanRun)
+    )
     batches = run.batches(4096)
     first = next(batches)
     assert first.num_rows > 0 and len(_scan_threads()) == 1

@@ -301,7 +301,7 @@ def test_s3_warehouse_end_to_end(catalog: Catalog, s3_server: S3Server) -> None:
 
 @on_catalogs("s3-fsspec")
 def test_s3_refused_commit_deletes_its_outputs(catalog: Catalog, s3_server: S3Server) -> None:
-    from airflow_provider_amoro.optimizing.commit import ValidationError, commit
+    from airflow_provider_amoro.optimizing.commit import CommitValidationError, commit
     from airflow_provider_amoro.optimizing.execute import execute
     from airflow_provider_amoro.optimizing.plan import plan as make_plan
 
@@ -317,7 +317,7 @@ def test_s3_refused_commit_deletes_its_outputs(catalog: Catalog, s3_server: S3Se
     victim = plan.tasks[0].rewrite_data_files[0].path
     add_position_deletes(catalog.load_table("db.t"), {victim: [0]})
     expected = canonical_rows(read_table(catalog.load_table("db.t")))
-    with pytest.raises(ValidationError):
+    with pytest.raises(CommitValidationError):
         commit(table, plan, results)
     assert not any(fs.exists(p.removeprefix("s3://")) for p in outputs)
     assert canonical_rows(read_table(catalog.load_table("db.t"))) == expected

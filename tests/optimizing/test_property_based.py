@@ -29,7 +29,7 @@ from pyiceberg.table import Table
 from pyiceberg.transforms import BucketTransform
 from pyiceberg.types import LongType, NestedField, StringType
 
-from airflow_provider_amoro.optimizing.commit import ValidationError, commit
+from airflow_provider_amoro.optimizing.commit import CommitValidationError, commit
 from airflow_provider_amoro.optimizing.execute import execute
 from airflow_provider_amoro.optimizing.optimize import optimize
 from airflow_provider_amoro.optimizing.plan import plan as make_plan
@@ -136,7 +136,7 @@ class History:
             return
         try:
             commit(self.table, plan, results)
-        except ValidationError:
+        except CommitValidationError:
             outputs = [o["file_path"] for r in results for o in r.outputs]
             assert not any(self.table.io.new_input(p).exists() for p in outputs)
 

@@ -11,8 +11,8 @@ from pyiceberg.types import LongType
 
 from airflow_provider_amoro.optimizing.model import FileRef
 from airflow_provider_amoro.optimizing.read import (
-    DeleteIndex,
     InputFileError,
+    TaskDeletes,
     output_arrow_schema,
     read_task_batches,
 )
@@ -91,7 +91,7 @@ def test_deleted_positions_from_equality_deletes(sqlite_catalog: Any) -> None:
     add_equality_deletes(table, pa.table({"id": [3, 5, 19]}), ["id"])
     add_position_deletes(table, {file_refs(table)[0][0].path: [5, 6]})
     data, deletes = file_refs(table)
-    index = DeleteIndex.load(table, data, deletes)
+    index = TaskDeletes.load(table, data, deletes)
     assert index.equality_key_rows == 3
     assert index.deleted_positions(data[0]).tolist() == [3, 5, 6, 19]
     assert index.position_deletes_for(data[0]).tolist() == [5, 6]
@@ -283,7 +283,7 @@ def test_unsorted_position_delete_file_with_foreign_paths(sqlite_catalog: Any, t
         partition=[],
         data_sequence_number=2,
     )
-    index = DeleteIndex.load(table, data, [ref])
+    index = TaskDeletes.load(table, data, [ref])
     assert index.position_deletes_for(data[0]).tolist() == [3]
     assert index.position_deletes_for(data[1]).tolist() == [2, 7]
     assert set(index.positions[ref.path]) == {data[0].path, data[1].path}
@@ -326,9 +326,9 @@ def test_equality_delete_sequence_and_partition_scopes(sqlite_catalog: Any) -> N
     ]
     assert content_hash(got) == content_hash(read_table(table))
     data, deletes = file_refs(table)
-    index = DeleteIndex.load(table, data, deletes)
+    index = TaskDeletes.load(table, data, deletes)
     index.resolve_equality(data, max_rows=2)  # several join batches
-    single = DeleteIndex.load(table, data, deletes)
+    single = TaskDeletes.load(table, data, deletes)
     for d in data:
         assert index.deleted_positions(d).tolist() == single.deleted_positions(d).tolist()
 

@@ -1,4 +1,4 @@
-"""live_files: live data/delete files of a snapshot as FileRefs; DeleteIndex matches deletes fast."""
+"""live_files: live data/delete files of a snapshot as FileRefs; DeleteFileIndex matches deletes fast."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pyiceberg.expressions.parser import parse
 from pyiceberg.transforms import IdentityTransform
 
 from airflow_provider_amoro.optimizing.model import FileRef, delete_applies
-from airflow_provider_amoro.optimizing.scan import DeleteIndex, live_files
+from airflow_provider_amoro.optimizing.scan import DeleteFileIndex, live_files
 from airflow_provider_amoro.testing.deletes import add_equality_deletes, add_position_deletes
 
 from ._tables import append_many, make_table, rows
@@ -138,7 +138,7 @@ def test_delete_index_agrees_with_delete_applies() -> None:
         deletes.append(
             _ref(f"x{i}", content, rng.randint(1, 20), part, rng.randint(0, 1), referenced_data_file=ref)
         )
-    index = DeleteIndex(deletes)
+    index = DeleteFileIndex(deletes)
     for d in data:
         expected = sorted(x.path for x in deletes if delete_applies(x, d))
         assert sorted(x.path for x in index.for_data_file(d)) == expected
@@ -158,7 +158,7 @@ def test_delete_index_is_fast_on_many_files() -> None:
     data = [_ref(f"d{i}", "data", i % 1000 + 1, [i % 50]) for i in range(100_000)]
     deletes = [_ref(f"e{i}", "equality_deletes", i % 1000 + 2, [i % 50]) for i in range(20_000)]
     start = time.process_time()  # CPU seconds, not disturbed by other load
-    index = DeleteIndex(deletes)
+    index = DeleteFileIndex(deletes)
     total = sum(index.summary(d)[2] for d in data)
     elapsed = time.process_time() - start
     assert total > 0

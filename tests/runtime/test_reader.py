@@ -168,7 +168,7 @@ def test_failed_execute_tasks_are_retried_then_recorded(
     assert content_hash(read_table(table)) == content_hash(before)
     history = get_optimizing_history("amoro_default", name)
     assert [p.status for p in history] == ["SUCCESS", "FAILED"]
-    assert history[0].target_snapshot_id == table.current_snapshot().snapshot_id
+    assert history[0].committed_snapshot_id == table.current_snapshot().snapshot_id
     assert get_table_runtime("amoro_default", name).status == "IDLE"
     listed = {r.table: r for r in list_table_runtimes()}
     assert listed[name].status == "IDLE" and listed[name].last_process is not None
@@ -243,13 +243,13 @@ def test_history_stays_within_the_state_value_budget() -> None:
         HISTORY_LIMIT,
         HISTORY_WITH_TASKS,
         STATE_VALUE_BUDGET,
-        OptimizingProcess,
-        OptimizingTask,
+        ProcessRecord,
+        TaskRecord,
     )
 
     def proc(i: int, tasks: int) -> dict[str, Any]:
-        p = OptimizingProcess(f"d/run{i}", "db.t", "c", "minor", "SUCCESS", plan_time_ms=i)
-        p.tasks = [OptimizingTask(task_id=k, partition=f"p={k}", input_files=3) for k in range(tasks)]
+        p = ProcessRecord(f"d/run{i}", "db.t", "c", "minor", "SUCCESS", plan_time_ms=i)
+        p.tasks = [TaskRecord(task_id=k, partition=f"p={k}", input_files=3) for k in range(tasks)]
         p.summary = {"partitions": [{"path": f"p={k}", "cost": k, "reasons": ["x" * 80]} for k in range(20)]}
         return p.to_dict()
 

@@ -1,23 +1,19 @@
-"""The data layer's rules: cache normalisation, runtime/cache precedence, histogram bins."""
+"""The data layer: the cache read through its typed class, runtime/cache precedence, histogram bins."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+from airflow_provider_amoro.dag_factory.cache import CachedTable, write_cache
 from airflow_provider_amoro.ui import data, sources
 
 
-def _entry(**kw: object) -> dict[str, object]:
-    base: dict[str, object] = {
-        "conn_id": "c",
-        "identifier": "ns.t",
-        "summary": {"total-data-files": "10", "total-delete-files": "2", "total-files-size": "1200"},
-        "health": 40,
-        "pending": True,
-        "synced_ms": 2_000,
-    }
-    base.update(kw)
-    return base
+def _entry(pending: bool | None = True) -> sources.ListedTable:
+    summary = {"total-data-files": "10", "total-delete-files": "2", "total-files-size": "1200"}
+    return sources.ListedTable(
+        "c", CachedTable("ns.t", summary=summary, health=40, pending=pending), synced_ms=2_000
+    )
 
 
 def test_cache_entry_becomes_a_row() -> None:
@@ -51,20 +47,23 @@ def test_runtime_wins_unless_the_cache_evaluated_later() -> None:
     assert s.status == "MINOR_OPTIMIZING" and s.pending_kind == "minor" and s.health_score == 55
 
 
-def test_cache_documents_of_several_shapes(tmp_path: Path) -> None:
-    (tmp_path / "catalog__a.json").write_text(
-        '{"version": 1, "conn_id": "a", "synced_at": "2026-01-01T00:00:00+00:00",'
-        ' "tables": {"db.x": {"summary": {"snapshot_id": 12345678901234567}}}}'
-    )
-    (tmp_path / "b.json").write_text('[{"conn_id": "b", "namespace": ["n1", "n2"], "name": "y"}, "db.z", 7]')
-    (tmp_path / "broken.json").write_text("{not json")
+def test_the_cache_is_read_through_the_catalog_syncs_own_format(tmp_path: Path) -> None:
+    written = CachedTable("db.x", summary={"snapshot_id": 12345678901234567}, health=70, cost=5)
+    write_cache(tmp_path, "a", {"db.x": written})
+    doc = json.loads((tmp_path / "catalog__a.json").read_text())
+    doc["synced_at"] = "2026-01-01T00:00:00+00:00"
+    (tmp_path / "catalog__a.json").write_text(json.dumps(doc))
+    # Not the catalog sync's table lists: another name, another version, not JSON.
+    (tmp_path / "b.json").write_text('{"version": 1, "tables": {"db.y": {"health": 1}}}')
+    (tmp_path / "catalog__c.json").write_text('{"version": 99, "tables": {"db.z": {}}}')
+    (tmp_path / "catalog__d.json").write_text("{not json")
     got = sources.read_cache(tmp_path)
     assert got is not None
-    keys = sorted((e["conn_id"], e["identifier"]) for e in got.entries)
-    assert keys == [("a", "db.x"), ("amoro_default", "db.z"), ("b", "n1.n2.y")]
-    x = next(e for e in got.entries if e["identifier"] == "db.x")
-    assert x["synced_ms"] == 1_767_225_600_000
-    assert data.summary_from_entry(x).snapshot_id == 12345678901234567  # no float rounding
+    assert [(e.conn_id, e.table) for e in got.entries] == [("a", written)]
+    (x,) = got.entries
+    assert x.synced_ms == got.updated_ms == 1_767_225_600_000
+    row = data.summary_from_entry(x)
+    assert (row.snapshot_id, row.health_score, row.cost) == (12345678901234567, 70, 5)  # no float rounding
 
 
 def test_histogram_bins_cover_every_file() -> None:

@@ -13,12 +13,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,7 +20,7 @@ from typing import Any
 import pytest
 from airflow_fixtures import run_dag, task_states
 
-from .conftest import create_demo_table
+from .conftest import create_demo_table, running_api_server
 from .test_api import _sync
 
 pytestmark = pytest.mark.integration
@@ -49,12 +43,6 @@ CHROME_FLAGS = (
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def api_server(airflow_db: Path, ui_env: Path, amoro_conn: Any, tmp_path: Path) -> Iterator[str]:
     """``airflow api-server`` on 127.0.0.1 with a SimpleAuthManager user and password; yields its URL."""
@@ -62,44 +50,13 @@ def api_server(airflow_db: Path, ui_env: Path, amoro_conn: Any, tmp_path: Path) 
         pytest.fail("chromium and chromium-driver are required: run `make browser`")
     passwords = tmp_path / "passwords.json"
     passwords.write_text(json.dumps({USER: PASSWORD}))
-    port = _free_port()
     env = {
-        **os.environ,  # the session's AIRFLOW_HOME and metadata DB, AMORO_CACHE_DIR, the amoro_default conn
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USER}:admin",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
     }
-    log = (tmp_path / "api-server.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "airflow", "api-server", "-H", "127.0.0.1", "-p", str(port), "-w", "1"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"api-server exited: {(tmp_path / 'api-server.log').read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{url}/api/v2/monitor/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("api-server did not become healthy in 180 s")
-            time.sleep(1)
+    with running_api_server(tmp_path / "api-server.log", env) as url:
         yield url
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
 
 
 @pytest.fixture

@@ -44,6 +44,7 @@ def test_optimizing_process_of_a_real_run_is_shown(
     assert proc["input_files"] >= files_before
     assert 0 < proc["output_files"] < proc["input_files"]
     assert proc["committed_snapshot_id"] == after_table.current_snapshot().snapshot_id
+    assert proc["base_snapshot_id"] == after_table.current_snapshot().parent_snapshot_id  # planned on
     assert proc["duration_ms"] is not None and proc["input_bytes"] > 0 and proc["output_bytes"] > 0
 
     tasks = client.get(f"{base}/optimizing-processes/{proc['process_id']}/tasks", headers=auth)
@@ -77,7 +78,7 @@ def test_maintenance_runs_and_failed_process_recorded_by_tasks(
 
     from airflow_provider_amoro.assets import table_asset_uri
     from airflow_provider_amoro.runtime.recorder import TableStateRecorder
-    from airflow_provider_amoro.runtime.state import OptimizingProcess, OptimizingTask
+    from airflow_provider_amoro.runtime.state import ProcessRecord, TaskRecord
 
     ident = "lake.rt_maintained"
     base = f"{BASE}/{ident}"
@@ -92,7 +93,7 @@ def test_maintenance_runs_and_failed_process_recorded_by_tasks(
             rec.record_maintenance("expire_snapshots", {"expired_snapshots": 3, "deleted_files": 7})
             rec.record_maintenance("clean_orphan_files", {"error": "permission denied"}, success=False)
             rec.append_history(
-                OptimizingProcess(
+                ProcessRecord(
                     process_id="ui_test/run-1",
                     table=ident,
                     conn_id="amoro_default",
@@ -104,7 +105,7 @@ def test_maintenance_runs_and_failed_process_recorded_by_tasks(
                     input_files=4,
                     input_bytes=4096,
                     failure="CommitConflictError: file removed concurrently",
-                    tasks=[OptimizingTask(task_id=0, partition="region=eu", status="FAILED", attempts=3)],
+                    tasks=[TaskRecord(task_id=0, partition="region=eu", status="FAILED", attempts=3)],
                 )
             )
 
@@ -131,16 +132,18 @@ def test_maintenance_runs_and_failed_process_recorded_by_tasks(
     assert tasks == [
         {
             "task_id": "0",
+            "partition": "region=eu",
             "status": "FAILED",
             "attempts": 3,
             "input_files": 0,
             "input_bytes": 0,
+            "input_records": 0,
             "output_files": 0,
             "output_bytes": 0,
+            "output_records": 0,
             "duration_ms": 0,
-            "partition": "region=eu",
+            "airflow_state": None,
             "failure": None,
-            "extra": {"input_records": 0, "output_records": 0, "airflow_state": None},
         }
     ]
     page = client.get(f"/amoro/tables/amoro_default/{ident}?tab=maintenance", headers=auth).text

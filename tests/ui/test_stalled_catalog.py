@@ -3,19 +3,23 @@
 Through Airflow's real api-server app: while 45 Lakehouse requests wait on the stalled catalog,
 Airflow's own API keeps answering; the Lakehouse requests end with 504 (or 503 when too many wait),
 never hang; errors for unknown connections and malformed identifiers are 4xx and secrets never
-appear in the error JSON.
+appear in the error JSON. The same again through a real ``airflow api-server`` process over HTTP.
 """
 
 from __future__ import annotations
 
 import json
 import time
+import urllib.error
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 from catalog_servers import black_hole
+
+from .conftest import running_api_server
 
 BASE = "/amoro/api/v1"
 
@@ -63,6 +67,68 @@ def test_airflow_api_answers_while_the_lakehouse_waits_on_a_stalled_catalog(
     assert set(codes) <= {503, 504}, codes
     assert 504 in codes
     assert elapsed < 30, elapsed  # nothing waits for the catalog beyond the Lakehouse's timeout
+
+
+def _http_get(url: str, headers: dict[str, str], timeout: float) -> tuple[int, Any, float]:
+    """``(status, JSON body or None, seconds)`` of a GET; an HTTP error status is a result, not a raise."""
+    started = time.monotonic()
+    request = urllib.request.Request(url, headers={**headers, "Accept": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as r:
+            code, raw = int(r.status), r.read()
+    except urllib.error.HTTPError as exc:
+        code, raw = int(exc.code), exc.read()
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        body = None
+    return code, body, time.monotonic() - started
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(300)
+def test_a_real_api_server_answers_while_the_lakehouse_waits_on_a_stalled_catalog(
+    auth: dict[str, str], ui_env: Path, tmp_path: Path
+) -> None:
+    """``airflow api-server`` over HTTP: 45 Lakehouse requests (API and page) on a stalled catalog
+    end in 503/504 with a JSON reason while Airflow's health and DAG endpoints, polled throughout,
+    answer in seconds."""
+    with black_hole() as port:
+        conn = {
+            "conn_type": "amoro",
+            "extra": {"catalog_type": "rest", "uri": f"http://127.0.0.1:{port}", "timeout": 8},
+        }
+        env = {"AIRFLOW_CONN_STALLED": json.dumps(conn), "AMORO_UI_TIMEOUT_S": "3", "AMORO_UI_WORKERS": "4"}
+        with running_api_server(tmp_path / "api-server.log", env) as url:
+            for path in ("/api/v2/monitor/health", "/api/v2/dags"):  # warm up before timing
+                assert _http_get(url + path, auth, 60)[0] == 200
+            lakehouse_paths = [f"{BASE}/tables/stalled/ns.t{i}/details" for i in range(40)]
+            lakehouse_paths += [f"/amoro/tables/stalled/ns.p{i}" for i in range(5)]  # the page itself
+            with ThreadPoolExecutor(max_workers=len(lakehouse_paths)) as pool:
+                started = time.monotonic()
+                waiting = [pool.submit(_http_get, url + p, auth, 60) for p in lakehouse_paths]
+                own: list[tuple[str, int, float]] = []
+                while not all(f.done() for f in waiting) and time.monotonic() - started < 60:
+                    for path in ("/api/v2/monitor/health", "/api/v2/dags"):
+                        code, _, took = _http_get(url + path, auth, 30)
+                        own.append((path, code, took))
+                    time.sleep(0.2)
+                lakehouse = [f.result(timeout=60) for f in waiting]
+                elapsed = time.monotonic() - started
+    codes = [code for code, _, _ in lakehouse]
+    slowest = max(took for _, _, took in own)
+    print(
+        f"Airflow: {len(own)} calls, slowest {slowest:.2f} s; Lakehouse: {sorted(set(codes))} {elapsed:.1f} s"
+    )
+    assert len(own) >= 4, own  # Airflow was polled while the Lakehouse requests waited
+    slow = [(path, code, took) for path, code, took in own if code != 200 or took > 2.5]
+    assert not slow, slow
+    assert set(codes) <= {503, 504}, codes
+    assert 504 in codes
+    for code, body, _ in lakehouse:
+        assert isinstance(body, dict) and isinstance(body.get("detail"), str), (code, body)
+        assert ("did not answer" if code == 504 else "busy") in body["detail"], body
+    assert max(took for _, _, took in lakehouse) < 20 and elapsed < 30, (elapsed, lakehouse)
 
 
 @pytest.mark.parametrize(

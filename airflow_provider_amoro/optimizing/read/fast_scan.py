@@ -1,0 +1,386 @@
+"""The fast path: delete-free files whose schema is the read schema, read by bounded dataset scans.
+
+The data files that no delete touches have their Parquet footers read at once on a few threads
+and their row counts checked against the plan. Consecutive such files whose physical schema maps
+to the read schema directly by field id (:attr:`Projection.direct`) are read by threaded
+multi-file ``pyarrow.dataset`` scans over fragments that keep those footers (no second footer
+read, no per-file Python work, string offsets widened by the scan's own threads), one group of
+about :data:`SCAN_GROUP_BYTES` of files at a time, on a producer thread at most
+:data:`SCAN_AHEAD_BYTES` of rows ahead of the writer (a single scan over all files would decode far
+ahead of the encoder and hold most of the task in memory); the rows they yield are counted against
+the plan once more. Files with deletes or evolved schemas, and FileIOs that are not pyiceberg's
+``PyArrowFileIO``, go to the per-file path (:mod:`.per_file`). Files go in windows (32 files,
+doubling up to 512): the next window's footers are read while the current one is scanned, so
+footer reads overlap the scan as in a plain dataset scan, and at most two windows of footers are
+held. Errors stay per file: a missing, unreadable or short file fails before any row of its window
+is read, a corrupt page fails the scan and names its file.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+from pyiceberg.io.pyarrow import PyArrowFileIO
+
+from airflow_provider_amoro.optimizing.model import FileRef
+from airflow_provider_amoro.optimizing.read.deletes import TaskDeletes
+from airflow_provider_amoro.optimizing.read.files import InputFileError
+from airflow_provider_amoro.optimizing.read.projection import Projection, projection_for
+
+if TYPE_CHECKING:
+    import pyarrow.fs as pafs
+    from pyiceberg.schema import Schema
+    from pyiceberg.table import Table
+
+FOOTER_THREADS = 8
+"""Threads reading the Parquet footers of the delete-free files of a task (fast path)."""
+SCAN_GROUP_BYTES = 8 * 1024 * 1024
+"""Delete-free input files are scanned in groups of about this many (Parquet) bytes."""
+SCAN_AHEAD_BYTES = 32 * 1024 * 1024
+"""Bytes of decoded batches the scan of delete-free inputs keeps ready ahead of the writer."""
+FOOTER_CHUNK = 16
+"""Footers read by one thread task (fewer, larger thread tasks: less Python overhead per file)."""
+FIRST_WINDOW = 32
+"""Files in the first window of the fast path; windows double up to :data:`MAX_WINDOW`."""
+MAX_WINDOW = 512
+"""At most this many files per fast-path window."""
+COALESCE_BYTES = 4 * 1024 * 1024
+"""Consecutive small batches of a scan are handed over concatenated, up to this many bytes."""
+WHOLE_FILE_BYTES = 64 * 1024
+"""Delete-free files up to this size are read whole with their footer (one open per file). It pays
+for tiny files (2.5 KB files: about 6 % less CPU per task); for 100 KB files it cost more CPU and
+about 70 MB more peak RSS per task than opening them twice, hence the low bound."""
+WHOLE_FILE_WINDOW_BYTES = 4 * 1024 * 1024
+"""At most this many bytes of such files are held per window (two windows are held at most)."""
+
+
+@dataclass
+class ScanRun:
+    """Consecutive delete-free data files with one physical schema that needs no projection work.
+
+    They are read by threaded multi-file ``pyarrow.dataset`` scans of a few files each, on a
+    producer thread at most 32 MB of rows ahead of the writer (the fast path, :func:`_bounded_scan`): their
+    footers were already read (and verified against the plan's record counts), and the fragments
+    keep them, so the scans do not read them again.
+    """
+
+    files: list[FileRef]
+    fragments: list[ds.Fragment]
+    filesystem: pafs.FileSystem
+    projection: Projection
+
+    def batches(self, batch_size: int) -> Iterator[pa.RecordBatch]:
+        """Yield the rows of every file, in file order, in the requested schema.
+
+        Raises:
+            InputFileError: a file is corrupt, or the files hold another number of rows than planned.
+        """
+        # The dataset schema is the requested Arrow schema itself: the projection is direct (same
+        # names and order), so the scan's own threads relabel and widen string offsets.
+        target = self.projection.target
+        expected = sum(d.record_count for d in self.files)
+        rows = 0
+        try:
+            for batch in _bounded_scan(self._groups(), target, self.filesystem, batch_size):
+                if batch.num_rows:
+                    rows += batch.num_rows
+                    yield batch if batch.schema.equals(target) else self.projection.apply(batch, {})
+        except (pa.ArrowException, OSError) as exc:
+            raise InputFileError(self._culprit(str(exc)), f"corrupt Parquet data ({exc})") from exc
+        if rows != expected:  # the footers matched the plan: only a file changed meanwhile gets here
+            raise InputFileError(
+                self.files[0].path
+                if len(self.files) == 1
+                else f"{self.files[0].path} (+{len(self.files) - 1})",
+                f"the files hold {rows} rows, the plan expected {expected}",
+            )
+
+    def _groups(self) -> list[list[ds.Fragment]]:
+        """The fragments in consecutive groups of about :data:`SCAN_GROUP_BYTES` (at least one file)."""
+        groups: list[list[ds.Fragment]] = []
+        size = 0
+        for data, fragment in zip(self.files, self.fragments, strict=True):
+            if not groups or size + data.size_bytes > SCAN_GROUP_BYTES:
+                groups.append([])
+                size = 0
+            groups[-1].append(fragment)
+            size += data.size_bytes
+        return groups
+
+    def _culprit(self, message: str) -> str:
+        """The file the scan failed on: named in ``message``, else found by reading each file again
+        (only on this error path)."""
+        for data, fragment in zip(self.files, self.fragments, strict=True):
+            if fragment.path and fragment.path in message:  # no path: read from memory
+                return data.path
+        for data, fragment in zip(self.files, self.fragments, strict=True):
+            try:
+                for _ in fragment.to_batches(columns=self.projection.target.names, use_threads=False):
+                    pass
+            except (pa.ArrowException, OSError):
+                return data.path
+        return f"one of {len(self.files)} files starting with {self.files[0].path}"
+
+
+def _bounded_scan(
+    groups: list[list[ds.Fragment]], schema: pa.Schema, filesystem: pafs.FileSystem, batch_size: int
+) -> Iterator[pa.RecordBatch]:
+    """The batches of every group's threaded dataset scan, in order, read on a producer thread at
+    most :data:`SCAN_AHEAD_BYTES` of decoded rows ahead of the consumer.
+
+    A dataset scan over many files decodes ahead of a slow consumer without bound (its
+    ``fragment_readahead``/``batch_readahead`` do not cap it: 250 MB in flight for 25 files of 5 MB
+    behind a Parquet encoder), so each scan covers one small group of files and the producer
+    waits for the consumer before it reads further. Errors of the scan are raised in the
+    consumer; closing the consumer stops the producer.
+    """
+
+    ready: deque[pa.RecordBatch] = deque()
+    held = [0]  # bytes of the batches in ``ready``
+    state: dict[str, Any] = {"done": False, "error": None, "stop": False}
+    cond = threading.Condition()
+
+    def produce() -> None:
+        try:
+            fmt = _fast_format()
+            for fragments in groups:
+                dataset = ds.FileSystemDataset(fragments, schema=schema, format=fmt, filesystem=filesystem)
+                scanned = dataset.to_batches(columns=schema.names, batch_size=batch_size, use_threads=True)
+                for batch in _coalesced(scanned, batch_size):
+                    with cond:
+                        while ready and held[0] + batch.nbytes > SCAN_AHEAD_BYTES and not state["stop"]:
+                            cond.wait()
+                        if state["stop"]:
+                            return
+                        ready.append(batch)
+                        held[0] += batch.nbytes
+                        cond.notify_all()
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
+            with cond:
+                state["error"] = exc
+        finally:
+            with cond:
+                state["done"] = True
+                cond.notify_all()
+
+    producer = threading.Thread(target=produce, name="amoro-scan-ahead", daemon=True)
+    producer.start()
+    try:
+        while True:
+            with cond:
+                while not ready and not state["done"]:
+                    cond.wait()
+                if ready:
+                    batch = ready.popleft()
+                    held[0] -= batch.nbytes
+                    cond.notify_all()
+                elif state["error"] is not None:
+                    raise state["error"]
+                else:
+                    return
+            yield batch
+    finally:
+        with cond:
+            state["stop"] = True
+            cond.notify_all()
+        producer.join()
+
+
+def _coalesced(batches: Iterator[pa.RecordBatch], batch_size: int) -> Iterator[pa.RecordBatch]:
+    """``batches`` with consecutive small ones (one per small file) concatenated, up to
+    ``batch_size`` rows or :data:`COALESCE_BYTES`: the consumer's per-batch work (handing over,
+    buffering, counting) is then paid per few thousand rows, not per file."""
+    small: list[pa.RecordBatch] = []
+    rows = size = 0
+    for batch in batches:
+        if not batch.num_rows:
+            continue
+        small.append(batch)
+        rows += batch.num_rows
+        size += batch.nbytes
+        if rows >= batch_size or size >= COALESCE_BYTES:
+            yield small[0] if len(small) == 1 else pa.concat_batches(small)
+            small, rows, size = [], 0, 0
+    if small:
+        yield small[0] if len(small) == 1 else pa.concat_batches(small)
+
+
+def _fast_format() -> ds.ParquetFileFormat:
+    return ds.ParquetFileFormat(default_fragment_scan_options=ds.ParquetFragmentScanOptions(pre_buffer=True))
+
+
+def _dataset_paths(table: Table, data_files: Sequence[FileRef]) -> tuple[pafs.FileSystem, list[str]] | None:
+    """The pyarrow filesystem and its paths for ``data_files`` (None: not all on one pyarrow FS)."""
+    io = table.io
+    if not isinstance(io, PyArrowFileIO):
+        return None
+    filesystem: pafs.FileSystem | None = None
+    paths = []
+    for data in data_files:
+        scheme, netloc, path = PyArrowFileIO.parse_location(data.path, io.properties)
+        fs = io.fs_by_scheme(scheme, netloc)
+        if filesystem is None:
+            filesystem = fs
+        elif fs is not filesystem:
+            return None
+        paths.append(path)
+    return (filesystem, paths) if filesystem is not None else None
+
+
+def _footer(
+    fmt: ds.ParquetFileFormat, filesystem: pafs.FileSystem, path: str, data: FileRef, whole: bool
+) -> ds.Fragment:
+    """A fragment of ``data`` with its footer read (kept by the fragment) and its row count checked.
+
+    ``whole``: read the whole (small) file with one open and keep its bytes in the fragment, so the
+    scan decodes it from memory instead of opening it a second time.
+    """
+    try:
+        if whole:
+            with filesystem.open_input_file(path) as stream:
+                fragment = fmt.make_fragment(stream.read_buffer())
+        else:
+            fragment = fmt.make_fragment(path, filesystem=filesystem)
+        rows = fragment.metadata.num_rows  # reads the footer: fails here for a missing or corrupt file
+    except (pa.ArrowException, OSError) as exc:
+        raise InputFileError(data.path, f"not a readable Parquet file ({type(exc).__name__}: {exc})") from exc
+    if rows != data.record_count:
+        raise InputFileError(data.path, f"has {rows} rows, the plan expected {data.record_count}")
+    return fragment
+
+
+def _footers(
+    fmt: ds.ParquetFileFormat, filesystem: pafs.FileSystem, items: Sequence[tuple[str, FileRef, bool]]
+) -> list[ds.Fragment]:
+    return [_footer(fmt, filesystem, path, data, whole) for path, data, whole in items]
+
+
+def _read_whole(data_files: Sequence[FileRef], picked: Sequence[int]) -> set[int]:
+    """The files of ``picked`` read whole with their footer: small ones, up to a byte budget."""
+    whole: set[int] = set()
+    budget = WHOLE_FILE_WINDOW_BYTES
+    for i in picked:
+        size = data_files[i].size_bytes
+        if size <= WHOLE_FILE_BYTES and size <= budget:
+            whole.add(i)
+            budget -= size
+    return whole
+
+
+def segments(
+    table: Table,
+    data_files: Sequence[FileRef],
+    index: TaskDeletes,
+    schema: Schema,
+    projections: dict[str, Projection],
+) -> Iterator[ScanRun | list[FileRef]]:
+    """``data_files`` cut, in order, into fast-path scan runs and lists for the per-file path.
+
+    A file takes the fast path when no delete removes any of its rows and its physical schema maps
+    to ``schema`` directly by field id (same columns, order and types: the usual case); files with
+    deletes or evolved schemas keep the per-file path. Files go in windows (32 files, doubling up
+    to :data:`MAX_WINDOW`): the footers of the next window are read on a thread pool while the
+    current window is scanned, so footer reads overlap the scan as in a plain dataset scan.
+    """
+    clean = [len(index.deleted_positions(d)) == 0 for d in data_files]
+    source = _dataset_paths(table, data_files) if any(clean) else None
+    if source is None:
+        if data_files:
+            yield list(data_files)
+        return
+    filesystem, paths = source
+    fmt = _fast_format()
+    windows: list[range] = []
+    start, size = 0, FIRST_WINDOW
+    while start < len(data_files):
+        windows.append(range(start, min(start + size, len(data_files))))
+        start, size = start + size, min(size * 2, MAX_WINDOW)
+    pool = ThreadPoolExecutor(max_workers=FOOTER_THREADS)
+
+    def submit(window: range) -> list[tuple[list[int], Future[list[ds.Fragment]]]]:
+        picked = [i for i in window if clean[i]]
+        whole = _read_whole(data_files, picked)
+        chunks = [picked[k : k + FOOTER_CHUNK] for k in range(0, len(picked), FOOTER_CHUNK)]
+        return [
+            (
+                chunk,
+                pool.submit(
+                    _footers, fmt, filesystem, [(paths[i], data_files[i], i in whole) for i in chunk]
+                ),
+            )
+            for chunk in chunks
+        ]
+
+    ahead = deque(submit(w) for w in windows[:2])
+    try:
+        for k, window in enumerate(windows):
+            fragments: dict[int, ds.Fragment] = {}
+            for chunk, future in ahead.popleft():
+                fragments.update(zip(chunk, future.result(), strict=True))
+            if k + 2 < len(windows):
+                ahead.append(submit(windows[k + 2]))
+            yield from _window_segments(
+                table,
+                [data_files[i] for i in window],
+                [fragments.get(i) for i in window],
+                filesystem,
+                schema,
+                projections,
+            )
+    finally:
+        for futures in ahead:
+            for _, future in futures:
+                future.cancel()
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _window_segments(
+    table: Table,
+    data_files: Sequence[FileRef],
+    fragments: Sequence[ds.Fragment | None],
+    filesystem: pafs.FileSystem,
+    schema: Schema,
+    projections: dict[str, Projection],
+) -> Iterator[ScanRun | list[FileRef]]:
+    """Runs of consecutive files (with footers read) that one scan reads; lists of the others."""
+    run: ScanRun | None = None
+    run_physical: pa.Schema | None = None
+    slow: list[FileRef] = []
+    for data, fragment in zip(data_files, fragments, strict=True):
+        projection = None
+        if fragment is not None:
+            physical = fragment.physical_schema
+            if run is not None and physical.equals(run_physical, check_metadata=True):
+                projection = run.projection  # the usual case: the schema of the previous file
+            else:
+                projection = projection_for(table, data.path, physical, schema, projections)
+                run_physical = physical
+            if not (projection.direct and projection.columns):
+                projection = None
+        if projection is None or fragment is None:
+            if run is not None:
+                yield run
+                run = None
+            slow.append(data)
+            continue
+        if slow:
+            yield slow
+            slow = []
+        if run is not None and run.projection is projection:
+            run.files.append(data)
+            run.fragments.append(fragment)
+            continue
+        if run is not None:
+            yield run
+        run = ScanRun([data], [fragment], filesystem, projection)
+    if run is not None:
+        yield run
+    if slow:
+        yield slow

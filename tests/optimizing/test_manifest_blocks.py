@@ -1,0 +1,81 @@
+"""Manifests the optimizer writes hold many entries per Avro block (pyiceberg writes one per entry)."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import pyarrow as pa
+import pytest
+from pyiceberg.manifest import ManifestEntryStatus, write_manifest
+
+from airflow_provider_amoro.iceberg_compat import batched_manifest_blocks, read_manifest_entries
+
+
+def _write(table: Any, entries: list[Any], path: str, block: int | None) -> Any:
+    spec, schema = table.spec(), table.schema()
+    output = table.io.new_output(path)
+    with write_manifest(2, spec, schema, output, 999, "deflate") as writer:
+        if block is None:
+            for e in entries:
+                writer.delete(e)
+        else:
+            with batched_manifest_blocks(writer, entries=block):
+                for e in entries:
+                    writer.delete(e)
+    return writer.to_manifest_file()
+
+
+def test_batched_blocks_write_the_same_entries_smaller(sqlite_catalog: Any, tmp_path: Any) -> None:
+    sqlite_catalog.create_namespace("db")
+    table = sqlite_catalog.create_table(
+        "db.blocks", schema=pa.schema([("id", pa.int64()), ("s", pa.string())])
+    )
+    for i in range(7):
+        table.append(pa.table({"id": [i, i + 100], "s": [f"a{i}", None]}))
+    entries = [
+        e for m in table.current_snapshot().manifests(table.io) for e in read_manifest_entries(table.io, m)
+    ]
+    assert len(entries) == 7
+
+    plain = _write(table, entries, str(tmp_path / "plain.avro"), None)
+    batched = _write(table, entries, str(tmp_path / "batched.avro"), 3)  # blocks of 3, 3 and 1
+
+    assert batched.deleted_files_count == plain.deleted_files_count == 7
+    assert batched.manifest_length < plain.manifest_length
+    for manifest in (plain, batched):
+        back = read_manifest_entries(table.io, manifest, discard_deleted=False)
+        assert [e.status for e in back] == [ManifestEntryStatus.DELETED] * 7
+        assert [e.data_file.file_path for e in back] == [e.data_file.file_path for e in entries]
+        assert [e.sequence_number for e in back] == [e.sequence_number for e in entries]
+        assert [e.data_file.lower_bounds for e in back] == [e.data_file.lower_bounds for e in entries]
+        assert [e.data_file.null_value_counts for e in back] == [
+            e.data_file.null_value_counts for e in entries
+        ]
+
+
+def test_a_failed_write_drops_the_buffered_entries(sqlite_catalog: Any, tmp_path: Any) -> None:
+    sqlite_catalog.create_namespace("db")
+    table = sqlite_catalog.create_table("db.blocks_fail", schema=pa.schema([("id", pa.int64())]))
+    table.append(pa.table({"id": [1]}))
+    entry = read_manifest_entries(table.io, table.current_snapshot().manifests(table.io)[0])[0]
+    output = table.io.new_output(str(tmp_path / "failed.avro"))
+    writer = write_manifest(2, table.spec(), table.schema(), output, 999, "deflate")
+    with pytest.raises(RuntimeError, match="boom"), writer, batched_manifest_blocks(writer):
+        writer.delete(entry)
+        raise RuntimeError("boom")
+    assert "write_block" not in vars(writer._writer)  # the Avro writer is itself again
+
+
+@pytest.mark.parametrize(
+    "value", [0, 1, 63, 64, 127, 128, 8191, 16383, 16384, 2**31 - 1, 2**62, -1, -64, -65, -(2**63)]
+)
+def test_the_varint_encoder_writes_pyiceberg_s_bytes(value: int) -> None:
+    from pyiceberg.avro.encoder import BinaryEncoder
+
+    from airflow_provider_amoro.iceberg_compat import _VarintEncoder
+
+    ours, theirs = io.BytesIO(), io.BytesIO()
+    _VarintEncoder(ours).write_int(value)
+    BinaryEncoder(theirs).write_int(value)
+    assert ours.getvalue() == theirs.getvalue()
