@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from airflow_fixtures import airflow_db  # noqa: F401 - fixture
+from processes import run_captured
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -28,14 +28,11 @@ def test_demo_builds_optimizes_and_reports_identical_rows(tmp_path: Path) -> Non
         }
     )
     env.pop("AMORO_DAGS_CONFIG", None)
-    done = subprocess.run(
+    done = run_captured(
         [sys.executable, "-m", "airflow_provider_amoro.demo", "--commits", "20", "--rows-per-commit", "100"],
-        cwd=REPO,
         env=env,
-        capture_output=True,
-        text=True,
         timeout=540,
-        check=False,
+        cwd=REPO,
     )
     out = done.stdout
     assert done.returncode == 0, out[-3000:] + done.stderr[-3000:]

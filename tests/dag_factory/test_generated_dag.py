@@ -10,7 +10,6 @@ a child pytest whose Airflow uses a fresh PostgreSQL database.
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import textwrap
 import time
@@ -20,6 +19,7 @@ from typing import Any
 
 import pytest
 from airflow_fixtures import append_rows, asset_events, run_dag, small_file_table, task_states, xcom_value
+from processes import run_captured
 from pyiceberg.table import Table
 
 from airflow_provider_amoro.assets import table_asset_uri, table_change_asset_uri
@@ -230,7 +230,7 @@ def test_generated_dag_on_postgres_metadata_db(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "_AMORO_TEST"))}
     env.update({"AMORO_TEST_AIRFLOW_DB": pg_url(db), "AMORO_EXPECT_PG_METADATA": "1"})
     try:
-        done = subprocess.run(
+        done = run_captured(
             [
                 sys.executable,
                 "-m",
@@ -241,12 +241,9 @@ def test_generated_dag_on_postgres_metadata_db(tmp_path: Path) -> None:
                 "no:cacheprovider",
                 f"{Path(__file__)}::test_generated_dag_optimizes_records_state_and_emits_events",
             ],
-            cwd=REPO,
             env=env,
-            capture_output=True,
-            text=True,
             timeout=600,
-            check=False,
+            cwd=REPO,
         )
     finally:
         drop_database(db)

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from processes import run_captured
 
 from airflow_provider_amoro.dag_factory.cache import CachedTable, write_cache
 
@@ -55,13 +55,10 @@ def thousand_tables(tmp_path: Path) -> dict[str, str]:
 
 def measure(env: dict[str, str], *extra: str) -> dict[str, float]:
     script = Path(__file__).with_name("parse_timing.py")
-    done = subprocess.run(
+    done = run_captured(
         [sys.executable, str(script), str(REPO / "dags" / "amoro_dags.py"), *extra],
         env=env,
-        capture_output=True,
-        text=True,
         timeout=300,
-        check=False,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])

@@ -7,12 +7,12 @@ again in a child pytest whose Airflow DB is a fresh PostgreSQL database.
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import uuid
 from pathlib import Path
 
 import pytest
+from processes import run_captured
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +31,7 @@ def test_split_trio_and_readers_on_postgres_airflow_db(pg_database: str) -> None
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "_AMORO_TEST"))}
     env["AMORO_TEST_AIRFLOW_DB"] = f"{base}/{name}"
     try:
-        proc = subprocess.run(
+        proc = run_captured(
             [
                 sys.executable,
                 "-m",
@@ -42,12 +42,9 @@ def test_split_trio_and_readers_on_postgres_airflow_db(pg_database: str) -> None
                 "tests/operators/test_optimizing.py::test_split_trio_optimizes_records_state_and_emits_event",
                 "tests/runtime/test_reader.py::test_a_dead_run_never_leaves_a_running_process",
             ],
-            cwd=ROOT,
             env=env,
-            capture_output=True,
-            text=True,
             timeout=600,
-            check=False,
+            cwd=ROOT,
         )
         assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
         assert "2 passed" in proc.stdout
