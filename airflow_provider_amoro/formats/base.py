@@ -88,6 +88,8 @@ class SnapshotRecord:
     producer: str | None = None
     parent_id: int | None = None
     summary: Mapping[str, str] = field(default_factory=dict)
+    #: Iceberg's sequence number of the snapshot (None where the format has none).
+    sequence_number: int | None = None
 
 
 @dataclass(frozen=True)
@@ -168,6 +170,12 @@ class TableFormat(Protocol):
 
     def current_snapshot(self) -> SnapshotRecord | None:
         """The current snapshot, None for an empty table."""
+
+    def branch_head(self, branch: str = "main") -> int | None:
+        """The snapshot a branch or tag points at, None when it does not exist (or the table is empty)."""
+
+    def snapshot(self, snapshot_id: int) -> SnapshotRecord | None:
+        """One retained snapshot by id, None when it is not retained."""
 
     def snapshots(self) -> list[SnapshotRecord]:
         """Every retained snapshot, oldest first."""

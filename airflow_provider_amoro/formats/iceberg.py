@@ -62,6 +62,7 @@ def snapshot_record(snapshot: Snapshot) -> SnapshotRecord:
         producer=summary.get(SNAPSHOT_PRODUCER),
         parent_id=snapshot.parent_snapshot_id,
         summary=summary,
+        sequence_number=snapshot.sequence_number,
     )
 
 
@@ -85,6 +86,7 @@ class IcebergTable:
 
     def __init__(self, table: Table) -> None:
         self.table = table
+        self._by_id: dict[int, Snapshot] | None = None
 
     @property
     def format(self) -> FormatName:
@@ -165,6 +167,18 @@ class IcebergTable:
         """The current snapshot of ``main``."""
         snapshot = self.table.current_snapshot()
         return snapshot_record(snapshot) if snapshot is not None else None
+
+    def branch_head(self, branch: str = "main") -> int | None:
+        """The snapshot id the branch or tag points at."""
+        ref = self.table.metadata.refs.get(branch)
+        return int(ref.snapshot_id) if ref is not None else None
+
+    def snapshot(self, snapshot_id: int) -> SnapshotRecord | None:
+        """A retained snapshot by id (an index built on first use: walks stay linear)."""
+        if self._by_id is None:
+            self._by_id = {s.snapshot_id: s for s in self.table.metadata.snapshots}
+        found = self._by_id.get(snapshot_id)
+        return snapshot_record(found) if found is not None else None
 
     def snapshots(self) -> list[SnapshotRecord]:
         """Retained snapshots, oldest first."""

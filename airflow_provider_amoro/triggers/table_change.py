@@ -51,7 +51,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseEventTrigger, BaseTrigger, TriggerEvent
 
-from airflow_provider_amoro.properties import DEFAULT_CONN_ID, PRODUCER_OPTIMIZE, SNAPSHOT_PRODUCER
+from airflow_provider_amoro.formats import SnapshotRecord, TableFormat, open_table
+from airflow_provider_amoro.properties import DEFAULT_CONN_ID, PRODUCER_OPTIMIZE
 
 if TYPE_CHECKING:
     from pyiceberg.table import Table
@@ -112,31 +113,29 @@ class TableChanges:
         }
 
 
-def _info(snapshot: Any) -> SnapshotInfo:
-    summary = snapshot.summary
-    props: dict[str, str] = dict(summary.additional_properties) if summary is not None else {}
-    op = summary.operation.value if summary is not None and summary.operation is not None else None
+def _info(snapshot: SnapshotRecord) -> SnapshotInfo:
     return SnapshotInfo(
-        snapshot_id=int(snapshot.snapshot_id),
-        parent_snapshot_id=snapshot.parent_snapshot_id,
+        snapshot_id=snapshot.snapshot_id,
+        parent_snapshot_id=snapshot.parent_id,
         sequence_number=snapshot.sequence_number,
-        timestamp_ms=int(snapshot.timestamp_ms),
-        operation=op,
-        producer=props.get(SNAPSHOT_PRODUCER),
-        summary={k: str(v) for k, v in props.items()},
+        timestamp_ms=snapshot.timestamp_ms,
+        operation=snapshot.operation,
+        producer=snapshot.producer,
+        summary=dict(snapshot.summary),
     )
 
 
-def branch_head(table: Table, branch: str = "main") -> int | None:
+def _as_format(table: Table | TableFormat) -> TableFormat:
+    return table if isinstance(table, TableFormat) else open_table(table)
+
+
+def branch_head(table: Table | TableFormat, branch: str = "main") -> int | None:
     """Snapshot id the branch (or tag) points at, or None."""
-    ref = table.metadata.refs.get(branch)
-    if ref is None:
-        return None
-    return int(ref.snapshot_id)
+    return _as_format(table).branch_head(branch)
 
 
 def find_changes(
-    table: Table,
+    table: Table | TableFormat,
     *,
     after_snapshot_id: int | None,
     branch: str = "main",
@@ -155,11 +154,11 @@ def find_changes(
     Returns:
         The :class:`TableChanges`.
     """
-    head = branch_head(table, branch)
+    fmt = _as_format(table)
+    head = fmt.branch_head(branch)
     changes = TableChanges(head_snapshot_id=head)
     if head is None or head == after_snapshot_id:
         return changes
-    by_id = {s.snapshot_id: s for s in table.metadata.snapshots}
     current: int | None = head
     walked = 0
     found = after_snapshot_id is None
@@ -167,11 +166,11 @@ def find_changes(
         if current == after_snapshot_id:
             found = True
             break
-        snap = by_id.get(current)
+        snap = fmt.snapshot(current)
         if snap is None:
             break
         changes.new.append(_info(snap))
-        current = snap.parent_snapshot_id
+        current = snap.parent_id
         walked += 1
     if not found:
         # The baseline is not an ancestor (rollback, expired, other branch): report only the head.

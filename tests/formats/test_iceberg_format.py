@@ -37,6 +37,11 @@ def test_iceberg_table_through_the_seam(catalog: Catalog) -> None:
     assert [s.operation for s in snapshots] == ["append"] * 5
     assert snapshots[-1].snapshot_id == table.current_snapshot().snapshot_id
     assert snapshots[-1].parent_id == snapshots[-2].snapshot_id
+    assert [s.sequence_number for s in snapshots] == [1, 2, 3, 4, 5]
+    assert fmt.branch_head() == snapshots[-1].snapshot_id
+    assert fmt.branch_head("no-such-branch") is None
+    assert fmt.snapshot(snapshots[1].snapshot_id) == snapshots[1]
+    assert fmt.snapshot(12345) is None
     totals = fmt.totals()
     files = list(fmt.files())
     assert totals.data_files == len(files) == 10  # two partitions per append
