@@ -1,10 +1,14 @@
-"""Parsing ``dags/amoro_dags.py`` with 1,000 cached tables: under 2 s, and no catalog contacted.
+"""Parsing ``dags/amoro_dags.py`` with 1,000 cached tables: under 3 s, and no catalog contacted.
 
 The cache is synthetic (1,000 tables with properties and costs); the configuration is the example
 ``dags/amoro.yaml`` with watchers on and the default maintenance actions, pointed at an
 unreachable catalog connection, so any catalog call during parsing would fail the parse. Each
 measurement is a fresh Python process (``parse_timing.py``); the best of three is compared with
-the 2 s budget (see the test for how an overloaded machine is accounted for).
+the 3 s budget (see the test for how an overloaded machine is accounted for). Every table DAG has
+the same 11 tasks whatever its properties (resolve, the optimizing pipeline, its failure outcome and
+all five maintenance actions, which skip when off), so a worker on another host parses the DAG the
+scheduler saw; that costs about 2.2 s of CPU per 1,000 tables here, far under a third of Airflow's
+``dag_file_processor_timeout`` (50 s). Larger catalogs split over files with ``shards``.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from airflow_provider_amoro.dag_factory.cache import CachedTable, write_cache
 
 REPO = Path(__file__).resolve().parents[2]
 TABLES = 1000
-BUDGET_S = 2.0
+BUDGET_S = 3.0
 
 
 @pytest.fixture

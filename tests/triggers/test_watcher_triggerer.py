@@ -66,8 +66,25 @@ def _wait(predicate: Any, timeout: float, what: str, log: Path) -> None:
     raise AssertionError(f"timed out waiting for {what}; triggerer log:\n{log.read_text()[-4000:]}")
 
 
+def _drop_other_triggers() -> None:
+    """Earlier tests of the session leave watchers (some on catalogs that never answer) in the shared
+    metadata DB; the triggerer of this test must run only the trigger this test registers."""
+    from airflow.models.asset import AssetWatcherModel
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.models.trigger import Trigger
+    from sqlalchemy import delete, update
+
+    with create_session() as session:
+        session.execute(
+            update(TaskInstance).where(TaskInstance.trigger_id.is_not(None)).values(trigger_id=None)
+        )
+        session.execute(delete(AssetWatcherModel))
+        session.execute(delete(Trigger))
+
+
 @pytest.fixture
 def triggerer(airflow_db: Path, tmp_path: Path) -> Iterator[Path]:
+    _drop_other_triggers()
     log = tmp_path / "triggerer.log"
     with log.open("w") as out:
         proc = subprocess.Popen(
