@@ -205,11 +205,17 @@ _header_reader = construct_reader(META_SCHEMA, {-1: AvroFileHeader})
 
 
 class _CachedReaderAvroFile(AvroFile[Any]):
-    """``AvroFile`` whose reader tree is resolved once per distinct writer schema (then shared)."""
+    """``AvroFile`` whose reader tree is resolved once per distinct writer schema (then shared), read
+    from bytes already fetched (``content``) or from its input file."""
+
+    content: bytes | None = None
 
     def __enter__(self) -> _CachedReaderAvroFile:
-        with self.input_file.open() as f:
-            self.decoder = new_decoder(f.read())
+        if self.content is None:
+            with self.input_file.open() as f:
+                self.content = f.read()
+        self.decoder = new_decoder(self.content)
+        self.content = None
         self.header = _header_reader.read(self.decoder)
         raw = self.header.meta.get(_SCHEMA_KEY)
         if raw is None:
@@ -231,15 +237,20 @@ class _CachedReaderAvroFile(AvroFile[Any]):
 
 
 def read_manifest_entries(
-    io: FileIO, manifest: ManifestFile, discard_deleted: bool = True
+    io: FileIO, manifest: ManifestFile, discard_deleted: bool = True, content: bytes | None = None
 ) -> list[ManifestEntry]:
-    """The entries of a manifest, sequence numbers inherited, as ``ManifestFile.fetch_manifest_entry``."""
-    with _CachedReaderAvroFile(
+    """The entries of a manifest, sequence numbers inherited, as ``ManifestFile.fetch_manifest_entry``.
+
+    ``content``: the manifest file's bytes when already fetched (else it is read through ``io``).
+    """
+    avro = _CachedReaderAvroFile(
         io.new_input(manifest.manifest_path),
         MANIFEST_ENTRY_SCHEMAS[DEFAULT_READ_VERSION],
         read_types={-1: ManifestEntry, 2: DataFile},
         read_enums={0: ManifestEntryStatus, 101: FileFormat, 134: DataFileContent},
-    ) as reader:
+    )
+    avro.content = content
+    with avro as reader:
         return [
             inherit_from_manifest(entry, manifest)
             for entry in reader

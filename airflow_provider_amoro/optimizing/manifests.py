@@ -20,9 +20,10 @@ import contextlib
 import gc
 import os
 import threading
-from collections import OrderedDict
+import time
+from collections import OrderedDict, deque
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from airflow_provider_amoro.iceberg_compat import read_manifest_entries
@@ -34,8 +35,16 @@ if TYPE_CHECKING:
 #: Environment variable bounding :data:`MANIFEST_CACHE` (entries); 0 disables caching.
 CACHE_ENTRIES_ENV = "AMORO_MANIFEST_CACHE_ENTRIES"
 DEFAULT_CACHE_ENTRIES = 200_000
-#: Threads reading manifests: IO latency overlaps; Avro decoding holds the GIL part of the time.
+#: Threads fetching manifest bytes: storage latency overlaps. Decoding (pure-Python Avro, which
+#: holds the GIL) stays on the calling thread: 1,000 small manifests decode in 0.07 s on one thread
+#: and took 0.19 s on eight, which mostly fought over the GIL.
 READ_THREADS = 8
+#: At most this many fetched manifests wait to be decoded (bounds the bytes held).
+FETCH_AHEAD = 64
+#: Manifests fetched on the calling thread first, to tell local from remote storage.
+PROBE_FETCHES = 4
+#: A mean fetch slower than this (seconds) makes the rest be fetched on threads.
+SLOW_FETCH_S = 0.002
 
 
 def _bound_from_env() -> int:
@@ -142,41 +151,67 @@ class ManifestCache:
         hit = self.get(manifest.manifest_path)
         if hit is not None:
             return hit
-        read = read_manifest_entries(io, manifest, discard_deleted=True)
+        return self._decode(io, manifest, _fetch(io, manifest.manifest_path))
+
+    def read_all(
+        self, io: FileIO, manifests: Sequence[ManifestFile], threads: int = READ_THREADS
+    ) -> list[list[ManifestEntry]]:
+        """Live entries of every manifest, in order.
+
+        The missing ones are decoded on the calling thread in order; from remote storage they are
+        fetched on up to ``threads`` threads, at most :data:`FETCH_AHEAD` ahead.
+        """
+        out: list[list[ManifestEntry] | None] = [self.get(m.manifest_path) for m in manifests]
+        missing = [manifests[i] for i, hit in enumerate(out) if hit is None]
+        with paused_gc():
+            decoded = iter(self._read_missing(io, missing, threads))
+        return [hit if hit is not None else next(decoded) for hit in out]
+
+    def _read_missing(
+        self, io: FileIO, manifests: Sequence[ManifestFile], threads: int
+    ) -> list[list[ManifestEntry]]:
+        """Live entries of ``manifests`` (read from storage, then cached), in order.
+
+        The first :data:`PROBE_FETCHES` are fetched on this thread; when a fetch took longer than
+        :data:`SLOW_FETCH_S` on average (remote storage), the rest are fetched on ``threads``
+        threads. Local files are fetched faster than a thread hand-off, and fetch threads would
+        compete with the decoding for the GIL (1,000 local manifests: 0.07 s serial, 0.15 s so).
+        """
+        out: list[list[ManifestEntry]] = []
+        started = time.perf_counter()
+        for manifest in manifests[:PROBE_FETCHES]:
+            out.append(self._decode(io, manifest, _fetch(io, manifest.manifest_path)))
+        rest = manifests[len(out) :]
+        slow = bool(out) and (time.perf_counter() - started) / len(out) > SLOW_FETCH_S
+        workers = max(1, min(threads, len(rest)))
+        if not slow or workers == 1:
+            out.extend(self._decode(io, m, _fetch(io, m.manifest_path)) for m in rest)
+            return out
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="amoro-manifests") as pool:
+            pending: deque[Future[bytes]] = deque()
+            ahead = iter(rest)
+            for manifest in rest:
+                while len(pending) < FETCH_AHEAD:
+                    nxt = next(ahead, None)
+                    if nxt is None:
+                        break
+                    pending.append(pool.submit(_fetch, io, nxt.manifest_path))
+                out.append(self._decode(io, manifest, pending.popleft().result()))
+        return out
+
+    def _decode(self, io: FileIO, manifest: ManifestFile, content: bytes) -> list[ManifestEntry]:
+        """The live entries of one fetched manifest, kept in the cache."""
+        read = read_manifest_entries(io, manifest, discard_deleted=True, content=content)
         with self._lock:
             self.reads += 1
         self.put(manifest.manifest_path, read)
         return read
 
-    def read_all(
-        self, io: FileIO, manifests: Sequence[ManifestFile], threads: int = READ_THREADS
-    ) -> list[list[ManifestEntry]]:
-        """Live entries of every manifest, in order; the missing ones are read in parallel."""
-        out: list[list[ManifestEntry] | None] = [self.get(m.manifest_path) for m in manifests]
-        missing = [i for i, hit in enumerate(out) if hit is None]
-        with paused_gc():
-            self._read_missing(io, manifests, out, missing, threads)
-        return [hit if hit is not None else [] for hit in out]
 
-    def _read_missing(
-        self,
-        io: FileIO,
-        manifests: Sequence[ManifestFile],
-        out: list[list[ManifestEntry] | None],
-        missing: list[int],
-        threads: int,
-    ) -> None:
-        if missing:
-            workers = max(1, min(threads, len(missing)))
-            if workers == 1:
-                for i in missing:
-                    out[i] = self.entries(io, manifests[i])
-            else:
-                with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="amoro-manifests") as pool:
-                    for i, read in zip(
-                        missing, pool.map(lambda i: self.entries(io, manifests[i]), missing), strict=True
-                    ):
-                        out[i] = read
+def _fetch(io: FileIO, path: str) -> bytes:
+    """The bytes of the file at ``path``."""
+    with io.new_input(path).open() as f:
+        return f.read()
 
 
 MANIFEST_CACHE = ManifestCache()

@@ -19,7 +19,6 @@ from __future__ import annotations
 import bisect
 import itertools
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -27,12 +26,13 @@ from pyiceberg.manifest import (
     DataFile,
     DataFileContent,
     FileFormat,
+    ManifestEntry,
     ManifestEntryStatus,
     ManifestFile,
 )
 
 from airflow_provider_amoro.optimizing.delete_files import POS_FILE_PATH_FIELD_ID
-from airflow_provider_amoro.optimizing.manifests import MANIFEST_CACHE, paused_gc
+from airflow_provider_amoro.optimizing.manifests import MANIFEST_CACHE, READ_THREADS, paused_gc
 from airflow_provider_amoro.optimizing.model import (
     FileContent,
     FileRef,
@@ -50,8 +50,8 @@ if TYPE_CHECKING:
     from pyiceberg.table import Table
 
 
-#: Threads reading manifests; IO-bound work overlaps, Avro decoding holds the GIL part of the time.
-DEFAULT_SCAN_THREADS = 8
+#: Threads fetching manifests from storage (decoding stays on the calling thread, see manifests.py).
+DEFAULT_SCAN_THREADS = READ_THREADS
 
 PartitionKey = tuple[int, tuple[Hashable, ...]]
 
@@ -351,8 +351,10 @@ def _referenced_data_file(df: DataFile) -> str | None:
     return None
 
 
-def _read_manifest(ctx: _ScanContext, manifest: ManifestFile) -> tuple[list[FileRef], list[FileRef], bool]:
-    """One manifest's live entries (read once per process) as FileRefs: (data, deletes, filtered_any)."""
+def _manifest_refs(
+    ctx: _ScanContext, manifest: ManifestFile, entries: list[ManifestEntry]
+) -> tuple[list[FileRef], list[FileRef], bool]:
+    """One manifest's live entries as FileRefs: (data, deletes, filtered_any)."""
     data: list[FileRef] = []
     deletes: list[FileRef] = []
     filtered = False
@@ -360,7 +362,7 @@ def _read_manifest(ctx: _ScanContext, manifest: ManifestFile) -> tuple[list[File
     manifest_seq = manifest.sequence_number or 0
     part_filter = ctx.partition_filters.get(spec_id) if ctx.partition_filters is not None else None
     shared = ctx.partitions
-    for entry in MANIFEST_CACHE.entries(ctx.io, manifest):
+    for entry in entries:
         status = entry.status
         if status == ManifestEntryStatus.DELETED:
             continue
@@ -441,7 +443,7 @@ def live_files(
         row_filter: an unbound predicate (e.g. ``OptimizingConfig.filter_expression``): files whose
             partition (every file) or column metrics (data files) show that no row can match are left
             out. Delete files are never excluded by metrics, only by partition.
-        threads: manifests read at the same time.
+        threads: manifests fetched from storage at the same time (they are decoded one at a time).
 
     Returns:
         The snapshot's live files; for a table without snapshots, no files and ``snapshot_id`` None.
@@ -484,9 +486,10 @@ def live_files(
     manifests = list(snapshot.manifests(table.io))
     if not manifests:
         return result
-    workers = max(1, min(threads, len(manifests)))
-    with paused_gc(), ThreadPoolExecutor(max_workers=workers, thread_name_prefix="amoro-scan") as pool:
-        for data, deletes, filtered in pool.map(lambda m: _read_manifest(ctx, m), manifests):
+    read = MANIFEST_CACHE.read_all(table.io, manifests, threads)
+    with paused_gc():
+        for manifest, entries in zip(manifests, read, strict=True):
+            data, deletes, filtered = _manifest_refs(ctx, manifest, entries)
             result.data_files.extend(data)
             result.delete_files.extend(deletes)
             result.filtered = result.filtered or filtered
