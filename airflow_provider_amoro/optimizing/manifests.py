@@ -148,6 +148,8 @@ class ManifestCache:
 
     def entries(self, io: FileIO, manifest: ManifestFile) -> list[ManifestEntry]:
         """Live entries of one manifest, read from storage only when not cached."""
+        if _holds_no_live_file(manifest):
+            return []
         hit = self.get(manifest.manifest_path)
         if hit is not None:
             return hit
@@ -161,7 +163,9 @@ class ManifestCache:
         The missing ones are decoded on the calling thread in order; from remote storage they are
         fetched on up to ``threads`` threads, at most :data:`FETCH_AHEAD` ahead.
         """
-        out: list[list[ManifestEntry] | None] = [self.get(m.manifest_path) for m in manifests]
+        out: list[list[ManifestEntry] | None] = [
+            [] if _holds_no_live_file(m) else self.get(m.manifest_path) for m in manifests
+        ]
         missing = [manifests[i] for i, hit in enumerate(out) if hit is None]
         with paused_gc():
             decoded = iter(self._read_missing(io, missing, threads))
@@ -206,6 +210,12 @@ class ManifestCache:
             self.reads += 1
         self.put(manifest.manifest_path, read)
         return read
+
+
+def _holds_no_live_file(manifest: ManifestFile) -> bool:
+    """The manifest list says the manifest has no ADDED or EXISTING entry (only DELETED ones, as the
+    optimizer's own DELETED manifest): nothing live to read. Counts missing (allowed in v1): read it."""
+    return manifest.added_files_count == 0 and manifest.existing_files_count == 0
 
 
 def _fetch(io: FileIO, path: str) -> bytes:
