@@ -43,7 +43,7 @@ import io
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from pyiceberg.avro.decoder import new_decoder
 from pyiceberg.avro.encoder import BinaryEncoder
@@ -75,7 +75,7 @@ from pyiceberg.table.update.snapshot import _OverwriteFiles as OverwriteFiles
 from pyiceberg.table.update.snapshot import _SnapshotProducer as SnapshotProducer
 
 if TYPE_CHECKING:
-    from pyiceberg.io import FileIO
+    from pyiceberg.io import FileIO, InputFile
     from pyiceberg.table import Table, Transaction
     from pyiceberg.table.update import TableRequirement, TableUpdate
 
@@ -236,6 +236,13 @@ class _CachedReaderAvroFile(AvroFile[Any]):
         return self
 
 
+class _Fetched:
+    """Stands for the input file of bytes already fetched (only its location is used)."""
+
+    def __init__(self, location: str) -> None:
+        self.location = location
+
+
 def read_manifest_entries(
     io: FileIO, manifest: ManifestFile, discard_deleted: bool = True, content: bytes | None = None
 ) -> list[ManifestEntry]:
@@ -244,7 +251,9 @@ def read_manifest_entries(
     ``content``: the manifest file's bytes when already fetched (else it is read through ``io``).
     """
     avro = _CachedReaderAvroFile(
-        io.new_input(manifest.manifest_path),
+        io.new_input(manifest.manifest_path)
+        if content is None
+        else cast("InputFile", _Fetched(manifest.manifest_path)),
         MANIFEST_ENTRY_SCHEMAS[DEFAULT_READ_VERSION],
         read_types={-1: ManifestEntry, 2: DataFile},
         read_enums={0: ManifestEntryStatus, 101: FileFormat, 134: DataFileContent},
