@@ -29,7 +29,8 @@ What is used, and why:
   The blocks are written as ``AvroOutputFile.write_block`` writes them (its ``writer`` tree,
   ``encoder``, ``compression_codec`` and ``sync_bytes``), with a ``BinaryEncoder`` whose
   ``write_int`` writes a varint in one call (small values from a table) instead of one call per byte:
-  integers are most of what a manifest entry holds (column ids, sizes, counts).
+  integers are most of what a manifest entry holds (column ids, sizes, counts); and with the
+  writer tree's int-keyed maps (pyiceberg's ``avro.writer`` classes) each written in one call.
 - :func:`read_manifest_entries`: ``ManifestFile.fetch_manifest_entry`` with the Avro reader tree
   cached by the file's writer schema. pyiceberg converts each file's Avro schema to an Iceberg
   schema and resolves a reader tree for every file it opens, which is about 90 % of reading a
@@ -41,8 +42,9 @@ from __future__ import annotations
 
 import io
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 from pyiceberg.avro.decoder import new_decoder
@@ -50,6 +52,14 @@ from pyiceberg.avro.encoder import BinaryEncoder
 from pyiceberg.avro.file import META_SCHEMA, AvroFile, AvroFileHeader
 from pyiceberg.avro.reader import Reader
 from pyiceberg.avro.resolver import construct_reader, resolve_reader
+from pyiceberg.avro.writer import (
+    BinaryWriter,
+    IntegerWriter,
+    MapWriter,
+    OptionWriter,
+    StructWriter,
+    Writer,
+)
 from pyiceberg.expressions.visitors import _InclusiveMetricsEvaluator as InclusiveMetricsEvaluator
 from pyiceberg.io.pyarrow import _check_pyarrow_schema_compatible as check_pyarrow_schema_compatible
 from pyiceberg.io.pyarrow import _dataframe_to_data_files as dataframe_to_data_files
@@ -73,6 +83,7 @@ from pyiceberg.schema import Schema
 from pyiceberg.table.update.snapshot import _FastAppendFiles as FastAppendFiles
 from pyiceberg.table.update.snapshot import _OverwriteFiles as OverwriteFiles
 from pyiceberg.table.update.snapshot import _SnapshotProducer as SnapshotProducer
+from pyiceberg.utils.lazydict import LazyDict
 
 if TYPE_CHECKING:
     from pyiceberg.io import FileIO, InputFile
@@ -149,12 +160,74 @@ class _VarintEncoder(BinaryEncoder):
             self._output_stream.write(_zigzag_varint(integer))
 
 
-def _write_block(avro: Any, objects: list[Any]) -> None:
-    """``AvroOutputFile.write_block`` with the one-call varint encoder for the block's content."""
+def _varint(value: int) -> bytes:
+    return _SMALL_VARINTS[value] if 0 <= value < len(_SMALL_VARINTS) else _zigzag_varint(value)
+
+
+@dataclass(frozen=True)
+class _IntMapWriter(Writer):
+    """pyiceberg's ``MapWriter`` for an int-keyed map of ints (``int``/``long``) or bytes, writing
+    the whole map in one call: the same bytes (one block of ``len`` pairs, then the 0 terminator).
+
+    A manifest entry holds six such maps (column sizes, value/null/NaN counts, lower/upper bounds),
+    which were most of the time of encoding one with pyiceberg's per-value writer calls."""
+
+    values_are_bytes: bool
+
+    def write(self, encoder: BinaryEncoder, val: Mapping[int, Any]) -> None:
+        flat = _flat_pairs(val)
+        if not flat:
+            encoder.write_int(0)
+            return
+        small, n = _SMALL_VARINTS, len(_SMALL_VARINTS)
+        parts = [_varint(len(flat) // 2)]
+        append = parts.append
+        if self.values_are_bytes:
+            for i in range(0, len(flat), 2):
+                k, v = flat[i], flat[i + 1]
+                append(small[k] if 0 <= k < n else _zigzag_varint(k))
+                append(small[len(v)] if len(v) < n else _zigzag_varint(len(v)))
+                append(v)
+        else:
+            for i in range(0, len(flat), 2):
+                k, v = flat[i], flat[i + 1]
+                append(small[k] if 0 <= k < n else _zigzag_varint(k))
+                append(small[v] if 0 <= v < n else _zigzag_varint(v))
+        append(b"\x00")
+        encoder.write(b"".join(parts))
+
+
+def _flat_pairs(val: Mapping[int, Any]) -> list[Any]:
+    """``[k0, v0, k1, v1, ...]`` of a map; a pyiceberg ``LazyDict`` read from a manifest (and not
+    looked into since) gives its pairs without building its dict."""
+    if isinstance(val, LazyDict) and val._dict is None:
+        contents = val._contents
+        return list(contents[0]) if len(contents) == 1 else [x for block in contents for x in block]
+    return [x for pair in val.items() for x in pair]
+
+
+def _fast_tree(writer: Writer) -> Writer:
+    """pyiceberg's writer tree with its int-keyed maps written by :class:`_IntMapWriter`."""
+    if isinstance(writer, StructWriter):
+        return StructWriter(tuple((pos, _fast_tree(w)) for pos, w in writer.field_writers))
+    if isinstance(writer, OptionWriter):
+        return OptionWriter(_fast_tree(writer.option))
+    if isinstance(writer, MapWriter) and type(writer.key_writer) is IntegerWriter:
+        if type(writer.value_writer) is IntegerWriter:
+            return _IntMapWriter(values_are_bytes=False)
+        if type(writer.value_writer) is BinaryWriter:
+            return _IntMapWriter(values_are_bytes=True)
+    return writer
+
+
+def _write_block(avro: Any, objects: list[Any], tree: Writer | None = None) -> None:
+    """``AvroOutputFile.write_block`` with the one-call varint encoder for the block's content
+    (and ``tree``, the Avro file's writer tree or an equivalent one)."""
     content = io.BytesIO()
     encoder = _VarintEncoder(output_stream=content)
+    writer = tree or avro.writer
     for obj in objects:
-        avro.writer.write(encoder, obj)
+        writer.write(encoder, obj)
     block = content.getvalue()
     avro.encoder.write_int(len(objects))
     if codec := avro.compression_codec():
@@ -181,18 +254,19 @@ def batched_manifest_blocks(writer: ManifestWriter, entries: int = MANIFEST_BLOC
     """
     avro = writer._writer
     pending: list[Any] = []
+    tree = _fast_tree(avro.writer)
 
     def buffered(objects: list[Any]) -> None:
         pending.extend(objects)
         if len(pending) >= entries:
-            _write_block(avro, pending)
+            _write_block(avro, pending, tree)
             pending.clear()
 
     avro.write_block = buffered  # type: ignore[method-assign]
     try:
         yield
         if pending:
-            _write_block(avro, pending)
+            _write_block(avro, pending, tree)
     finally:
         del avro.write_block
 
