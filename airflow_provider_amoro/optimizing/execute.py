@@ -104,6 +104,16 @@ the process's default). pyarrow's default, mimalloc, keeps the memory a task fre
 and 303-312 MB with the system allocator, for the same Arrow peak (~230 MB) and less CPU. Not
 applied when ``ARROW_DEFAULT_MEMORY_POOL`` is set: the operator's choice wins."""
 
+DICTIONARY_SAMPLE_ROWS = 8192
+"""Rows of an output file's first row group sampled to choose its dictionary-encoded columns."""
+DICTIONARY_MAX_DISTINCT = 0.5
+"""A column is dictionary-encoded when at most this share of its sampled non-null values are
+distinct. Parquet writers start every column with a dictionary and fall back to plain pages when it
+outgrows its limit (2 MB here): for a column of mostly distinct values (ids, timestamps, amounts,
+free text) that is wasted work and a larger file. Measured on 400,000 rows of the benchmark's
+events (three unique numeric columns, a free-text and a 12-value column): 0.24 s and 10.9 MB with a
+dictionary on every column, 0.11 s and 9.0 MB with one on the 12-value column only."""
+
 _pool_lock = threading.Lock()
 _pool_users = [0]
 _pool_saved: list[pa.MemoryPool] = []
@@ -322,7 +332,7 @@ class RollingParquetWriter:
         rows = min(rows, self._pending_rows)
         data = self._take(rows)
         if self._open is None:
-            self._open_file()
+            self._open_file(data)
         assert self._open is not None
         current = self._open
         if self.executor is None:
@@ -350,7 +360,7 @@ class RollingParquetWriter:
         if after >= self.target_size * (1 - _CLOSE_SLACK) or self.target_size - after < self.bytes_per_row:
             self._close_file()
 
-    def _open_file(self) -> None:
+    def _open_file(self, first: pa.Table) -> None:
         location = new_file_location(self.table, self.spec_id, self.partition, prefix=self.name_prefix)
         self.written.append(location)
         stream = self.table.io.new_output(location).create(overwrite=False)
@@ -359,6 +369,7 @@ class RollingParquetWriter:
                 cast(IO[Any], stream),
                 schema=self._arrow_schema,
                 store_decimal_as_integer=True,
+                use_dictionary=dictionary_columns(first),
                 **self._writer_kwargs,
             )
         except Exception:
@@ -393,6 +404,28 @@ class RollingParquetWriter:
         )
         df.spec_id = self.spec_id
         self.files.append(df)
+
+
+def dictionary_columns(rows: pa.Table) -> bool | list[str]:
+    """The columns of an output file to dictionary-encode, chosen on a sample of its first rows.
+
+    Top-level columns whose sampled non-null values are at most :data:`DICTIONARY_MAX_DISTINCT`
+    distinct (or all null); True (every column, the Parquet default) when the schema has nested
+    columns, whose leaf paths are not chosen here.
+    """
+    if any(pa.types.is_nested(f.type) for f in rows.schema):
+        return True
+    sample = rows.slice(0, DICTIONARY_SAMPLE_ROWS)
+    chosen = []
+    for name, column in zip(sample.column_names, sample.columns, strict=True):
+        values = len(column) - column.null_count
+        try:
+            repeated = values == 0 or pc.count_distinct(column).as_py() <= values * DICTIONARY_MAX_DISTINCT
+        except pa.ArrowNotImplementedError:  # no distinct count for the type (e.g. uuid): keep it
+            repeated = True
+        if repeated:
+            chosen.append(name)
+    return chosen
 
 
 def _sort_table(table: Table, schema: Schema, data: pa.Table) -> pa.Table:

@@ -344,7 +344,7 @@ def test_every_primitive_type_round_trips(sqlite_catalog: Any) -> None:
     )
     sqlite_catalog.create_namespace("db")
     table = sqlite_catalog.create_table(
-        "db.t", schema=schema, properties={"self-optimizing.target-size": "65536"}
+        "db.t", schema=schema, properties={"self-optimizing.target-size": "32768"}
     )
     n = 3000
     base = dt.datetime(2024, 1, 1)
@@ -524,3 +524,42 @@ def test_a_failed_encode_leaves_no_outputs(sqlite_catalog: Any, monkeypatch: pyt
     with pytest.raises(OSError, match="disk full"):
         execute(table, _task(data, []))
     assert _parquet_files(root) == before
+
+
+def test_dictionary_encoding_only_for_columns_whose_values_repeat(sqlite_catalog: Any) -> None:
+    """Unique ids and free text are written plain; a 12-value column, an all-NULL column and a
+    nested column keep their dictionary; the rows read back unchanged."""
+    sqlite_catalog.create_namespace("db")
+    n = 20_000
+    rows = pa.table(
+        {
+            "id": pa.array(range(n), pa.int64()),
+            "category": pa.array([f"c{i % 12}" for i in range(n)]),
+            "note": pa.array([f"note-{i * 7919 % 100_003}" for i in range(n)]),
+            "empty": pa.array([None] * n, pa.string()),
+        }
+    )
+    flat = sqlite_catalog.create_table("db.flat", schema=rows.schema)
+    nested = sqlite_catalog.create_table(
+        "db.nested", schema=rows.append_column("tags", pa.array([[f"t{i % 3}"] for i in range(n)])).schema
+    )
+    for table, data in (
+        (flat, rows),
+        (nested, rows.append_column("tags", pa.array([[f"t{i % 3}"] for i in range(n)]))),
+    ):
+        for k in range(4):
+            table.append(data.slice(k * n // 4, n // 4))
+    dictionary = {}
+    for table in (flat, nested):
+        table = sqlite_catalog.load_table(table.name())
+        before = content_hash(read_table(table))
+        data, deletes = file_refs(table)
+        result = execute(table, _task(data, deletes))
+        [output] = result.outputs
+        meta = pq.ParquetFile(_local(output["file_path"])).metadata.row_group(0)
+        dictionary[table.name()[-1]] = {
+            meta.column(i).path_in_schema: meta.column(i).has_dictionary_page for i in range(meta.num_columns)
+        }
+        assert content_hash(pq.read_table(_local(output["file_path"]))) == before
+    assert dictionary["flat"] == {"id": False, "category": True, "note": False, "empty": True}
+    assert all(dictionary["nested"].values())  # nested columns: every column, as Parquet's default

@@ -217,9 +217,10 @@ def _group_batches(
     """The rows of one group: the decoded files' tables, or a threaded dataset scan of fragments."""
     fragments = [f for f in group if isinstance(f, ds.Fragment)]
     if not fragments:
-        for decoded in group:
-            assert isinstance(decoded, DecodedFile)
-            yield from decoded.rows.to_batches(batch_size)
+        # one copy into contiguous arrays here, on the producer thread, instead of the consumer
+        # concatenating and relabelling one small batch per file
+        tables = [d.rows for d in group if isinstance(d, DecodedFile)]
+        yield from pa.concat_tables(tables).combine_chunks().to_batches(batch_size)
         return
     dataset = ds.FileSystemDataset(fragments, schema=schema, format=fmt, filesystem=filesystem)
     yield from dataset.to_batches(columns=schema.names, batch_size=batch_size, use_threads=True)
