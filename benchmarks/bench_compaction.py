@@ -286,7 +286,7 @@ def child_floor(
 # driver
 
 
-def _aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Median run by wall time, with the median CPU time and the worst peak memory of all runs."""
     by_wall = sorted(runs, key=lambda r: r["seconds"])
     out = dict(by_wall[len(by_wall) // 2])
@@ -367,7 +367,7 @@ def run(quick: bool = False) -> dict[str, Any]:
                         errors[name] = str(exc)[-3000:]
             for name, got in runs.items():
                 if got:
-                    case["results"][name] = _aggregate(got)
+                    case["results"][name] = median_run(got)
             for name, err in errors.items():
                 case["results"][name] = {"error": err}
             for res in case["results"].values():

@@ -25,6 +25,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from benchmarks.bench_compaction import median_run
 from benchmarks.common import WORK, dir_size, local_path, make_catalog, run_child
 
 NAMESPACE = "bench"
@@ -35,6 +36,9 @@ KEEP_SNAPSHOTS = 100
 #: (commits, files per commit); every shape holds TOTAL_ROWS rows
 SHAPES = [(1, 200), (200, 1), (1_000, 1), (5_000, 1)]
 QUICK_SHAPES = [(1, 50), (50, 1), (200, 1)]
+#: Interleaved rounds per shape (the median run by wall time is reported; one run moved by up to
+#: +-40 % between invocations on this 2-core machine)
+REPS = 3
 
 
 def _iceberg_schema() -> Any:
@@ -235,10 +239,9 @@ def child_delta(meter: Any, path: str, live_rows: int) -> dict[str, Any]:
 # driver
 
 
-def run(quick: bool = False) -> dict[str, Any]:
-    """Build (or reuse) every shape, then run floor, delta-rs and the engine per shape."""
-    from benchmarks.history import copy_delta
-
+def run(quick: bool = False, reps: int = REPS) -> dict[str, Any]:
+    """Build (or reuse) every shape, then run floor, delta-rs and the engine per shape, ``reps``
+    interleaved rounds each; the median run by wall time is reported."""
     root = WORK / "history"
     root.mkdir(parents=True, exist_ok=True)
     shapes = QUICK_SHAPES if quick else SHAPES
@@ -247,31 +250,21 @@ def run(quick: bool = False) -> dict[str, Any]:
         info = prepare(root, commits, per_commit)
         shape = Path(info["delta_base"]).parent
         print(f"   {commits} commits x {per_commit} files: built in {info['build_s']:.0f} s", flush=True)
-        out = str(shape / "floor.parquet")
-        floor = run_child(
-            "benchmarks.bench_history:child_floor",
-            {"shape": str(shape), "out": out, "live_rows": info["rows"]},
-        )
-        delta_dir = shape / "delta_run"
-        copy_delta(Path(info["delta_base"]), delta_dir)
-        delta = run_child(
-            "benchmarks.bench_history:child_delta", {"path": str(delta_dir), "live_rows": info["rows"]}
-        )
-        shutil.rmtree(delta_dir)
-        first = run_child(
-            "benchmarks.bench_history:child_engine_first",
-            {"root": str(shape), "metadata_location": info["metadata_location"], "live_rows": info["rows"]},
-        )
-        nxt = run_child(
-            "benchmarks.bench_history:child_engine_next",
-            {
-                "root": str(shape),
-                "ident": first["ident"],
-                "live_rows": info["rows"] + NEXT_COMMITS * NEXT_ROWS,
-            },
-        )
+        runs: dict[str, list[dict[str, Any]]] = {"floor": [], "delta": [], "engine": [], "engine_next": []}
+        idents = []
+        for _ in range(reps):
+            one = _one_round(shape, info)
+            idents.append(one.pop("ident"))
+            for key, value in one.items():
+                runs[key].append(value)
+        floor, delta, first, nxt = (median_run(runs[k]) for k in ("floor", "delta", "engine", "engine_next"))
+        for key, agg in zip(
+            ("floor", "delta", "engine", "engine_next"), (floor, delta, first, nxt), strict=True
+        ):
+            agg["rows_ok"] = all(r["rows_ok"] for r in runs[key])  # every run read its rows back
         catalog = make_catalog(shape)
-        catalog.drop_table(first["ident"])
+        for ident in idents:
+            catalog.drop_table(ident)
         shutil.rmtree(local_path((shape / "iceberg" / "data").as_uri()), ignore_errors=True)
         row = {
             "commits": commits,
@@ -291,13 +284,40 @@ def run(quick: bool = False) -> dict[str, Any]:
             flush=True,
         )
         rows_out.append(row)
-    return {"shapes": rows_out, "quick": quick}
+    return {"shapes": rows_out, "quick": quick, "median_of": reps}
+
+
+def _one_round(shape: Path, info: dict[str, Any]) -> dict[str, Any]:
+    """One interleaved run of floor, delta-rs, the engine's first and next process on a shape."""
+    from benchmarks.history import copy_delta
+
+    out = str(shape / "floor.parquet")
+    floor = run_child(
+        "benchmarks.bench_history:child_floor",
+        {"shape": str(shape), "out": out, "live_rows": info["rows"]},
+    )
+    delta_dir = shape / "delta_run"
+    copy_delta(Path(info["delta_base"]), delta_dir)
+    delta = run_child(
+        "benchmarks.bench_history:child_delta", {"path": str(delta_dir), "live_rows": info["rows"]}
+    )
+    shutil.rmtree(delta_dir)
+    first = run_child(
+        "benchmarks.bench_history:child_engine_first",
+        {"root": str(shape), "metadata_location": info["metadata_location"], "live_rows": info["rows"]},
+    )
+    nxt = run_child(
+        "benchmarks.bench_history:child_engine_next",
+        {"root": str(shape), "ident": first["ident"], "live_rows": info["rows"] + NEXT_COMMITS * NEXT_ROWS},
+    )
+    return {"floor": floor, "delta": delta, "engine": first, "engine_next": nxt, "ident": first["ident"]}
 
 
 def summarize(result: dict[str, Any]) -> list[str]:
     """Markdown for results.md."""
     lines = [
-        "Reproduce: `python -m benchmarks.run --only history` (one interleaved run per shape: floor, "
+        f"Reproduce: `python -m benchmarks.run --only history` (median of {result.get('median_of', 1)} "
+        "interleaved rounds per shape: floor, "
         "delta-rs, engine first process, engine next process; each in its own process). Same 400,000 "
         "rows in every shape; one file per commit except the first shape (200 files in one commit). "
         f"Iceberg keeps the last {KEEP_SNAPSHOTS} snapshots (older ones expired); the next process "
