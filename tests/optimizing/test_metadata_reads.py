@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from builders import WIDE_SCHEMA, id_v_rows, new_table
+from catalogs import on_catalogs
 from pyiceberg.catalog import Catalog
 from pyiceberg.table import Table
 
@@ -218,3 +219,51 @@ def test_commit_after_a_concurrent_append_reads_only_the_new_manifest(catalog: C
     assert committed.snapshot_id is not None
     assert MANIFEST_CACHE.reads == 15  # the head's manifests: only the concurrent one is new
     assert content_hash(read_table(table)) == before
+
+
+@on_catalogs("sqlite", "s3")
+@pytest.mark.parametrize("threaded", [False, True], ids=["on-the-caller", "fetched-on-threads"])
+def test_manifests_fetched_on_threads_decode_to_the_same_entries(
+    catalog: Catalog, threaded: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Manifests from slow storage are fetched on threads (a few ahead) and decoded in order on the
+    caller; local ones on the caller only. Either way: pyiceberg's entries, in manifest order."""
+    from airflow_provider_amoro.optimizing import manifests as module
+
+    table = _history_table(catalog, commits=14)
+    head = _manifests(table)
+    monkeypatch.setattr(module, "SLOW_FETCH_S", -1.0 if threaded else 1e9)
+    monkeypatch.setattr(module, "FETCH_AHEAD", 3)
+    monkeypatch.setattr(module, "PROBE_FETCHES", 2)
+    fetched_by: set[str] = set()
+    fetch = module._fetch
+
+    def spy(io: Any, path: str) -> bytes:
+        import threading
+
+        fetched_by.add(threading.current_thread().name)
+        return fetch(io, path)
+
+    monkeypatch.setattr(module, "_fetch", spy)
+    cache = ManifestCache()
+    got = cache.read_all(table.io, head)
+    expected = [[_entry_tuple(e) for e in m.fetch_manifest_entry(table.io)] for m in head]
+    assert [[_entry_tuple(e) for e in entries] for entries in got] == expected
+    assert cache.reads == len(head)
+    assert any(n.startswith("amoro-manifests") for n in fetched_by) == threaded
+
+
+def test_a_missing_manifest_fails_the_threaded_read_with_its_error(
+    sqlite_catalog: Catalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    from airflow_provider_amoro.optimizing import manifests as module
+
+    table = _history_table(sqlite_catalog, commits=14)
+    head = _manifests(table)
+    os.remove(head[9].manifest_path.removeprefix("file://"))
+    monkeypatch.setattr(module, "SLOW_FETCH_S", -1.0)
+    monkeypatch.setattr(module, "FETCH_AHEAD", 3)
+    with pytest.raises(FileNotFoundError):
+        ManifestCache().read_all(table.io, head)
