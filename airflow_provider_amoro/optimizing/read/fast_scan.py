@@ -283,17 +283,26 @@ class DecodedFile:
 
     __slots__ = ("physical_schema", "rows")
 
-    def __init__(self, rows: pa.Table) -> None:
+    def __init__(self, rows: pa.Table, physical_schema: pa.Schema) -> None:
         self.rows = rows
-        self.physical_schema = rows.schema
+        """The file's columns that the read schema names (by name), in its order."""
+        self.physical_schema = physical_schema
+        """Every column of the file (what the projection is chosen on)."""
 
 
 def _footer(
-    fmt: ds.ParquetFileFormat, filesystem: pafs.FileSystem, path: str, data: FileRef, whole: bool
+    fmt: ds.ParquetFileFormat,
+    filesystem: pafs.FileSystem,
+    path: str,
+    data: FileRef,
+    whole: bool,
+    names: Sequence[str],
 ) -> ds.Fragment | DecodedFile:
     """A fragment of ``data`` with its footer read (kept by the fragment) and its row count checked.
 
-    ``whole``: read the whole (small) file with one open and decode it (:class:`DecodedFile`).
+    ``whole``: read the whole (small) file with one open and decode its columns named in ``names``
+    (the read schema's: a file may hold columns dropped from the table since) as a
+    :class:`DecodedFile`.
     """
     try:
         if whole:
@@ -301,7 +310,7 @@ def _footer(
                 parquet = pq.ParquetFile(stream.read_buffer())
             rows = parquet.metadata.num_rows
             if rows == data.record_count:
-                return _decoded(parquet, data)
+                return _decoded(parquet, data, names)
         else:
             fragment = fmt.make_fragment(path, filesystem=filesystem)
             rows = fragment.metadata.num_rows  # reads the footer: fails here for a missing or corrupt file
@@ -312,17 +321,22 @@ def _footer(
     return fragment
 
 
-def _decoded(parquet: pq.ParquetFile, data: FileRef) -> DecodedFile:
+def _decoded(parquet: pq.ParquetFile, data: FileRef, names: Sequence[str]) -> DecodedFile:
+    physical = parquet.schema_arrow
+    present = [name for name in names if physical.get_field_index(name) >= 0]
     try:
-        return DecodedFile(parquet.read(use_threads=False))
+        return DecodedFile(parquet.read(columns=present, use_threads=False).select(present), physical)
     except (pa.ArrowException, OSError) as exc:
         raise InputFileError(data.path, f"corrupt Parquet data ({exc})") from exc
 
 
 def _footers(
-    fmt: ds.ParquetFileFormat, filesystem: pafs.FileSystem, items: Sequence[tuple[str, FileRef, bool]]
+    fmt: ds.ParquetFileFormat,
+    filesystem: pafs.FileSystem,
+    items: Sequence[tuple[str, FileRef, bool]],
+    names: Sequence[str],
 ) -> list[ds.Fragment | DecodedFile]:
-    return [_footer(fmt, filesystem, path, data, whole) for path, data, whole in items]
+    return [_footer(fmt, filesystem, path, data, whole, names) for path, data, whole in items]
 
 
 def _footer_threads(filesystem: pafs.FileSystem) -> int:
@@ -368,6 +382,7 @@ def segments(
         return
     filesystem, paths = source
     fmt = _fast_format()
+    names = [f.name for f in schema.fields]
     windows: list[range] = []
     start, size = 0, FIRST_WINDOW
     while start < len(data_files):
@@ -383,7 +398,7 @@ def segments(
             (
                 chunk,
                 pool.submit(
-                    _footers, fmt, filesystem, [(paths[i], data_files[i], i in whole) for i in chunk]
+                    _footers, fmt, filesystem, [(paths[i], data_files[i], i in whole) for i in chunk], names
                 ),
             )
             for chunk in chunks
