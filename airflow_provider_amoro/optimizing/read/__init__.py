@@ -10,7 +10,8 @@ How it works, per task (one module per concept):
 3. Projection (:mod:`.projection`): every batch is projected to the requested schema (default: the
    table's current schema) by field id; all batches share one Arrow schema.
 4. Read-ahead, two schemes: the fast path (:mod:`.fast_scan`, delete-free files whose schema is the
-   read schema: bounded threaded dataset scans over fragments whose footers were read and checked
+   read schema: files of a few KB decoded on the threads that read and check their footers, the
+   others by bounded threaded dataset scans over fragments whose footers were read and checked
    once) and the per-file path (:mod:`.per_file`: small files read whole ahead on a few threads,
    large ones streamed), both dropping deleted positions with a vectorised mask.
 

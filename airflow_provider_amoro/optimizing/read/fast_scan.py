@@ -1,4 +1,4 @@
-"""The fast path: delete-free files whose schema is the read schema, read by bounded dataset scans.
+"""The fast path: delete-free files whose schema is the read schema, read without per-file projection.
 
 The data files that no delete touches have their Parquet footers read at once on a few threads
 and their row counts checked against the plan. Consecutive such files whose physical schema maps
