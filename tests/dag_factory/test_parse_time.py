@@ -4,7 +4,8 @@ The cache is synthetic (1,000 tables with properties and costs); the configurati
 ``dags/amoro.yaml`` with watchers on and the default maintenance actions, pointed at an
 unreachable catalog connection, so any catalog call during parsing would fail the parse. Each
 measurement is a fresh Python process (``parse_timing.py``); the best of three is compared with
-the 3 s budget (see the test for how an overloaded machine is accounted for). Every table DAG has
+the 3 s budget (see the test for how an overloaded or slower machine is accounted for: a fixed
+piece of Python work timed in the same process). Every table DAG has
 the same 11 tasks whatever its properties (resolve, the optimizing pipeline, its failure outcome and
 all five maintenance actions, which skip when off), so a worker on another host parses the DAG the
 scheduler saw; that costs about 2.2 s of CPU per 1,000 tables here, far under a third of Airflow's
@@ -26,6 +27,10 @@ from airflow_provider_amoro.dag_factory.cache import CachedTable, write_cache
 REPO = Path(__file__).resolve().parents[2]
 TABLES = 1000
 BUDGET_S = 3.0
+#: ``calibration_cpu_s`` (parse_timing.py) on a machine that parses 1,000 tables in about 2.2 s of
+#: CPU. Measured on the 2-core Xeon VM of 2026-11-30: the parse took 10-12x the calibration
+#: (3.5-4.7 s against 0.27-0.45 s), so 2.2 s of parse goes with about 0.2 s of calibration.
+CALIBRATION_REFERENCE_S = 0.2
 
 
 @pytest.fixture
@@ -81,11 +86,15 @@ def test_parsing_1000_tables_takes_under_two_seconds(thousand_tables: dict[str, 
     )
     # CPU time equals wall time on an idle machine. When more processes want the cores than there
     # are (other test suites beside this one), both are inflated by context switches and cache
-    # misses that have nothing to do with the parse; the budget then scales with the overload
-    # (at most 3x), so a real regression still fails.
+    # misses that have nothing to do with the parse; and a slower machine (or a virtual one whose
+    # host is busy) runs the same Python slower. The budget scales with both (at most 3x): the load
+    # average per core, and a fixed piece of pure-Python work timed in the same process
+    # (``calibration_cpu_s``) against what it takes where the budget was set. A real regression (the
+    # parse doubling against the calibration) still fails.
     overload = os.getloadavg()[0] / (os.cpu_count() or 1)
-    budget = BUDGET_S * min(3.0, max(1.0, overload))
-    print(f"load average / cores = {overload:.1f}: budget {budget:.1f} s")
-    assert best_cpu < budget, (runs, overload)
+    slowness = min(r["calibration_cpu_s"] for r in runs) / CALIBRATION_REFERENCE_S
+    budget = BUDGET_S * min(3.0, max(1.0, overload, slowness))
+    print(f"load average / cores = {overload:.1f}, Python {slowness:.2f}x slower: budget {budget:.1f} s")
+    assert best_cpu < budget, (runs, overload, slowness)
     if overload < 1:
-        assert best_wall < BUDGET_S, (runs, overload)
+        assert best_wall < BUDGET_S * min(3.0, max(1.0, slowness)), (runs, overload, slowness)
