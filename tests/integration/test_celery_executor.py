@@ -70,13 +70,41 @@ def celery_cluster(
         cluster.stop()
 
 
+#: Task states that hold (or are about to take) a Celery worker slot.
+_SLOT_STATES = ("scheduled", "queued", "running", "restarting", "up_for_retry")
+
+
+def _others_paused_and_idle(cluster: AirflowCluster, keep: str) -> list[str]:
+    """Pause every DAG but ``keep`` and wait until no task holds a worker slot; return those DAGs.
+
+    The generated DAGs are unpaused and scheduled (catalog sync, the other table's change feed):
+    a task of theirs running on one worker (each runs one task at a time) while ``keep`` runs
+    would leave every task of ``keep`` to the other worker, which is not what the test is about.
+    """
+    others = [r[0] for r in cluster.query("SELECT dag_id FROM dag WHERE dag_id <> %s", (keep,))]
+    for other in others:
+        cluster.run_cli("dags", "pause", other)
+    states = ", ".join(f"'{s}'" for s in _SLOT_STATES)
+    cluster.wait(
+        lambda: not cluster.query(f"SELECT 1 FROM task_instance WHERE state IN ({states})"),
+        timeout=180,
+        what="no task holding a worker slot",
+    )
+    return others
+
+
 def test_mapped_execute_tasks_spread_over_both_workers(
     celery_cluster: AirflowCluster, pg_catalog: SqlCatalog
 ) -> None:
     started = time.monotonic()
     before = read_table(pg_catalog.load_table(SPREAD))
-    run_id = celery_cluster.trigger(dag_id(SPREAD))
-    state = celery_cluster.wait_for_run(dag_id(SPREAD), run_id, timeout=240)
+    paused = _others_paused_and_idle(celery_cluster, dag_id(SPREAD))
+    try:
+        run_id = celery_cluster.trigger(dag_id(SPREAD))
+        state = celery_cluster.wait_for_run(dag_id(SPREAD), run_id, timeout=240)
+    finally:
+        for other in paused:
+            celery_cluster.run_cli("dags", "unpause", other)
     tis = celery_cluster.task_instances(dag_id(SPREAD), run_id)
     assert state == "success", (tis, celery_cluster.logs())
     executes = [t for t in tis if t["task_id"] == "execute"]
