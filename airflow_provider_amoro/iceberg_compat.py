@@ -149,19 +149,17 @@ def _zigzag_varint(value: int) -> bytes:
 _SMALL_VARINTS = [_zigzag_varint(v) for v in range(1 << 14)]
 
 
+def _varint(value: int) -> bytes:
+    """The zig-zag varint of ``value`` (small values from a table)."""
+    return _SMALL_VARINTS[value] if 0 <= value < len(_SMALL_VARINTS) else _zigzag_varint(value)
+
+
 class _VarintEncoder(BinaryEncoder):
     """pyiceberg's Avro ``BinaryEncoder`` with a varint written in one call (same bytes)."""
 
     def write_int(self, integer: int) -> None:
         """Write ``integer`` zig-zag varint encoded, as Avro ``int`` and ``long`` are."""
-        if 0 <= integer < len(_SMALL_VARINTS):
-            self._output_stream.write(_SMALL_VARINTS[integer])
-        else:
-            self._output_stream.write(_zigzag_varint(integer))
-
-
-def _varint(value: int) -> bytes:
-    return _SMALL_VARINTS[value] if 0 <= value < len(_SMALL_VARINTS) else _zigzag_varint(value)
+        self._output_stream.write(_varint(integer))
 
 
 @dataclass(frozen=True)
@@ -220,14 +218,13 @@ def _fast_tree(writer: Writer) -> Writer:
     return writer
 
 
-def _write_block(avro: Any, objects: list[Any], tree: Writer | None = None) -> None:
-    """``AvroOutputFile.write_block`` with the one-call varint encoder for the block's content
-    (and ``tree``, the Avro file's writer tree or an equivalent one)."""
+def _write_block(avro: Any, objects: list[Any], tree: Writer) -> None:
+    """``AvroOutputFile.write_block`` with the one-call varint encoder for the block's content and
+    ``tree``, a writer tree equivalent to the Avro file's (:func:`_fast_tree`)."""
     content = io.BytesIO()
     encoder = _VarintEncoder(output_stream=content)
-    writer = tree or avro.writer
     for obj in objects:
-        writer.write(encoder, obj)
+        tree.write(encoder, obj)
     block = content.getvalue()
     avro.encoder.write_int(len(objects))
     if codec := avro.compression_codec():
@@ -279,17 +276,15 @@ _header_reader = construct_reader(META_SCHEMA, {-1: AvroFileHeader})
 
 
 class _CachedReaderAvroFile(AvroFile[Any]):
-    """``AvroFile`` whose reader tree is resolved once per distinct writer schema (then shared), read
-    from bytes already fetched (``content``) or from its input file."""
+    """``AvroFile`` whose reader tree is resolved once per distinct writer schema (then shared),
+    decoded from the file's bytes, fetched by the caller."""
 
-    content: bytes | None = None
+    def __init__(self, location: str, content: bytes, read_schema: Schema, **kwargs: Any) -> None:
+        super().__init__(cast("InputFile", _Fetched(location)), read_schema, **kwargs)
+        self._content = content
 
     def __enter__(self) -> _CachedReaderAvroFile:
-        if self.content is None:
-            with self.input_file.open() as f:
-                self.content = f.read()
-        self.decoder = new_decoder(self.content)
-        self.content = None
+        self.decoder = new_decoder(self._content)
         self.header = _header_reader.read(self.decoder)
         raw = self.header.meta.get(_SCHEMA_KEY)
         if raw is None:
@@ -311,7 +306,7 @@ class _CachedReaderAvroFile(AvroFile[Any]):
 
 
 class _Fetched:
-    """Stands for the input file of bytes already fetched (only its location is used)."""
+    """Stands for the input file whose bytes the caller fetched (only its location is used)."""
 
     def __init__(self, location: str) -> None:
         self.location = location
@@ -324,16 +319,16 @@ def read_manifest_entries(
 
     ``content``: the manifest file's bytes when already fetched (else it is read through ``io``).
     """
-    avro = _CachedReaderAvroFile(
-        io.new_input(manifest.manifest_path)
-        if content is None
-        else cast("InputFile", _Fetched(manifest.manifest_path)),
+    if content is None:
+        with io.new_input(manifest.manifest_path).open() as f:
+            content = f.read()
+    with _CachedReaderAvroFile(
+        manifest.manifest_path,
+        content,
         MANIFEST_ENTRY_SCHEMAS[DEFAULT_READ_VERSION],
         read_types={-1: ManifestEntry, 2: DataFile},
         read_enums={0: ManifestEntryStatus, 101: FileFormat, 134: DataFileContent},
-    )
-    avro.content = content
-    with avro as reader:
+    ) as reader:
         return [
             inherit_from_manifest(entry, manifest)
             for entry in reader

@@ -44,7 +44,6 @@ from airflow_provider_amoro.optimizing.model import (
 
 if TYPE_CHECKING:
     from pyiceberg.expressions import BooleanExpression
-    from pyiceberg.io import FileIO
     from pyiceberg.partitioning import PartitionSpec
     from pyiceberg.schema import Schema
     from pyiceberg.table import Table
@@ -318,12 +317,9 @@ class DeleteFileIndex:
 
 @dataclass
 class _ScanContext:
-    io: FileIO
-    schema: Schema
-    specs: dict[int, PartitionSpec]
     partition_filters: dict[int, Callable[[Any], bool]] | None
     metrics_filter: Callable[[DataFile], bool] | None
-    # shared between threads: equal partition tuples become one list object
+    # shared by the manifests of one scan: equal partition tuples become one list object
     partitions: dict[tuple[int, tuple[Hashable, ...]], list[Any]] = field(default_factory=dict)
 
 
@@ -482,7 +478,7 @@ def live_files(
             schema, row_filter, case_sensitive=False, include_empty_files=True
         ).eval
 
-    ctx = _ScanContext(table.io, schema, specs, partition_filters, metrics_filter)
+    ctx = _ScanContext(partition_filters, metrics_filter)
     manifests = list(snapshot.manifests(table.io))
     if not manifests:
         return result
