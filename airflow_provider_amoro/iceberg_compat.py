@@ -34,8 +34,10 @@ What is used, and why:
 - :func:`read_manifest_entries`: ``ManifestFile.fetch_manifest_entry`` with the Avro reader tree
   cached by the file's writer schema. pyiceberg converts each file's Avro schema to an Iceberg
   schema and resolves a reader tree for every file it opens, which is about 90 % of reading a
-  small manifest; a streaming table's manifests all share a handful of schemas. Uses pyiceberg's
-  ``AvroFile`` internals (``_read_header``, its decoder and slots) and ``_inherit_from_manifest``.
+  small manifest; a streaming table's manifests all share a handful of schemas. Its blocks are read
+  with the codec resolved once per file, and zstd blocks with one decompressor per thread (pyiceberg
+  makes a decompressor and a stream reader per block). Uses pyiceberg's ``AvroFile`` internals (its
+  decoder, header and slots, the reader tree) and ``_inherit_from_manifest``.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from pyiceberg.avro.decoder import new_decoder
 from pyiceberg.avro.encoder import BinaryEncoder
-from pyiceberg.avro.file import META_SCHEMA, AvroFile, AvroFileHeader
+from pyiceberg.avro.file import META_SCHEMA, SYNC_SIZE, AvroFile, AvroFileHeader
 from pyiceberg.avro.reader import Reader
 from pyiceberg.avro.resolver import construct_reader, resolve_reader
 from pyiceberg.avro.writer import (
@@ -275,13 +277,45 @@ _readers_lock = threading.Lock()
 _header_reader = construct_reader(META_SCHEMA, {-1: AvroFileHeader})
 
 
+_zstd_local = threading.local()
+
+
+def _zstd_decompress(data: bytes) -> bytes:
+    """One zstd frame decompressed with this thread's decompressor (pyiceberg's codec makes a new
+    decompressor and a stream reader for every block: a tenth of reading a one-entry manifest).
+    A frame without its content size in the header (streaming writers) decompresses too."""
+    dctx = getattr(_zstd_local, "dctx", None)
+    if dctx is None:
+        from zstandard import ZstdDecompressor
+
+        dctx = _zstd_local.dctx = ZstdDecompressor()
+    return cast(bytes, dctx.decompressobj().decompress(data))
+
+
 class _CachedReaderAvroFile(AvroFile[Any]):
     """``AvroFile`` whose reader tree is resolved once per distinct writer schema (then shared),
-    decoded from the file's bytes, fetched by the caller."""
+    decoded from the file's bytes, fetched by the caller; :meth:`records` reads its blocks with
+    the codec resolved once per file."""
 
     def __init__(self, location: str, content: bytes, read_schema: Schema, **kwargs: Any) -> None:
         super().__init__(cast("InputFile", _Fetched(location)), read_schema, **kwargs)
         self._content = content
+
+    def records(self) -> Iterator[Any]:
+        """Every record of every block, in order (as iterating ``AvroFile`` yields them)."""
+        from pyiceberg.avro.codecs.zstandard_codec import ZStandardCodec
+
+        codec = self.header.compression_codec()
+        decompress = _zstd_decompress if codec is ZStandardCodec else codec.decompress if codec else None
+        decoder, reader, sync, end = self.decoder, self.reader, self.header.sync, len(self._content)
+        while decoder.tell() < end:
+            count = decoder.read_int()
+            data = decoder.read_bytes()
+            block = new_decoder(decompress(data) if decompress is not None else data)
+            for _ in range(count):
+                yield reader.read(block)
+            if decoder.read(SYNC_SIZE) != sync:
+                raise ValueError(f"Avro file {self.input_file.location}: sync marker mismatch after a block")
 
     def __enter__(self) -> _CachedReaderAvroFile:
         self.decoder = new_decoder(self._content)
@@ -331,6 +365,6 @@ def read_manifest_entries(
     ) as reader:
         return [
             inherit_from_manifest(entry, manifest)
-            for entry in reader
+            for entry in reader.records()
             if not discard_deleted or entry.status != ManifestEntryStatus.DELETED
         ]

@@ -216,8 +216,8 @@ class HeadState:
         manifests: list[tuple[ManifestFile, list[ManifestEntry]]] = []
         live: dict[str, ManifestEntry] = {}
         if snapshot is not None:
-            all_manifests = list(snapshot.manifests(io))
             known = cache if cache is not None else MANIFEST_CACHE
+            all_manifests = known.manifest_list(io, snapshot)
             for manifest, entries in zip(all_manifests, known.read_all(io, all_manifests), strict=True):
                 manifests.append((manifest, entries))
                 for entry in entries:

@@ -9,7 +9,8 @@ The cache is keyed by manifest path, holds the live entries (``ADDED`` and ``EXI
 entries are dropped) with sequence numbers already inherited, and is bounded by the number of entries
 it holds (least recently used manifests are evicted first). The bound is
 ``AMORO_MANIFEST_CACHE_ENTRIES`` (default 200,000 entries, a few hundred MB at most with full
-column statistics); 0 disables the cache.
+column statistics); 0 disables the cache. The manifest lists of the last few snapshots are kept too
+(:meth:`ManifestCache.manifest_list`): a list is as immutable as a manifest.
 
 Entries handed out are shared: callers must treat them as read-only.
 """
@@ -19,18 +20,24 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
+import re
 import threading
 import time
+import weakref
 from collections import OrderedDict, deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
+
+import pyarrow.fs as pafs
+from pyiceberg.io import FileIO
+from pyiceberg.io.pyarrow import PyArrowFileIO
 
 from airflow_provider_amoro.iceberg_compat import read_manifest_entries
 
 if TYPE_CHECKING:
-    from pyiceberg.io import FileIO
     from pyiceberg.manifest import ManifestEntry, ManifestFile
+    from pyiceberg.table.snapshots import Snapshot
 
 #: Environment variable bounding :data:`MANIFEST_CACHE` (entries); 0 disables caching.
 CACHE_ENTRIES_ENV = "AMORO_MANIFEST_CACHE_ENTRIES"
@@ -41,6 +48,8 @@ DEFAULT_CACHE_ENTRIES = 200_000
 READ_THREADS = 8
 #: At most this many fetched manifests wait to be decoded (bounds the bytes held).
 FETCH_AHEAD = 64
+#: Manifest lists kept (each is read once while among the most recently used).
+MANIFEST_LISTS_KEPT = 8
 #: Manifests fetched on the calling thread first, to tell local from remote storage.
 PROBE_FETCHES = 4
 #: A mean fetch slower than this (seconds) makes the rest be fetched on threads.
@@ -107,6 +116,7 @@ class ManifestCache:
         self._lock = threading.Lock()
         self.reads = 0
         """Manifests read from storage since the cache was created (or :meth:`clear`)."""
+        self._lists: OrderedDict[str, tuple[ManifestFile, ...]] = OrderedDict()
 
     def __len__(self) -> int:
         """Number of manifests held."""
@@ -121,8 +131,28 @@ class ManifestCache:
         """Forget every manifest (and reset :attr:`reads`)."""
         with self._lock:
             self._entries.clear()
+            self._lists.clear()
             self._size = 0
             self.reads = 0
+
+    def manifest_list(self, io: FileIO, snapshot: Snapshot) -> list[ManifestFile]:
+        """The manifests of ``snapshot`` (its manifest list is read once while it stays among the
+        :data:`MANIFEST_LISTS_KEPT` most recently used: evaluating, planning, validating the commit
+        and evaluating again all start from the same head)."""
+        path = snapshot.manifest_list
+        if self.max_entries == 0:
+            return list(snapshot.manifests(io))
+        with self._lock:
+            hit = self._lists.get(path)
+            if hit is not None:
+                self._lists.move_to_end(path)
+                return list(hit)
+        read = tuple(snapshot.manifests(io))
+        with self._lock:
+            self._lists[path] = read
+            while len(self._lists) > MANIFEST_LISTS_KEPT:
+                self._lists.popitem(last=False)
+        return list(read)
 
     def get(self, path: str) -> list[ManifestEntry] | None:
         """The cached live entries of the manifest at ``path``, or None."""
@@ -221,10 +251,48 @@ def _holds_no_live_file(manifest: ManifestFile) -> bool:
     return manifest.added_files_count == 0 and manifest.existing_files_count == 0
 
 
+_SIMPLE_NAME = re.compile(r"[A-Za-z0-9._-]+\Z")
+_directories: weakref.WeakKeyDictionary[FileIO, dict[str, tuple[pafs.FileSystem, str]]] = (
+    weakref.WeakKeyDictionary()
+)
+_directories_lock = threading.Lock()
+
+
+def _located(io: FileIO, path: str) -> tuple[pafs.FileSystem, str] | None:
+    """The pyarrow filesystem and path of ``path`` for a ``PyArrowFileIO``, its directory resolved
+    once per FileIO (pyiceberg parses every location with ``urlparse``: a fifth of reading a
+    one-entry manifest); None when the name is not plain (kept to pyiceberg's own parsing)."""
+    if not isinstance(io, PyArrowFileIO):
+        return None
+    directory, _, name = path.rpartition("/")
+    if not _SIMPLE_NAME.match(name) or not (directory.startswith("/") or "://" in directory):
+        return None
+    with _directories_lock:
+        known = _directories.setdefault(io, {})
+    hit = known.get(directory)
+    if hit is None:
+        scheme, netloc, probe = PyArrowFileIO.parse_location(f"{directory}/_", io.properties)
+        hit = known[directory] = (io.fs_by_scheme(scheme, netloc), probe[:-1])
+    filesystem, prefix = hit
+    return filesystem, prefix + name
+
+
 def _fetch(io: FileIO, path: str) -> bytes:
-    """The bytes of the file at ``path``."""
-    with io.new_input(path).open() as f:
-        return f.read()
+    """The bytes of the file at ``path`` (FileNotFoundError when it does not exist)."""
+    located = _located(io, path)
+    if located is None:
+        with io.new_input(path).open() as f:
+            return f.read()
+    filesystem, native = located
+    try:
+        with filesystem.open_input_file(native) as f:
+            return cast(bytes, f.read())
+    except FileNotFoundError:
+        raise
+    except OSError as exc:  # as pyiceberg's PyArrowFile.open reports a missing object store file
+        if exc.errno == 2 or "Path does not exist" in str(exc):
+            raise FileNotFoundError(f"Cannot open file, does not exist: {path}") from exc
+        raise
 
 
 MANIFEST_CACHE = ManifestCache()

@@ -479,7 +479,7 @@ def live_files(
         ).eval
 
     ctx = _ScanContext(partition_filters, metrics_filter)
-    manifests = list(snapshot.manifests(table.io))
+    manifests = MANIFEST_CACHE.manifest_list(table.io, snapshot)
     if not manifests:
         return result
     read = MANIFEST_CACHE.read_all(table.io, manifests, threads)

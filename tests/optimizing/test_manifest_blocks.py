@@ -12,10 +12,10 @@ from pyiceberg.manifest import ManifestEntryStatus, write_manifest
 from airflow_provider_amoro.iceberg_compat import batched_manifest_blocks, read_manifest_entries
 
 
-def _write(table: Any, entries: list[Any], path: str, block: int | None) -> Any:
+def _write(table: Any, entries: list[Any], path: str, block: int | None, codec: Any = "deflate") -> Any:
     spec, schema = table.spec(), table.schema()
     output = table.io.new_output(path)
-    with write_manifest(2, spec, schema, output, 999, "deflate") as writer:
+    with write_manifest(2, spec, schema, output, 999, codec) as writer:
         if block is None:
             for e in entries:
                 writer.delete(e)
@@ -26,7 +26,10 @@ def _write(table: Any, entries: list[Any], path: str, block: int | None) -> Any:
     return writer.to_manifest_file()
 
 
-def test_batched_blocks_write_the_same_entries_smaller(sqlite_catalog: Any, tmp_path: Any) -> None:
+@pytest.mark.parametrize("codec", ["deflate", "zstandard", "null"])
+def test_batched_blocks_write_the_same_entries_smaller(
+    sqlite_catalog: Any, tmp_path: Any, codec: str
+) -> None:
     sqlite_catalog.create_namespace("db")
     table = sqlite_catalog.create_table(
         "db.blocks", schema=pa.schema([("id", pa.int64()), ("s", pa.string())])
@@ -38,8 +41,8 @@ def test_batched_blocks_write_the_same_entries_smaller(sqlite_catalog: Any, tmp_
     ]
     assert len(entries) == 7
 
-    plain = _write(table, entries, str(tmp_path / "plain.avro"), None)
-    batched = _write(table, entries, str(tmp_path / "batched.avro"), 3)  # blocks of 3, 3 and 1
+    plain = _write(table, entries, str(tmp_path / "plain.avro"), None, codec)
+    batched = _write(table, entries, str(tmp_path / "batched.avro"), 3, codec)  # blocks of 3, 3 and 1
 
     assert batched.deleted_files_count == plain.deleted_files_count == 7
     assert batched.manifest_length < plain.manifest_length
@@ -119,3 +122,34 @@ def test_the_fast_map_writers_write_pyiceberg_s_bytes(sqlite_catalog: Any, tmp_p
             fast.write(BinaryEncoder(ours), wrapped)
         writer.add_entry(entries[0])  # a manifest cannot be closed empty
     assert len(entries) == 2 and ours.getvalue() == theirs.getvalue()
+
+
+def test_a_zstd_frame_without_its_size_decompresses() -> None:
+    # streaming zstd writers (Java's ZstdOutputStream) leave the content size out of the frame header
+    from zstandard import ZstdCompressor
+
+    from airflow_provider_amoro.iceberg_compat import _zstd_decompress
+
+    data = bytes(range(256)) * 300
+    streamed = ZstdCompressor(write_content_size=False).compress(data)
+    assert _zstd_decompress(streamed) == data
+    assert _zstd_decompress(ZstdCompressor().compress(data)) == data
+
+
+def test_a_manifest_with_a_broken_sync_marker_is_refused(sqlite_catalog: Any, tmp_path: Any) -> None:
+    sqlite_catalog.create_namespace("db")
+    table = sqlite_catalog.create_table("db.blocks_sync", schema=pa.schema([("id", pa.int64())]))
+    for i in range(4):
+        table.append(pa.table({"id": [i]}))
+    entries = [
+        e for m in table.current_snapshot().manifests(table.io) for e in read_manifest_entries(table.io, m)
+    ]
+    path = tmp_path / "two-blocks.avro"
+    manifest = _write(table, entries, str(path), 2, "zstandard")
+    raw = bytearray(path.read_bytes())
+    sync = raw[-16:]  # every block ends with the file's sync marker
+    first = raw.index(sync, raw.index(sync) + 16)  # the first block's (the header ends with one too)
+    raw[first] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match="sync marker"):
+        read_manifest_entries(table.io, manifest, discard_deleted=False)

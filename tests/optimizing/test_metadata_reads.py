@@ -267,3 +267,51 @@ def test_a_missing_manifest_fails_the_threaded_read_with_its_error(
     monkeypatch.setattr(module, "FETCH_AHEAD", 3)
     with pytest.raises(FileNotFoundError):
         ManifestCache().read_all(table.io, head)
+
+
+def test_a_snapshot_s_manifest_list_is_read_once(catalog: Catalog) -> None:
+    table = _history_table(catalog, commits=3)
+    snapshot = table.current_snapshot()
+    cache = ManifestCache()
+    first = cache.manifest_list(table.io, snapshot)
+    assert [m.manifest_path for m in first] == [m.manifest_path for m in _manifests(table)]
+    table.io.delete(snapshot.manifest_list)  # a second read from storage would fail now
+    again = cache.manifest_list(table.io, snapshot)
+    assert [m.manifest_path for m in again] == [m.manifest_path for m in first]
+    again.clear()  # callers get their own list
+    assert len(cache.manifest_list(table.io, snapshot)) == 3
+    cache.clear()
+    with pytest.raises(FileNotFoundError):
+        cache.manifest_list(table.io, snapshot)
+
+
+def test_manifests_with_unusual_names_are_read_through_the_file_io(
+    sqlite_catalog: Catalog, tmp_path: Any
+) -> None:
+    import shutil
+
+    from airflow_provider_amoro.optimizing.manifests import _fetch, _located
+
+    table = _history_table(sqlite_catalog, commits=2)
+    manifest = _manifests(table)[0]
+    plain = manifest.manifest_path
+    assert _located(table.io, plain) is not None  # the usual name: the directory is resolved once
+    odd = tmp_path / "m 1%20#x.avro"
+    shutil.copy(plain.removeprefix("file://"), odd)
+    assert _located(table.io, str(odd)) is None
+    assert _fetch(table.io, str(odd)) == _fetch(table.io, plain)
+    with pytest.raises(FileNotFoundError):
+        _fetch(table.io, str(tmp_path / "missing-m0.avro"))
+
+
+@on_catalogs("sqlite", "s3", "s3-fsspec")
+def test_manifest_bytes_and_a_missing_manifest_on_every_storage(catalog: Catalog) -> None:
+    from airflow_provider_amoro.optimizing.manifests import _fetch
+
+    table = _history_table(catalog, commits=2)
+    manifest = _manifests(table)[0]
+    with table.io.new_input(manifest.manifest_path).open() as f:
+        assert _fetch(table.io, manifest.manifest_path) == f.read()
+    missing = manifest.manifest_path.rpartition("/")[0] + "/missing-m0.avro"
+    with pytest.raises(FileNotFoundError):
+        _fetch(table.io, missing)
