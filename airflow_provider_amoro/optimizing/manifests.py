@@ -20,22 +20,18 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
-import re
 import threading
 import time
-import weakref
 from collections import OrderedDict, deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, cast
 
-import pyarrow.fs as pafs
-from pyiceberg.io import FileIO
-from pyiceberg.io.pyarrow import PyArrowFileIO
-
 from airflow_provider_amoro.iceberg_compat import read_manifest_entries
+from airflow_provider_amoro.optimizing.locations import native_location
 
 if TYPE_CHECKING:
+    from pyiceberg.io import FileIO
     from pyiceberg.manifest import ManifestEntry, ManifestFile
     from pyiceberg.table.snapshots import Snapshot
 
@@ -251,35 +247,9 @@ def _holds_no_live_file(manifest: ManifestFile) -> bool:
     return manifest.added_files_count == 0 and manifest.existing_files_count == 0
 
 
-_SIMPLE_NAME = re.compile(r"[A-Za-z0-9._-]+\Z")
-_directories: weakref.WeakKeyDictionary[FileIO, dict[str, tuple[pafs.FileSystem, str]]] = (
-    weakref.WeakKeyDictionary()
-)
-_directories_lock = threading.Lock()
-
-
-def _located(io: FileIO, path: str) -> tuple[pafs.FileSystem, str] | None:
-    """The pyarrow filesystem and path of ``path`` for a ``PyArrowFileIO``, its directory resolved
-    once per FileIO (pyiceberg parses every location with ``urlparse``: a fifth of reading a
-    one-entry manifest); None when the name is not plain (kept to pyiceberg's own parsing)."""
-    if not isinstance(io, PyArrowFileIO):
-        return None
-    directory, _, name = path.rpartition("/")
-    if not _SIMPLE_NAME.match(name) or not (directory.startswith("/") or "://" in directory):
-        return None
-    with _directories_lock:
-        known = _directories.setdefault(io, {})
-    hit = known.get(directory)
-    if hit is None:
-        scheme, netloc, probe = PyArrowFileIO.parse_location(f"{directory}/_", io.properties)
-        hit = known[directory] = (io.fs_by_scheme(scheme, netloc), probe[:-1])
-    filesystem, prefix = hit
-    return filesystem, prefix + name
-
-
 def _fetch(io: FileIO, path: str) -> bytes:
     """The bytes of the file at ``path`` (FileNotFoundError when it does not exist)."""
-    located = _located(io, path)
+    located = native_location(io, path)
     if located is None:
         with io.new_input(path).open() as f:
             return f.read()

@@ -290,15 +290,16 @@ def test_manifests_with_unusual_names_are_read_through_the_file_io(
 ) -> None:
     import shutil
 
-    from airflow_provider_amoro.optimizing.manifests import _fetch, _located
+    from airflow_provider_amoro.optimizing.locations import native_location
+    from airflow_provider_amoro.optimizing.manifests import _fetch
 
     table = _history_table(sqlite_catalog, commits=2)
     manifest = _manifests(table)[0]
     plain = manifest.manifest_path
-    assert _located(table.io, plain) is not None  # the usual name: the directory is resolved once
+    assert native_location(table.io, plain) is not None  # the usual name: its directory resolved once
     odd = tmp_path / "m 1%20#x.avro"
     shutil.copy(plain.removeprefix("file://"), odd)
-    assert _located(table.io, str(odd)) is None
+    assert native_location(table.io, str(odd)) is None
     assert _fetch(table.io, str(odd)) == _fetch(table.io, plain)
     with pytest.raises(FileNotFoundError):
         _fetch(table.io, str(tmp_path / "missing-m0.avro"))

@@ -100,6 +100,11 @@ class TaskDeletes:
         return index
 
     @property
+    def has_deletes(self) -> bool:
+        """Whether any delete file applies to the task's data files."""
+        return bool(self.pos_refs or self.equality or self.equality_positions)
+
+    @property
     def equality_key_rows(self) -> int:
         """Equality delete keys held in memory."""
         return sum(e.keys.num_rows for e in self.equality)
@@ -144,6 +149,8 @@ class TaskDeletes:
         Raises:
             InputFileError: a data file is missing, unreadable, or has another row count than planned.
         """
+        if not self.equality:
+            return
         todo = [
             d for d in data_files if d.path not in self.equality_positions and self.equality_deletes_for(d)
         ]

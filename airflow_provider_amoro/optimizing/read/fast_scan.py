@@ -35,6 +35,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from pyiceberg.io.pyarrow import PyArrowFileIO
 
+from airflow_provider_amoro.optimizing.locations import native_location
 from airflow_provider_amoro.optimizing.model import FileRef
 from airflow_provider_amoro.optimizing.read.deletes import TaskDeletes
 from airflow_provider_amoro.optimizing.read.files import InputFileError
@@ -263,8 +264,11 @@ def _dataset_paths(table: Table, data_files: Sequence[FileRef]) -> tuple[pafs.Fi
     filesystem: pafs.FileSystem | None = None
     paths = []
     for data in data_files:
-        scheme, netloc, path = PyArrowFileIO.parse_location(data.path, io.properties)
-        fs = io.fs_by_scheme(scheme, netloc)
+        located = native_location(io, data.path)
+        if located is None:
+            scheme, netloc, path = PyArrowFileIO.parse_location(data.path, io.properties)
+            located = io.fs_by_scheme(scheme, netloc), path
+        fs, path = located
         if filesystem is None:
             filesystem = fs
         elif fs is not filesystem:
@@ -374,7 +378,11 @@ def segments(
     to :data:`MAX_WINDOW`): the footers of the next window are read on a thread pool while the
     current window is scanned, so footer reads overlap the scan as in a plain dataset scan.
     """
-    clean = [len(index.deleted_positions(d)) == 0 for d in data_files]
+    clean = (
+        [len(index.deleted_positions(d)) == 0 for d in data_files]
+        if index.has_deletes
+        else [True] * len(data_files)
+    )
     source = _dataset_paths(table, data_files) if any(clean) else None
     if source is None:
         if data_files:

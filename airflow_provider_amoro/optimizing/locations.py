@@ -1,0 +1,47 @@
+"""Where a file of a table lives for pyarrow: its filesystem and native path, found cheaply.
+
+pyiceberg's ``PyArrowFileIO`` parses every location with ``urlparse`` before it opens it: for the
+thousands of one-entry manifests and few-KB data files of a streaming table's history that is a
+fifth of reading a manifest, and it ran on the reading thread, holding the GIL, once per file.
+:func:`native_location` resolves each directory once per FileIO and appends the file name.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import weakref
+
+import pyarrow.fs as pafs
+from pyiceberg.io import FileIO
+from pyiceberg.io.pyarrow import PyArrowFileIO
+
+_SIMPLE_NAME = re.compile(r"[A-Za-z0-9._-]+\Z")
+_directories: weakref.WeakKeyDictionary[FileIO, dict[str, tuple[pafs.FileSystem, str]]] = (
+    weakref.WeakKeyDictionary()
+)
+_directories_lock = threading.Lock()
+
+
+def native_location(io: FileIO, path: str) -> tuple[pafs.FileSystem, str] | None:
+    """The pyarrow filesystem and native path of ``path`` for a ``PyArrowFileIO`` (as its
+    ``new_input`` would resolve them), its directory resolved once per FileIO; None for another
+    FileIO, a relative path, or a file name that is not plain letters, digits, ``.``, ``_`` and
+    ``-`` (left to pyiceberg's own parsing)."""
+    if not isinstance(io, PyArrowFileIO):
+        return None
+    directory, _, name = path.rpartition("/")
+    if not _SIMPLE_NAME.match(name) or not (directory.startswith("/") or "://" in directory):
+        return None
+    with _directories_lock:
+        known = _directories.setdefault(io, {})
+    hit = known.get(directory)
+    if hit is None:
+        if "?" in directory or "#" in directory:
+            return None  # a query or fragment to urlparse: not a plain directory
+        scheme, netloc, probe = PyArrowFileIO.parse_location(f"{directory}/_", io.properties)
+        if not probe.endswith("/_"):
+            return None
+        hit = known[directory] = (io.fs_by_scheme(scheme, netloc), probe[:-1])
+    filesystem, prefix = hit
+    return filesystem, prefix + name
