@@ -30,7 +30,10 @@ What is used, and why:
   ``encoder``, ``compression_codec`` and ``sync_bytes``), with a ``BinaryEncoder`` whose
   ``write_int`` writes a varint in one call (small values from a table) instead of one call per byte:
   integers are most of what a manifest entry holds (column ids, sizes, counts); and with the
-  writer tree's int-keyed maps (pyiceberg's ``avro.writer`` classes) each written in one call.
+  writer tree's int-keyed maps (pyiceberg's ``avro.writer`` classes) each written in one call. An
+  entry whose ``data_file`` was read from a manifest of the writer's own Avro schema (kept by
+  :func:`read_manifest_entries`) has those bytes copied instead (:class:`_EntryCopier`): the
+  DELETED entries of a compaction and the EXISTING entries of merged manifests.
 - :func:`read_manifest_entries`: ``ManifestFile.fetch_manifest_entry`` with the Avro reader tree
   cached by the file's writer schema. pyiceberg converts each file's Avro schema to an Iceberg
   schema and resolves a reader tree for every file it opens, which is about 90 % of reading a
@@ -43,6 +46,8 @@ What is used, and why:
 from __future__ import annotations
 
 import io
+import json
+import sys
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -86,6 +91,7 @@ from pyiceberg.table.update.snapshot import _FastAppendFiles as FastAppendFiles
 from pyiceberg.table.update.snapshot import _OverwriteFiles as OverwriteFiles
 from pyiceberg.table.update.snapshot import _SnapshotProducer as SnapshotProducer
 from pyiceberg.utils.lazydict import LazyDict
+from pyiceberg.utils.schema_conversion import AvroSchemaConversion
 
 if TYPE_CHECKING:
     from pyiceberg.io import FileIO, InputFile
@@ -220,13 +226,84 @@ def _fast_tree(writer: Writer) -> Writer:
     return writer
 
 
-def _write_block(avro: Any, objects: list[Any], tree: Writer) -> None:
+_ENTRY_BYTES = "_amoro_entry_bytes"
+"""Attribute of a ``DataFile`` read from a manifest: ``(the manifest's Avro schema, the encoded
+entry)``. The schema string is interned, so a writer of the same schema finds it by identity."""
+
+
+@dataclass(frozen=True)
+class _EntryCopier:
+    """Copies the encoded ``data_file`` of entries read from manifests of the writer's own schema.
+
+    A manifest entry is a prefix (status, snapshot id, sequence numbers: ints and optional longs)
+    and then the ``data_file`` struct, its last field. When an entry's ``data_file`` was read from a
+    manifest whose Avro schema is the writer's, its bytes stand as they are: the prefix is encoded
+    for the new entry (a DELETED or EXISTING status, the new snapshot id) and the ``data_file`` bytes
+    are copied after the old entry's prefix. Rewriting thousands of entries (the DELETED entries of
+    a compaction, the EXISTING entries of merged manifests) then costs a copy each instead of
+    encoding every column statistic again.
+    """
+
+    schema_key: str
+    prefix: tuple[tuple[int | None, Writer, bool], ...]  # (record position, writer, optional)
+    data_file_pos: int
+
+    @staticmethod
+    def of(avro: Any, tree: Writer) -> _EntryCopier | None:
+        """The copier for the Avro writer ``avro`` (tree ``tree``), or None when its layout is not
+        a prefix of ints and optional longs followed by the ``data_file`` struct."""
+        if not isinstance(tree, StructWriter) or len(tree.field_writers) < 2:
+            return None
+        prefix: list[tuple[int | None, Writer, bool]] = []
+        for pos, writer in tree.field_writers[:-1]:
+            if type(writer) is IntegerWriter:
+                prefix.append((pos, writer, False))
+            elif isinstance(writer, OptionWriter) and type(writer.option) is IntegerWriter:
+                prefix.append((pos, writer, True))
+            else:
+                return None
+        last_pos, last = tree.field_writers[-1]
+        if last_pos is None or not isinstance(last, StructWriter):
+            return None
+        schema = AvroSchemaConversion().iceberg_to_avro(avro.file_schema, schema_name=avro.schema_name)
+        return _EntryCopier(sys.intern(json.dumps(schema)), tuple(prefix), last_pos)
+
+    def write(self, encoder: BinaryEncoder, entry: Any, tree: Writer) -> None:
+        """Write ``entry``: its ``data_file`` copied when it was read with this schema, else encoded."""
+        data_file = entry[self.data_file_pos]
+        kept = getattr(data_file, _ENTRY_BYTES, None)
+        if kept is None or kept[0] is not self.schema_key:
+            tree.write(encoder, entry)
+            return
+        raw = kept[1]
+        at = 0
+        for pos, writer, optional in self.prefix:
+            writer.write(encoder, entry[pos] if pos is not None else None)
+            at = _skip_varint(raw, at)
+            if optional and raw[at - 1] != 0:  # a union index other than 0 (null): the long follows
+                at = _skip_varint(raw, at)
+        encoder.write(raw[at:])
+
+
+def _skip_varint(raw: bytes, at: int) -> int:
+    """The offset after the varint at ``at``."""
+    while raw[at] & 0x80:
+        at += 1
+    return at + 1
+
+
+def _write_block(avro: Any, objects: list[Any], tree: Writer, copier: _EntryCopier | None = None) -> None:
     """``AvroOutputFile.write_block`` with the one-call varint encoder for the block's content and
-    ``tree``, a writer tree equivalent to the Avro file's (:func:`_fast_tree`)."""
+    ``tree``, a writer tree equivalent to the Avro file's (:func:`_fast_tree`); with ``copier``,
+    entries read from manifests of this schema have their ``data_file`` copied."""
     content = io.BytesIO()
     encoder = _VarintEncoder(output_stream=content)
-    for obj in objects:
-        tree.write(encoder, obj)
+    if copier is None:
+        for obj in objects:
+            tree.write(encoder, obj)
+    else:
+        for obj in objects:
+            copier.write(encoder, obj, tree)
     block = content.getvalue()
     avro.encoder.write_int(len(objects))
     if codec := avro.compression_codec():
@@ -254,18 +331,19 @@ def batched_manifest_blocks(writer: ManifestWriter, entries: int = MANIFEST_BLOC
     avro = writer._writer
     pending: list[Any] = []
     tree = _fast_tree(avro.writer)
+    copier = _EntryCopier.of(avro, tree)
 
     def buffered(objects: list[Any]) -> None:
         pending.extend(objects)
         if len(pending) >= entries:
-            _write_block(avro, pending, tree)
+            _write_block(avro, pending, tree, copier)
             pending.clear()
 
     avro.write_block = buffered  # type: ignore[method-assign]
     try:
         yield
         if pending:
-            _write_block(avro, pending, tree)
+            _write_block(avro, pending, tree, copier)
     finally:
         del avro.write_block
 
@@ -301,19 +379,33 @@ class _CachedReaderAvroFile(AvroFile[Any]):
         super().__init__(cast("InputFile", _Fetched(location)), read_schema, **kwargs)
         self._content = content
 
-    def records(self) -> Iterator[Any]:
-        """Every record of every block, in order (as iterating ``AvroFile`` yields them)."""
+    def records(self, *, keep_entry_bytes: bool = False) -> Iterator[Any]:
+        """Every record of every block, in order (as iterating ``AvroFile`` yields them).
+
+        ``keep_entry_bytes``: the records are manifest entries; each one's encoded bytes are kept on
+        its ``data_file`` with the file's schema (:data:`_ENTRY_BYTES`), for writers of the same
+        schema to copy instead of encoding the file anew (:func:`batched_manifest_blocks`).
+        """
         from pyiceberg.avro.codecs.zstandard_codec import ZStandardCodec
 
         codec = self.header.compression_codec()
         decompress = _zstd_decompress if codec is ZStandardCodec else codec.decompress if codec else None
         decoder, reader, sync, end = self.decoder, self.reader, self.header.sync, len(self._content)
+        schema_key = self._schema_key if keep_entry_bytes else None
         while decoder.tell() < end:
             count = decoder.read_int()
             data = decoder.read_bytes()
-            block = new_decoder(decompress(data) if decompress is not None else data)
-            for _ in range(count):
-                yield reader.read(block)
+            plain = decompress(data) if decompress is not None else data
+            block = new_decoder(plain)
+            if schema_key is None:
+                for _ in range(count):
+                    yield reader.read(block)
+            else:
+                for _ in range(count):
+                    start = block.tell()
+                    entry = reader.read(block)
+                    setattr(entry.data_file, _ENTRY_BYTES, (schema_key, plain[start : block.tell()]))
+                    yield entry
             if decoder.read(SYNC_SIZE) != sync:
                 raise ValueError(f"Avro file {self.input_file.location}: sync marker mismatch after a block")
 
@@ -323,6 +415,7 @@ class _CachedReaderAvroFile(AvroFile[Any]):
         raw = self.header.meta.get(_SCHEMA_KEY)
         if raw is None:
             raise ValueError(f"no schema in the Avro header of {self.input_file.location}")
+        self._schema_key = sys.intern(raw)
         key = (raw, id(self.read_schema))
         hit = _readers.get(key)
         if hit is None:
@@ -365,6 +458,6 @@ def read_manifest_entries(
     ) as reader:
         return [
             inherit_from_manifest(entry, manifest)
-            for entry in reader.records()
+            for entry in reader.records(keep_entry_bytes=True)
             if not discard_deleted or entry.status != ManifestEntryStatus.DELETED
         ]

@@ -153,3 +153,71 @@ def test_a_manifest_with_a_broken_sync_marker_is_refused(sqlite_catalog: Any, tm
     path.write_bytes(bytes(raw))
     with pytest.raises(ValueError, match="sync marker"):
         read_manifest_entries(table.io, manifest, discard_deleted=False)
+
+
+def _entries(table: Any) -> list[Any]:
+    return [
+        e for m in table.current_snapshot().manifests(table.io) for e in read_manifest_entries(table.io, m)
+    ]
+
+
+def test_entries_read_from_the_writer_s_schema_are_copied_and_read_back_the_same(
+    sqlite_catalog: Any, tmp_path: Any
+) -> None:
+    from airflow_provider_amoro.iceberg_compat import _ENTRY_BYTES
+
+    sqlite_catalog.create_namespace("db")
+    table = sqlite_catalog.create_table(
+        "db.copied", schema=pa.schema([("id", pa.int64()), ("s", pa.string()), ("x", pa.float64())])
+    )
+    for i in range(5):
+        table.append(pa.table({"id": [i, -(2**40) * i], "s": [f"é{i}" * 40, None], "x": [float("nan"), i]}))
+    entries = _entries(table)
+    assert all(hasattr(e.data_file, _ENTRY_BYTES) for e in entries)
+    copied = _write(table, entries, str(tmp_path / "copied.avro"), 2, "zstandard")
+    for e in entries:
+        delattr(e.data_file, _ENTRY_BYTES)  # now every entry is encoded anew
+    encoded = _write(table, entries, str(tmp_path / "encoded.avro"), 2, "zstandard")
+    files = [(tmp_path / name).read_bytes() for name in ("copied.avro", "encoded.avro")]
+    same = [raw.replace(raw[-16:], b"\0" * 16) for raw in files]  # but for the random sync markers
+    assert same[0] == same[1]
+
+    def tuples(manifest: Any) -> list[Any]:
+        return [
+            (e.status, e.snapshot_id, e.sequence_number, e.file_sequence_number, e.data_file._data)
+            for e in manifest.fetch_manifest_entry(table.io, discard_deleted=False)  # pyiceberg's reader
+        ]
+
+    assert tuples(copied) == tuples(encoded)
+    assert [t[4][1] for t in tuples(copied)] == [e.data_file.file_path for e in entries]
+    assert {t[0] for t in tuples(copied)} == {ManifestEntryStatus.DELETED}
+
+
+def test_entries_of_another_manifest_schema_are_encoded(sqlite_catalog: Any) -> None:
+    # v1 manifests (no sequence numbers, a v1 data_file) rewritten into v2 ones after an upgrade
+    from airflow_provider_amoro.optimizing.optimize import optimize
+    from airflow_provider_amoro.testing.reader import content_hash, read_table
+
+    sqlite_catalog.create_namespace("db")
+    table = sqlite_catalog.create_table(
+        "db.upgraded", schema=pa.schema([("id", pa.int64())]), properties={"format-version": "1"}
+    )
+    for i in range(6):
+        table.append(pa.table({"id": [i, i + 10]}))
+    with table.transaction() as tx:
+        tx.upgrade_table_version(format_version=2)
+    table.append(pa.table({"id": [99]}))  # a v2 manifest beside the v1 ones
+    before = content_hash(read_table(table))
+    assert optimize(table, "full").kind == "full"
+    assert content_hash(read_table(table)) == before
+    for snapshot in table.metadata.snapshots:
+        for manifest in snapshot.manifests(table.io):
+            ours = [
+                (e.status, e.data_file.file_path, e.data_file.record_count)
+                for e in read_manifest_entries(table.io, manifest, discard_deleted=False)
+            ]
+            theirs = [
+                (e.status, e.data_file.file_path, e.data_file.record_count)
+                for e in manifest.fetch_manifest_entry(table.io, discard_deleted=False)
+            ]
+            assert ours == theirs
