@@ -869,14 +869,14 @@ def _validate_and_choose(
             raise CommitValidationError(f"{path} is not a data file")
         rewritten[path] = _ref_of(entry)
 
+    live_deletes = [(p, e) for p, e in state.live.items() if e.data_file.content != DataFileContent.DATA]
     by_partition: dict[str, list[FileRef]] = defaultdict(list)
-    for ref in rewritten.values():
-        by_partition[_partition_key(ref)].append(ref)
+    if live_deletes:  # an append-only table has none: nothing to group
+        for ref in rewritten.values():
+            by_partition[_partition_key(ref)].append(ref)
 
-    for dpath, entry in state.live.items():
+    for dpath, entry in live_deletes:
         df = entry.data_file
-        if df.content == DataFileContent.DATA:
-            continue
         dref = _ref_of(entry)
         targets = (
             list(rewritten.values()) if not dref.partition else by_partition.get(_partition_key(dref), [])
@@ -915,6 +915,8 @@ def _validate_and_choose(
     _check_moved_rows(state, concurrent, plan, pf, rewritten)
 
     remove = set(rewritten)
+    if not pf.candidates:
+        return remove  # no delete file that the rewrite could leave dangling
     remaining: dict[str, FileRef] = {}
     remaining_by_partition: dict[str, list[FileRef]] = defaultdict(list)
     for path, entry in state.live.items():
