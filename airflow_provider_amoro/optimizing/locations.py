@@ -21,6 +21,8 @@ _directories: weakref.WeakKeyDictionary[FileIO, dict[str, tuple[pafs.FileSystem,
     weakref.WeakKeyDictionary()
 )
 _directories_lock = threading.Lock()
+MAX_DIRECTORIES = 10_000
+"""Directories remembered per FileIO (a table partitioned by day over decades has this many)."""
 
 
 def native_location(io: FileIO, path: str) -> tuple[pafs.FileSystem, str] | None:
@@ -42,6 +44,8 @@ def native_location(io: FileIO, path: str) -> tuple[pafs.FileSystem, str] | None
         scheme, netloc, probe = PyArrowFileIO.parse_location(f"{directory}/_", io.properties)
         if not probe.endswith("/_"):
             return None
+        if len(known) >= MAX_DIRECTORIES:
+            known.clear()
         hit = known[directory] = (io.fs_by_scheme(scheme, netloc), probe[:-1])
     filesystem, prefix = hit
     return filesystem, prefix + name

@@ -52,3 +52,14 @@ def test_unusual_locations_are_left_to_pyiceberg(location: str) -> None:
 
 def test_another_file_io_is_left_alone() -> None:
     assert native_location(FsspecFileIO({}), "/tmp/wh/metadata/m0.avro") is None
+
+
+def test_the_directories_remembered_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow_provider_amoro.optimizing import locations
+
+    monkeypatch.setattr(locations, "MAX_DIRECTORIES", 3)
+    io = PyArrowFileIO({})
+    for day in range(10):
+        path = f"/tmp/wh/data/day={day}/f.parquet"
+        assert native_location(io, path) == (io.fs_by_scheme("file", ""), path)
+    assert len(locations._directories[io]) <= 3
