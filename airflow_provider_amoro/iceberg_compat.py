@@ -54,6 +54,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
+from pyiceberg.avro.codecs.zstandard_codec import ZStandardCodec
 from pyiceberg.avro.decoder import new_decoder
 from pyiceberg.avro.encoder import BinaryEncoder
 from pyiceberg.avro.file import META_SCHEMA, SYNC_SIZE, AvroFile, AvroFileHeader
@@ -372,40 +373,34 @@ def _zstd_decompress(data: bytes) -> bytes:
 
 class _CachedReaderAvroFile(AvroFile[Any]):
     """``AvroFile`` whose reader tree is resolved once per distinct writer schema (then shared),
-    decoded from the file's bytes, fetched by the caller; :meth:`records` reads its blocks with
+    decoded from the file's bytes, fetched by the caller; :meth:`entries` reads its blocks with
     the codec resolved once per file."""
 
     def __init__(self, location: str, content: bytes, read_schema: Schema, **kwargs: Any) -> None:
         super().__init__(cast("InputFile", _Fetched(location)), read_schema, **kwargs)
         self._content = content
 
-    def records(self, *, keep_entry_bytes: bool = False) -> Iterator[Any]:
-        """Every record of every block, in order (as iterating ``AvroFile`` yields them).
+    def entries(self) -> Iterator[Any]:
+        """Every manifest entry of every block, in order (as iterating ``AvroFile`` yields them).
 
-        ``keep_entry_bytes``: the records are manifest entries; each one's encoded bytes are kept on
-        its ``data_file`` with the file's schema (:data:`_ENTRY_BYTES`), for writers of the same
-        schema to copy instead of encoding the file anew (:func:`batched_manifest_blocks`).
+        Each entry's encoded bytes are kept on its ``data_file`` with the file's schema
+        (:data:`_ENTRY_BYTES`), for writers of the same schema to copy instead of encoding the file
+        anew (:func:`batched_manifest_blocks`).
         """
-        from pyiceberg.avro.codecs.zstandard_codec import ZStandardCodec
-
         codec = self.header.compression_codec()
         decompress = _zstd_decompress if codec is ZStandardCodec else codec.decompress if codec else None
         decoder, reader, sync, end = self.decoder, self.reader, self.header.sync, len(self._content)
-        schema_key = self._schema_key if keep_entry_bytes else None
+        schema_key = self._schema_key
         while decoder.tell() < end:
             count = decoder.read_int()
             data = decoder.read_bytes()
             plain = decompress(data) if decompress is not None else data
             block = new_decoder(plain)
-            if schema_key is None:
-                for _ in range(count):
-                    yield reader.read(block)
-            else:
-                for _ in range(count):
-                    start = block.tell()
-                    entry = reader.read(block)
-                    setattr(entry.data_file, _ENTRY_BYTES, (schema_key, plain[start : block.tell()]))
-                    yield entry
+            for _ in range(count):
+                start = block.tell()
+                entry = reader.read(block)
+                setattr(entry.data_file, _ENTRY_BYTES, (schema_key, plain[start : block.tell()]))
+                yield entry
             if decoder.read(SYNC_SIZE) != sync:
                 raise ValueError(f"Avro file {self.input_file.location}: sync marker mismatch after a block")
 
@@ -458,6 +453,6 @@ def read_manifest_entries(
     ) as reader:
         return [
             inherit_from_manifest(entry, manifest)
-            for entry in reader.records(keep_entry_bytes=True)
+            for entry in reader.entries()
             if not discard_deleted or entry.status != ManifestEntryStatus.DELETED
         ]

@@ -3,7 +3,8 @@
 pyiceberg's ``PyArrowFileIO`` parses every location with ``urlparse`` before it opens it: for the
 thousands of one-entry manifests and few-KB data files of a streaming table's history that is a
 fifth of reading a manifest, and it ran on the reading thread, holding the GIL, once per file.
-:func:`native_location` resolves each directory once per FileIO and appends the file name.
+:func:`native_location` resolves each directory once per FileIO and appends the file name
+(unusual locations are parsed by pyiceberg as before).
 """
 
 from __future__ import annotations
@@ -26,15 +27,28 @@ MAX_DIRECTORIES = 10_000
 
 
 def native_location(io: FileIO, path: str) -> tuple[pafs.FileSystem, str] | None:
-    """The pyarrow filesystem and native path of ``path`` for a ``PyArrowFileIO`` (as its
-    ``new_input`` would resolve them), its directory resolved once per FileIO; None for another
-    FileIO, a relative path, or a file name that is not plain letters, digits, ``.``, ``_`` and
-    ``-`` (left to pyiceberg's own parsing)."""
+    """The pyarrow filesystem and native path of ``path`` for a ``PyArrowFileIO``, as its
+    ``new_input`` resolves them; None for another FileIO.
+
+    A plain file name (letters, digits, ``.``, ``_``, ``-``) in an absolute or scheme-qualified
+    directory takes the directory resolved once per FileIO; any other location is parsed by
+    pyiceberg, every time.
+    """
     if not isinstance(io, PyArrowFileIO):
         return None
     directory, _, name = path.rpartition("/")
-    if not _SIMPLE_NAME.match(name) or not (directory.startswith("/") or "://" in directory):
-        return None
+    if _SIMPLE_NAME.match(name) and (directory.startswith("/") or "://" in directory):
+        hit = _directory(io, directory)
+        if hit is not None:
+            filesystem, prefix = hit
+            return filesystem, prefix + name
+    scheme, netloc, native = PyArrowFileIO.parse_location(path, io.properties)
+    return io.fs_by_scheme(scheme, netloc), native
+
+
+def _directory(io: PyArrowFileIO, directory: str) -> tuple[pafs.FileSystem, str] | None:
+    """The filesystem of ``directory`` and its native path with a trailing ``/`` (remembered per
+    FileIO); None when pyiceberg would not parse ``directory/name`` as the directory plus the name."""
     with _directories_lock:
         known = _directories.setdefault(io, {})
     hit = known.get(directory)
@@ -47,5 +61,4 @@ def native_location(io: FileIO, path: str) -> tuple[pafs.FileSystem, str] | None
         if len(known) >= MAX_DIRECTORIES:
             known.clear()
         hit = known[directory] = (io.fs_by_scheme(scheme, netloc), probe[:-1])
-    filesystem, prefix = hit
-    return filesystem, prefix + name
+    return hit

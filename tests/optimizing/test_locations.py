@@ -46,8 +46,13 @@ def test_the_path_is_the_one_pyiceberg_opens(location: str) -> None:
         "x.parquet",
     ],
 )
-def test_unusual_locations_are_left_to_pyiceberg(location: str) -> None:
-    assert native_location(PyArrowFileIO(S3_PROPS), location) is None
+def test_unusual_locations_are_parsed_by_pyiceberg_every_time(location: str) -> None:
+    from airflow_provider_amoro.optimizing import locations
+
+    io = PyArrowFileIO(S3_PROPS)
+    scheme, netloc, path = PyArrowFileIO.parse_location(location, io.properties)
+    assert native_location(io, location) == (io.fs_by_scheme(scheme, netloc), path)
+    assert not locations._directories.get(io)  # no directory remembered for them
 
 
 def test_another_file_io_is_left_alone() -> None:

@@ -285,10 +285,12 @@ def test_a_snapshot_s_manifest_list_is_read_once(catalog: Catalog) -> None:
         cache.manifest_list(table.io, snapshot)
 
 
-def test_manifests_with_unusual_names_are_read_through_the_file_io(
+def test_manifests_with_unusual_names_are_read_where_pyiceberg_parses_them(
     sqlite_catalog: Catalog, tmp_path: Any
 ) -> None:
     import shutil
+
+    from pyiceberg.io.pyarrow import PyArrowFileIO
 
     from airflow_provider_amoro.optimizing.locations import native_location
     from airflow_provider_amoro.optimizing.manifests import _fetch
@@ -299,7 +301,8 @@ def test_manifests_with_unusual_names_are_read_through_the_file_io(
     assert native_location(table.io, plain) is not None  # the usual name: its directory resolved once
     odd = tmp_path / "m 1%20#x.avro"
     shutil.copy(plain.removeprefix("file://"), odd)
-    assert native_location(table.io, str(odd)) is None
+    scheme, netloc, path = PyArrowFileIO.parse_location(str(odd), table.io.properties)
+    assert native_location(table.io, str(odd)) == (table.io.fs_by_scheme(scheme, netloc), path)
     assert _fetch(table.io, str(odd)) == _fetch(table.io, plain)
     with pytest.raises(FileNotFoundError):
         _fetch(table.io, str(tmp_path / "missing-m0.avro"))

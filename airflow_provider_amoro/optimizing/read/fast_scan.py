@@ -33,7 +33,6 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
-from pyiceberg.io.pyarrow import PyArrowFileIO
 
 from airflow_provider_amoro.optimizing.locations import native_location
 from airflow_provider_amoro.optimizing.model import FileRef
@@ -258,16 +257,12 @@ def _fast_format() -> ds.ParquetFileFormat:
 
 def _dataset_paths(table: Table, data_files: Sequence[FileRef]) -> tuple[pafs.FileSystem, list[str]] | None:
     """The pyarrow filesystem and its paths for ``data_files`` (None: not all on one pyarrow FS)."""
-    io = table.io
-    if not isinstance(io, PyArrowFileIO):
-        return None
     filesystem: pafs.FileSystem | None = None
     paths = []
     for data in data_files:
-        located = native_location(io, data.path)
-        if located is None:
-            scheme, netloc, path = PyArrowFileIO.parse_location(data.path, io.properties)
-            located = io.fs_by_scheme(scheme, netloc), path
+        located = native_location(table.io, data.path)
+        if located is None:  # not pyiceberg's PyArrowFileIO
+            return None
         fs, path = located
         if filesystem is None:
             filesystem = fs
