@@ -226,9 +226,9 @@ class ScheduledMaintenance:
     :func:`scheduled_maintenance_class` adds (Airflow calls a ``post_execute`` method without the
     result).
 
-    Args:
-        maintenance_interval: minimum time between two runs of the action.
-        **kwargs: passed to the operator.
+    The builder sets ``maintenance_interval`` (minimum time between two runs of the action) on the
+    task it made: an ``__init__`` of the mixin would be one more level of Airflow's per-``__init__``
+    default-argument merging for every maintenance task of every DAG parsed.
     """
 
     task_id: str
@@ -245,16 +245,11 @@ class ScheduledMaintenance:
 def scheduled_maintenance_class(cls: type[Any]) -> type[Any]:
     """``cls`` with :class:`ScheduledMaintenance` mixed in, under the same name (shown in the UI).
 
-    The new class takes the keyword ``maintenance_interval`` besides ``cls``'s arguments. A class
-    that already has the mixin is returned as it is.
+    It takes ``cls``'s arguments; set ``maintenance_interval`` on each task made. A class that
+    already has the mixin is returned as it is.
     """
     if issubclass(cls, ScheduledMaintenance):
         return cls
-
-    def __init__(self: Any, *, maintenance_interval: timedelta, **kwargs: Any) -> None:
-        # its own __init__, so that Airflow's operator metaclass applies default_args to it
-        super(new_cls, self).__init__(**kwargs)
-        self.maintenance_interval = maintenance_interval
 
     def execute(self: Any, context: Any) -> Any:
         # in the class namespace, so that Airflow's operator metaclass guards it like any execute
@@ -262,8 +257,33 @@ def scheduled_maintenance_class(cls: type[Any]) -> type[Any]:
         MaintenanceRecorder(self.task_id, self.asset_uri)(context, result)
         return result
 
-    namespace = {"__doc__": cls.__doc__, "__module__": __name__, "__init__": __init__, "execute": execute}
+    namespace = {"__doc__": cls.__doc__, "__module__": __name__, "execute": execute}
     new_cls: type[Any] = type(cls.__name__, (ScheduledMaintenance, cls), namespace)
+    return new_cls
+
+
+class FailureBackoff:
+    """Mixin for the evaluate task of a generated DAG: skipped while the last failure's backoff runs.
+
+    A ``pre_execute`` method rather than a ``pre_execute=`` callable, for the reason
+    :class:`ScheduledMaintenance` gives (Airflow would serialize the callable's source).
+    """
+
+    asset_uri: str
+
+    def pre_execute(self, context: Any) -> None:
+        """Skip the task (and so the pipeline after it) before the recorded next attempt time."""
+        OptimizingBackoffCheck(self.asset_uri)(context)
+        super().pre_execute(context)  # type: ignore[misc]
+
+
+@lru_cache(maxsize=64)
+def failure_backoff_class(cls: type[Any]) -> type[Any]:
+    """``cls`` with :class:`FailureBackoff` mixed in, under the same name (shown in the UI)."""
+    if issubclass(cls, FailureBackoff):
+        return cls
+    namespace = {"__doc__": cls.__doc__, "__module__": __name__}
+    new_cls: type[Any] = type(cls.__name__, (FailureBackoff, cls), namespace)
     return new_cls
 
 
@@ -407,9 +427,8 @@ def build_table_dag(
         doc_md=doc,
     ) as dag:
         resolve = ops["resolve"](task_id="resolve", **common)
-        evaluate = ops["evaluate"](
+        evaluate = failure_backoff_class(ops["evaluate"])(
             task_id="evaluate",
-            pre_execute=OptimizingBackoffCheck(asset_uri),
             on_failure_callback=record_failure,
             on_success_callback=OptimizingFailureClearer(asset_uri, only_when_idle=True),
             **common,
@@ -441,10 +460,10 @@ def build_table_dag(
             task = scheduled_maintenance_class(ops[action])(
                 task_id=action,
                 trigger_rule=TriggerRule.NONE_FAILED,
-                maintenance_interval=interval,
                 **common,
                 **{OVERRIDES_KWARG: overrides},
             )
+            task.maintenance_interval = interval
             previous >> task
             previous = task
     return dag

@@ -85,6 +85,8 @@ class AmoroTableOperator(BaseOperator):
         property_defaults: Amoro properties applied *under* the table's own (a property the table
             sets wins); the DAG factory passes its ``defaults.properties``. Resolved at run time, so
             the generated DAG does not depend on the table's properties.
+        property_overrides: Amoro properties applied *over* the table's own (the DAG factory passes
+            its configured overrides to every task of a table's DAG).
         lease_owner: this deployment's name when tables are leased (``deployment`` in the DAG
             factory YAML): :meth:`hold_lease` skips the task while another deployment holds the
             table (see :mod:`airflow_provider_amoro.lease`). None: no lease.
@@ -106,6 +108,7 @@ class AmoroTableOperator(BaseOperator):
         table: str,
         amoro_conn_id: str = DEFAULT_CONN_ID,
         property_defaults: Mapping[str, str] | None = None,
+        property_overrides: Mapping[str, str] | None = None,
         lease_owner: str | None = None,
         **kwargs: Any,
     ) -> None:
@@ -114,6 +117,7 @@ class AmoroTableOperator(BaseOperator):
         self.table = table
         self.amoro_conn_id = amoro_conn_id
         self.property_defaults = dict(property_defaults or {})
+        self.property_overrides = dict(property_overrides or {})
         self._hook: AmoroCatalogHook | None = None
         declare_table_asset(self, amoro_conn_id, table, outlet=self.changes_table)
 

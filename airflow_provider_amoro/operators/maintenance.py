@@ -46,19 +46,12 @@ __all__ = [
 class _MaintenanceOperator(AmoroTableOperator):
     """Shared ``execute``: load, run the action, record, emit, return the metrics.
 
-    Args:
-        property_overrides: Amoro properties applied over the table's own (the DAG factory passes
-            its configured overrides, as it does to the optimizing operators).
-        **kwargs: passed to :class:`AmoroTableOperator`.
+    Takes :class:`AmoroTableOperator`'s arguments (``property_overrides`` among them).
     """
 
     template_fields: Sequence[str] = ("table", "amoro_conn_id")
     action: str = ""
     changes_table = True
-
-    def __init__(self, *, property_overrides: Mapping[str, str] | None = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.property_overrides = dict(property_overrides or {})
 
     def run_action(self, table: Table, context: Mapping[str, Any]) -> Any:
         """Run the engine action; returns its result object."""

@@ -144,10 +144,6 @@ class _OptimizingOperator(AmoroTableOperator):
 
     event_producer = PRODUCER_OPTIMIZER
 
-    def __init__(self, *, property_overrides: Mapping[str, str] | None = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.property_overrides = dict(property_overrides or {})
-
     def optimizing_config(self, table: Table, planned: Mapping[str, str] | None = None) -> OptimizingConfig:
         """The table's ``self-optimizing.*`` configuration with overrides applied.
 

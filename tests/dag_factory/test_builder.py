@@ -185,6 +185,27 @@ def test_sync_that_changes_only_costs_creates_no_new_dag_version(tmp_path: Path)
     assert serialized(1, False) == serialized(900 * 1024 * 1024, True)
 
 
+def test_serialized_table_dag_carries_no_python_source(tmp_path: Path) -> None:
+    """Hooks are operator methods: Airflow would serialize a ``pre_execute=`` callable as its source
+    (``inspect.getsource`` per task per parse), and a change to that source would make a new DAG
+    version of every table."""
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    dag = make(tmp_path, tables={"sales.orders": CachedTable("sales.orders")})["amoro__lake__sales__orders"]
+    tasks = {t["__var"]["task_id"]: t["__var"] for t in DagSerialization.to_dict(dag)["dag"]["tasks"]}
+    assert sorted(tasks) == ALL_TASKS
+    for task_id, fields in tasks.items():
+        hooks = {k for k in fields if k in ("_pre_execute_hook", "_post_execute_hook")}
+        assert not hooks, (task_id, hooks)
+        sources = [k for k, v in fields.items() if isinstance(v, str) and "def " in v]
+        assert not sources, (task_id, sources)
+    # the evaluate task still skips while a failure's backoff runs: the check is its method now
+    from airflow_provider_amoro.dag_factory.builder import FailureBackoff
+
+    assert type(dag.task_dict["evaluate"]).__name__ == "EvaluateOptimizingOperator"
+    assert isinstance(dag.task_dict["evaluate"], FailureBackoff)
+
+
 def test_property_changes_do_not_change_the_task_set(tmp_path: Path) -> None:
     off = {
         "gc.enabled": "false",

@@ -1,15 +1,20 @@
-"""Parsing ``dags/amoro_dags.py`` with 1,000 cached tables: under 3 s, and no catalog contacted.
+"""Parsing ``dags/amoro_dags.py`` with 1,000 cached tables: close to Airflow's own cost, no catalog contacted.
 
 The cache is synthetic (1,000 tables with properties and costs); the configuration is the example
 ``dags/amoro.yaml`` with watchers on and the default maintenance actions, pointed at an
 unreachable catalog connection, so any catalog call during parsing would fail the parse. Each
-measurement is a fresh Python process (``parse_timing.py``); the best of three is compared with
-the 3 s budget (see the test for how an overloaded or slower machine is accounted for: a fixed
-piece of Python work timed in the same process). Every table DAG has
-the same 11 tasks whatever its properties (resolve, the optimizing pipeline, its failure outcome and
-all five maintenance actions, which skip when off), so a worker on another host parses the DAG the
-scheduler saw; that costs about 2.2 s of CPU per 1,000 tables here, far under a third of Airflow's
-``dag_file_processor_timeout`` (50 s). Larger catalogs split over files with ``shards``.
+measurement is a fresh Python process (``parse_timing.py``) that times the parse, then the floor:
+the same number of DAGs of as many chained ``EmptyOperator`` tasks, Airflow's own cost of what the
+parse makes. The best of three parses must stay under twice the best floor (it is 1.3-1.5x here:
+asset schedules with watchers, a mapped task, callbacks), whatever the machine's speed or load; a
+ratio rather than seconds, because the 2-core VMs this runs on differ by 1.5x in how fast they run
+the same Airflow code, and a fixed piece of pure Python (the former calibration) did not follow it.
+
+Every table DAG has the same 11 tasks whatever its properties (resolve, the optimizing pipeline, its
+failure outcome and all five maintenance actions, which skip when off), so a worker on another host
+parses the DAG the scheduler saw; that costs about 2.7 s of CPU per 1,000 tables here (floor 1.9 s),
+far under a third of Airflow's ``dag_file_processor_timeout`` (50 s). Larger catalogs split over
+files with ``shards``.
 """
 
 from __future__ import annotations
@@ -26,11 +31,11 @@ from airflow_provider_amoro.dag_factory.cache import CachedTable, write_cache
 
 REPO = Path(__file__).resolve().parents[2]
 TABLES = 1000
-BUDGET_S = 3.0
-#: ``calibration_cpu_s`` (parse_timing.py) on a machine that parses 1,000 tables in about 2.2 s of
-#: CPU. Measured on the 2-core Xeon VM of 2026-11-30: the parse took 10-12x the calibration
-#: (3.5-4.7 s against 0.27-0.45 s), so 2.2 s of parse goes with about 0.2 s of calibration.
-CALIBRATION_REFERENCE_S = 0.2
+MAX_FLOOR_RATIO = 2.0
+"""The parse's CPU time over the floor's, at most (best of three each)."""
+
+MAX_CPU_S = 15.0
+"""An absolute ceiling besides: a third of ``dag_file_processor_timeout``, on any machine."""
 
 
 @pytest.fixture
@@ -74,27 +79,18 @@ def measure(env: dict[str, str], *extra: str) -> dict[str, float]:
     return result
 
 
-def test_parsing_1000_tables_takes_under_two_seconds(thousand_tables: dict[str, str]) -> None:
+def test_parsing_1000_tables_costs_less_than_twice_plain_airflow(thousand_tables: dict[str, str]) -> None:
     runs = [measure(thousand_tables) for _ in range(3)]
     for r in runs:
         assert r["dags"] == TABLES + 1  # every table plus amoro__catalog_sync
-    best_wall = min(r["wall_s"] for r in runs)
     best_cpu = min(r["cpu_s"] for r in runs)
+    best_floor = min(r["floor_cpu_s"] for r in runs)
+    ratio = best_cpu / best_floor
     print(
-        f"\nparse of dags/amoro_dags.py with {TABLES} tables: wall {[r['wall_s'] for r in runs]} s, "
-        f"cpu {[r['cpu_s'] for r in runs]} s (best wall {best_wall} s, best cpu {best_cpu} s)"
+        f"\nparse of dags/amoro_dags.py with {TABLES} tables: cpu {[r['cpu_s'] for r in runs]} s, "
+        f"wall {[r['wall_s'] for r in runs]} s; floor ({TABLES + 1} DAGs of plain tasks) cpu "
+        f"{[r['floor_cpu_s'] for r in runs]} s; best parse / best floor = {ratio:.2f}"
     )
-    # CPU time equals wall time on an idle machine. When more processes want the cores than there
-    # are (other test suites beside this one), both are inflated by context switches and cache
-    # misses that have nothing to do with the parse; and a slower machine (or a virtual one whose
-    # host is busy) runs the same Python slower. The budget scales with both (at most 3x): the load
-    # average per core, and a fixed piece of pure-Python work timed in the same process
-    # (``calibration_cpu_s``) against what it takes where the budget was set. A real regression (the
-    # parse doubling against the calibration) still fails.
-    overload = os.getloadavg()[0] / (os.cpu_count() or 1)
-    slowness = min(r["calibration_cpu_s"] for r in runs) / CALIBRATION_REFERENCE_S
-    budget = BUDGET_S * min(3.0, max(1.0, overload, slowness))
-    print(f"load average / cores = {overload:.1f}, Python {slowness:.2f}x slower: budget {budget:.1f} s")
-    assert best_cpu < budget, (runs, overload, slowness)
-    if overload < 1:
-        assert best_wall < BUDGET_S * min(3.0, max(1.0, slowness)), (runs, overload, slowness)
+    # both in the same processes, interleaved: a slower or busier machine slows both alike
+    assert ratio < MAX_FLOOR_RATIO, runs
+    assert best_cpu < MAX_CPU_S, runs
