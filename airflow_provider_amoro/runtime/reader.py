@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_amoro.assets import ICEBERG_SCHEME, parse_table_asset_uri, table_asset_uri
-from airflow_provider_amoro.optimizing.model import IOCounters, OptimizingPlan, RewriteTask, TaskResult
+from airflow_provider_amoro.io_counters import IOCounters
 from airflow_provider_amoro.runtime.state import (
     KEY_EVALUATION,
     KEY_FAILURE,
@@ -246,6 +246,10 @@ def _task_records(
     plan: dict[str, Any], exec_tis: list[_TI], results: dict[tuple[str, int], Any]
 ) -> list[TaskRecord]:
     """One record per planned task: planned inputs, then the worker's ``TaskResult`` when it reported."""
+    # the engine's model loads pyiceberg: imported where it is used (the reader's importers, the
+    # operators among them, load on every DAG parse)
+    from airflow_provider_amoro.optimizing.model import RewriteTask, TaskResult
+
     plan_tasks = {int(t.get("task_id", i)): t for i, t in enumerate(plan.get("tasks") or [])}
     by_map = {t.map_index: t for t in exec_tis}
     tasks: list[TaskRecord] = []
@@ -326,6 +330,8 @@ def _process_from_run(
     proc.status = status.value
     if plan:
         # the header through the engine's own reader (tasks may be references into the plan store)
+        from airflow_provider_amoro.optimizing.model import OptimizingPlan
+
         header = OptimizingPlan.from_dict({**plan, "tasks": []})
         proc.kind = None if header.kind is None else header.kind.value
         proc.base_snapshot_id = header.base_snapshot_id

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import Any, TypeVar
 
-from airflow_provider_amoro.optimizing.model import IOCounters
+from airflow_provider_amoro.io_counters import IOCounters
 
 KEY_STATUS = "amoro.status"
 KEY_EVALUATION = "amoro.evaluation"
@@ -212,7 +212,7 @@ class TaskRecord(_Record, IOCounters):
         status: ``SUCCESS``, ``FAILED``, ``RUNNING`` or ``PLANNED``.
         attempts: task-instance tries (from Airflow, when known).
         input_files, input_bytes, input_records, output_files, output_bytes, output_records: the
-            task's :class:`~airflow_provider_amoro.optimizing.model.IOCounters`.
+            task's :class:`~airflow_provider_amoro.io_counters.IOCounters`.
         duration_s: execution time of the successful attempt.
         airflow_state: the Airflow task-instance state, when the run is still known.
     """
@@ -246,7 +246,7 @@ class ProcessRecord(IOCounters):
         plan_time_ms, end_time_ms: epoch milliseconds.
         task_count: tasks in the plan.
         input_files, input_bytes, input_records, output_files, output_bytes, output_records: the
-            process's :class:`~airflow_provider_amoro.optimizing.model.IOCounters` totals.
+            process's :class:`~airflow_provider_amoro.io_counters.IOCounters` totals.
         failure: failure message (None when not failed).
         summary: further metrics (partitions, health score before, …).
         tasks: per-task records.
