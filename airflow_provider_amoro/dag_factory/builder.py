@@ -257,9 +257,15 @@ def scheduled_maintenance_class(cls: type[Any]) -> type[Any]:
         MaintenanceRecorder(self.task_id, self.asset_uri)(context, result)
         return result
 
-    namespace = {"__doc__": cls.__doc__, "__module__": __name__, "execute": execute}
-    new_cls: type[Any] = type(cls.__name__, (ScheduledMaintenance, cls), namespace)
+    new_cls = _mixed_in(ScheduledMaintenance, cls, execute=execute)
     return new_cls
+
+
+def _mixed_in(mixin: type[Any], cls: type[Any], **methods: Any) -> type[Any]:
+    """``cls`` with ``mixin`` before it (and ``methods`` in the new class's own namespace), under
+    ``cls``'s name and docstring, so Airflow's UI shows the operator it knows."""
+    namespace = {"__doc__": cls.__doc__, "__module__": __name__, **methods}
+    return type(cls.__name__, (mixin, cls), namespace)
 
 
 class FailureBackoff:
@@ -280,11 +286,7 @@ class FailureBackoff:
 @lru_cache(maxsize=64)
 def failure_backoff_class(cls: type[Any]) -> type[Any]:
     """``cls`` with :class:`FailureBackoff` mixed in, under the same name (shown in the UI)."""
-    if issubclass(cls, FailureBackoff):
-        return cls
-    namespace = {"__doc__": cls.__doc__, "__module__": __name__}
-    new_cls: type[Any] = type(cls.__name__, (FailureBackoff, cls), namespace)
-    return new_cls
+    return cls if issubclass(cls, FailureBackoff) else _mixed_in(FailureBackoff, cls)
 
 
 class _Operators(dict[str, Any]):
